@@ -1,0 +1,189 @@
+"""The one entry point: `colossus COMMAND`.
+
+    colossus speedrun --preset cpu           the whole chain on the embedded default
+    colossus data world --out DIR            write the synthetic world as jsonl
+    colossus data tokenizer / data shards    tokenizer and token shards from a corpus
+    colossus train / sft                     one training stage
+    colossus eval --model DIR                the truth report of a model
+    colossus chat --model DIR                talk to a model in the terminal
+
+A problem the user can fix is reported in one line on stderr with exit code 2; no traceback."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from colossus.errors import ColossusError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line."""
+
+    def error(self, message: str):
+        self.exit(2, f"colossus: error: {message} (see `{self.prog} --help`)\n")
+
+
+def add_config_args(p: argparse.ArgumentParser, default_preset: str | None = "cpu") -> None:
+    p.add_argument("--preset", default=default_preset, help="named configuration: tiny, cpu or gpu")
+    p.add_argument("--config", type=Path, help="TOML file overriding preset fields")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="override one field, e.g. --set pretrain.lr=0.004 (repeatable)")
+
+
+def cmd_speedrun(a) -> int:
+    from colossus.config import load_config
+    from colossus.speedrun import run_speedrun
+
+    cfg = None if a.resume else load_config(a.preset, a.config, a.overrides)
+    if a.resume and (a.config or a.overrides):
+        raise ColossusError("--resume continues a run with its saved config; --config/--set cannot change it")
+    chat = False if a.no_chat else None
+    run_speedrun(cfg, runs=a.runs, name=a.name, resume=a.resume, chat=chat)
+    return 0
+
+
+def cmd_data_world(a) -> int:
+    from colossus.world.build import WorldConfig, generate
+
+    cfg = WorldConfig(seed=a.seed, entities=a.entities, docs_per_entity=a.docs_per_entity)
+    generate(a.out, cfg)
+    return 0
+
+
+def cmd_data_tokenizer(a) -> int:
+    from colossus.data.corpus import read_corpus
+    from colossus.data.prepare import train_tokenizer
+
+    if a.vocab_size < 300:
+        raise ColossusError("--vocab-size must be at least 300 (256 bytes + special tokens + merges)")
+    train_tokenizer(read_corpus(a.corpus, a.text_field), a.out, a.vocab_size)
+    return 0
+
+
+def cmd_data_shards(a) -> int:
+    from colossus.data.corpus import read_corpus
+    from colossus.data.prepare import pretrain_shards
+    from colossus.data.tokenizer import Tokenizer
+
+    pretrain_shards(read_corpus(a.corpus, a.text_field), Tokenizer.load(a.tokenizer), a.out)
+    return 0
+
+
+def train_stage(a, stage: str) -> int:
+    from colossus.config import load_config
+    from colossus.data.tokenizer import Tokenizer
+    from colossus.speedrun import model_config
+    from colossus.train.trainer import train
+
+    cfg = load_config(a.preset, a.config, a.overrides)
+    tok = Tokenizer.load(a.tokenizer)
+    init = None
+    if a.init is not None:
+        from colossus.model.io import WEIGHTS, resolve_model_dir
+
+        init = resolve_model_dir(a.init) / WEIGHTS
+    train(a.out, model_config(cfg, tok), getattr(cfg, stage), a.data, label=stage, init_from=init,
+          resume=a.resume, val_data=a.val_data)
+    return 0
+
+
+def cmd_eval(a) -> int:
+    from colossus.evals.report import evaluate, format_report, write_report
+
+    report, graded = evaluate(a.model, a.world, a.split, a.device)
+    print(format_report(report))
+    if a.out is not None:
+        write_report(a.out, report, graded)
+        print(f"written to {a.out}/report.json and report.md")
+    return 0
+
+
+def cmd_chat(a) -> int:
+    from colossus.terminal_chat import LocalBackend, chat_loop
+
+    if a.temperature < 0:
+        raise ColossusError("--temperature must be >= 0")
+    backend = LocalBackend(a.model, a.device)
+    print(f"Chatting with {a.model}. /help for commands, /exit to leave.")
+    chat_loop(backend, system=a.system, temperature=a.temperature)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="colossus", description="Train and serve a truth-seeking assistant.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    s = sub.add_parser("speedrun", help="world -> tokenizer -> pretrain -> fine-tune -> report -> chat")
+    add_config_args(s)
+    s.add_argument("--runs", type=Path, default=Path("runs"), help="where runs are kept (default: runs)")
+    s.add_argument("--name", help="run name (default: PRESET-DATE-TIME)")
+    s.add_argument("--resume", action="store_true", help="continue runs/latest (or --name) where it stopped")
+    s.add_argument("--no-chat", action="store_true", help="exit after the report instead of opening the chat")
+    s.set_defaults(func=cmd_speedrun)
+
+    d = sub.add_parser("data", help="build the data: world, tokenizer, shards")
+    dsub = d.add_subparsers(dest="data_command", required=True, parser_class=Parser)
+    w = dsub.add_parser("world", help="write the synthetic world as jsonl")
+    w.add_argument("--out", type=Path, required=True)
+    w.add_argument("--entities", type=int, default=1000)
+    w.add_argument("--docs-per-entity", type=int, default=8)
+    w.add_argument("--seed", type=int, default=1337)
+    w.set_defaults(func=cmd_data_world)
+    t = dsub.add_parser("tokenizer", help="train a byte-level BPE tokenizer on a corpus")
+    t.add_argument("--corpus", type=Path, required=True, help=".txt / .jsonl / .parquet file or directory")
+    t.add_argument("--out", type=Path, required=True, help="tokenizer.json to write")
+    t.add_argument("--vocab-size", type=int, default=8192)
+    t.add_argument("--text-field", default="text", help="jsonl field / parquet column holding the text")
+    t.set_defaults(func=cmd_data_tokenizer)
+    sh = dsub.add_parser("shards", help="tokenize a corpus into token shards")
+    sh.add_argument("--corpus", type=Path, required=True)
+    sh.add_argument("--tokenizer", type=Path, required=True)
+    sh.add_argument("--out", type=Path, required=True)
+    sh.add_argument("--text-field", default="text")
+    sh.set_defaults(func=cmd_data_shards)
+
+    for stage, helptext in (("train", "pretrain a model on token shards"),
+                            ("sft", "fine-tune a model on packed chat shards")):
+        tr = sub.add_parser(stage, help=helptext)
+        add_config_args(tr)
+        tr.add_argument("--data", type=Path, required=True, help="token shard directory")
+        tr.add_argument("--tokenizer", type=Path, required=True)
+        tr.add_argument("--out", type=Path, required=True, help="stage directory (checkpoints, metrics)")
+        tr.add_argument("--init", type=Path, help="model directory or checkpoint to start from")
+        tr.add_argument("--val-data", type=Path, help="shards for a held-out loss")
+        tr.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+        tr.set_defaults(func=lambda a, s=("pretrain" if stage == "train" else "sft"): train_stage(a, s))
+
+    e = sub.add_parser("eval", help="the truth report of a model on a world's held-out split")
+    e.add_argument("--model", type=Path, required=True, help="model directory, or a run directory")
+    e.add_argument("--world", type=Path, help="world directory (default: the one beside the model)")
+    e.add_argument("--split", default="test", help="test (default) or val")
+    e.add_argument("--out", type=Path, help="also write report.json / report.md here")
+    e.add_argument("--device", default="cpu")
+    e.set_defaults(func=cmd_eval)
+
+    c = sub.add_parser("chat", help="chat with a model in the terminal")
+    c.add_argument("--model", type=Path, required=True, help="model directory, or a run directory")
+    c.add_argument("--system", help="system prompt")
+    c.add_argument("--temperature", type=float, default=0.7)
+    c.add_argument("--device", default="cpu")
+    c.set_defaults(func=cmd_chat)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ColossusError as e:
+        print(f"colossus: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ncolossus: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Run configuration: one dataclass per stage, gathered in a RunConfig, with named presets.
+
+    colossus speedrun --preset cpu                       the embedded default on 2 CPU cores
+    colossus speedrun --preset cpu --config my.toml      a TOML file overrides any field
+    colossus speedrun --preset cpu --set pretrain.lr=0.004 --set world.entities=800
+
+A TOML file has one table per stage ([world], [model], [pretrain], [sft], [data]) holding the fields
+of that stage's dataclass."""
+
+from __future__ import annotations
+
+import copy
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+
+from colossus.errors import ColossusError
+from colossus.train.config import TrainConfig
+from colossus.world.build import WorldConfig
+
+
+@dataclass
+class ModelShape:
+    """The model's shape; the vocabulary size comes from the tokenizer."""
+
+    n_layer: int = 4
+    d_model: int = 192
+    n_head: int = 4
+    n_kv_head: int = 4
+    seq_len: int = 128
+    mlp: str = "relu2"
+
+
+@dataclass
+class DataConfig:
+    vocab_size: int = 2048
+    """BPE vocabulary, special tokens included."""
+    pretrain_chat_frac: float = 0.8
+    """Share of the chat data mixed into pretraining (the rest is for fine-tuning). Q&A seen while the
+    facts are being stored teaches a small model to answer about facts it only read."""
+    sft_doc_replay: float = 0.5
+    """Documents replayed during fine-tuning, per conversation, so fine-tuning does not erase facts."""
+
+
+@dataclass
+class RunConfig:
+    preset: str
+    world: WorldConfig = field(default_factory=WorldConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelShape = field(default_factory=ModelShape)
+    pretrain: TrainConfig = field(default_factory=TrainConfig)
+    sft: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunConfig:
+        cfg = cls(preset=d.get("preset", "custom"))
+        apply_tables(cfg, {k: v for k, v in d.items() if k != "preset"})
+        return cfg
+
+
+PRESETS: dict[str, RunConfig] = {
+    # the end-to-end test: every stage, in about a minute
+    "tiny": RunConfig(
+        "tiny",
+        world=WorldConfig(entities=60, docs_per_entity=6, qa_per_entity=2, unknown_names=1.0,
+                          premise_per_entity=0.5, eval_known=30, eval_unknown=30, eval_premise=20,
+                          heldout_docs=20),
+        data=DataConfig(vocab_size=512),
+        model=ModelShape(n_layer=2, d_model=64, n_head=2, n_kv_head=1, seq_len=96),
+        pretrain=TrainConfig(steps=40, batch_size=8, warmup_steps=5, log_every=10, eval_every=20,
+                             ckpt_every=20),
+        sft=TrainConfig(steps=10, batch_size=8, lr=1e-3, embed_lr=1e-2, head_lr=1e-3, warmup_steps=2,
+                        log_every=5, eval_every=0, ckpt_every=5),
+    ),
+    # the embedded default: `make speedrun` on 2 CPU cores
+    "cpu": RunConfig(
+        "cpu",
+        world=WorldConfig(entities=600, docs_per_entity=60, qa_per_entity=8, unknown_names=5.0,
+                          premise_per_entity=3.0),
+        data=DataConfig(vocab_size=2048, pretrain_chat_frac=0.8, sft_doc_replay=0.5),
+        model=ModelShape(n_layer=4, d_model=192, n_head=4, n_kv_head=4, seq_len=128),
+        pretrain=TrainConfig(steps=0, batch_size=32, muon=True, warmup_steps=30, log_every=25,
+                             eval_every=100, ckpt_every=100),
+        sft=TrainConfig(steps=0, batch_size=32, muon=True, lr=1e-3, embed_lr=1e-2, head_lr=1e-3,
+                        muon_lr=0.005, warmup_steps=5, decay_frac=0.5, log_every=10, eval_every=0,
+                        ckpt_every=50),
+    ),
+    # one GPU: a larger world and model, the same recipe
+    "gpu": RunConfig(
+        "gpu",
+        world=WorldConfig(entities=20000, docs_per_entity=60, qa_per_entity=8, unknown_names=5.0,
+                          premise_per_entity=3.0, eval_known=1000, eval_unknown=1000, eval_premise=600),
+        data=DataConfig(vocab_size=16384),
+        model=ModelShape(n_layer=12, d_model=768, n_head=6, n_kv_head=6, seq_len=512, mlp="relu2"),
+        pretrain=TrainConfig(steps=0, batch_size=64, muon=True, warmup_steps=100, log_every=50,
+                             eval_every=500, ckpt_every=500),
+        sft=TrainConfig(steps=0, batch_size=64, muon=True, lr=5e-4, embed_lr=5e-3, head_lr=5e-4,
+                        muon_lr=0.005, warmup_steps=20, decay_frac=0.5, log_every=20, eval_every=0,
+                        ckpt_every=200),
+    ),
+}
+
+
+def parse_value(text: str):
+    """'3' -> 3, '0.5' -> 0.5, 'true' -> True, anything else stays a string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def apply_tables(cfg: RunConfig, tables: dict) -> None:
+    for section, values in tables.items():
+        target = getattr(cfg, section, None)
+        if not is_dataclass(target):
+            raise ColossusError(f"unknown config section [{section}]: use world, data, model, pretrain or sft")
+        if not isinstance(values, dict):
+            raise ColossusError(f"config section [{section}] must be a table of fields")
+        names = {f.name: f for f in fields(target)}
+        for k, v in values.items():
+            if k not in names:
+                raise ColossusError(f"unknown field {section}.{k}; fields are: {', '.join(sorted(names))}")
+            current = getattr(target, k)
+            if isinstance(current, bool) and not isinstance(v, bool) or \
+                    isinstance(current, (int, float)) and not isinstance(current, bool) and \
+                    (isinstance(v, bool) or not isinstance(v, (int, float))) or \
+                    isinstance(current, str) and not isinstance(v, str):
+                raise ColossusError(f"{section}.{k} must be {type(current).__name__}, not {v!r}")
+            setattr(target, k, type(current)(v) if isinstance(current, float) else v)
+        if hasattr(target, "__post_init__"):
+            target.__post_init__()
+
+
+def load_config(preset: str, config_file: str | Path | None = None, overrides: list[str] = ()) -> RunConfig:
+    if preset not in PRESETS:
+        raise ColossusError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    cfg = copy.deepcopy(PRESETS[preset])
+    if config_file is not None:
+        try:
+            tables = tomllib.loads(Path(config_file).read_text())
+        except FileNotFoundError as e:
+            raise ColossusError(f"config file {config_file} does not exist") from e
+        except tomllib.TOMLDecodeError as e:
+            raise ColossusError(f"config file {config_file} is not valid TOML: {e}") from e
+        apply_tables(cfg, tables)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not sep or not dot:
+            raise ColossusError(f"--set {item!r}: write SECTION.FIELD=VALUE, e.g. pretrain.lr=0.004")
+        apply_tables(cfg, {section: {name: parse_value(value)}})
+    return cfg

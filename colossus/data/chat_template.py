@@ -1,0 +1,68 @@
+"""The chat template, defined here and nowhere else.
+
+    <|bos|><|system|>…<|end|><|user|>…<|end|><|assistant|>…<|end|><|tool_call|>…<|end|><|tool_result|>…<|end|>
+
+A message is {"role": system | user | assistant | tool_call | tool, "content": str}. tool_call is
+the assistant calling a tool (its content a JSON string); tool is the tool's result. Rendering is
+lossless: parse(render(messages)) == messages."""
+
+from __future__ import annotations
+
+from colossus.data.tokenizer import Tokenizer
+from colossus.errors import ColossusError
+
+ROLE_TOKENS = {"system": "<|system|>", "user": "<|user|>", "assistant": "<|assistant|>",
+               "tool_call": "<|tool_call|>", "tool": "<|tool_result|>"}
+TRAINED_ROLES = ("assistant", "tool_call")  # what the model writes, and so what fine-tuning trains on
+
+
+def check_messages(messages: list[dict]) -> None:
+    if not isinstance(messages, list) or not messages:
+        raise ColossusError("a conversation is a non-empty list of messages")
+    for m in messages:
+        if not isinstance(m, dict) or m.get("role") not in ROLE_TOKENS or not isinstance(m.get("content"), str):
+            raise ColossusError(f"bad message {m!r}: need a role in {sorted(ROLE_TOKENS)} and string content")
+
+
+def render(tok: Tokenizer, messages: list[dict]) -> tuple[list[int], list[int]]:
+    """ids of a whole conversation, and a mask that is 1 on tokens the model must learn to write
+    (the content of assistant and tool_call messages and the <|end|> that closes them)."""
+    check_messages(messages)
+    ids, mask = [tok.bos], [0]
+    for m in messages:
+        body = tok.encode(m["content"]) + [tok.end]
+        trained = int(m["role"] in TRAINED_ROLES)
+        ids += [tok.special[ROLE_TOKENS[m["role"]]]] + body
+        mask += [0] + [trained] * len(body)
+    return ids, mask
+
+
+def render_prompt(tok: Tokenizer, messages: list[dict]) -> list[int]:
+    """ids that ask the model for the next assistant message."""
+    if messages:
+        check_messages(messages)
+    ids = [tok.bos]
+    for m in messages:
+        ids += [tok.special[ROLE_TOKENS[m["role"]]]] + tok.encode(m["content"]) + [tok.end]
+    return ids + [tok.special["<|assistant|>"]]
+
+
+def parse(tok: Tokenizer, ids: list[int]) -> list[dict]:
+    """The inverse of render: ids -> messages."""
+    role_of = {tok.special[t]: r for r, t in ROLE_TOKENS.items()}
+    messages, role, body = [], None, []
+    for i in ids:
+        if i == tok.bos and role is None:
+            continue
+        if role is None:
+            if i not in role_of:
+                raise ColossusError(f"expected a role token, found id {i}")
+            role, body = role_of[i], []
+        elif i == tok.end:
+            messages.append({"role": role, "content": tok.decode(body)})
+            role = None
+        else:
+            body.append(i)
+    if role is not None:
+        raise ColossusError("conversation ends inside a message (no <|end|>)")
+    return messages

@@ -1,0 +1,145 @@
+"""The evaluation report of a trained model: the truth scorecard and bits-per-byte, written as
+report.json, a readable report.md and a loss-curve plot (loss.png).
+
+    colossus eval --model runs/latest          prints the report for the run's model"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from colossus.data.tokenizer import Tokenizer
+from colossus.errors import ColossusError
+from colossus.evals.bpb import bits_per_byte
+from colossus.evals.truth import truth_report
+from colossus.model.io import TOKENIZER, load_model, resolve_model_dir
+from colossus.train.progress import read_metrics
+from colossus.world.build import read_jsonl, write_jsonl
+
+RATES = [("known_accuracy", "known facts answered correctly", "higher"),
+         ("known_abstain_rate", "known facts declined", "lower"),
+         ("abstain_rate", "unknown names: said 'I don't know'", "higher"),
+         ("hallucination_rate", "unknown names: invented an answer", "lower"),
+         ("false_premise_rate", "false premises corrected", "higher"),
+         ("true_premise_rate", "true premises accepted and answered", "higher"),
+         ("known_ece", "calibration error on known facts", "lower"),
+         ("bpb", "bits per byte, held-out documents", "lower")]
+
+
+def find_world(model_dir: Path, world: str | Path | None) -> Path:
+    if world is not None:
+        w = Path(world)
+        if not (w / "world.json").exists():
+            raise ColossusError(f"{w} is not a world directory (no world.json): write one with `colossus data world`")
+        return w
+    for cand in (model_dir / "world", model_dir.parent / "world"):
+        if (cand / "world.json").exists():
+            return cand
+    raise ColossusError(f"no world found beside {model_dir}: pass --world DIR")
+
+
+def evaluate(model_path: str | Path, world: str | Path | None = None, split: str = "test",
+             device: str = "cpu") -> tuple[dict, list[dict]]:
+    """(report, graded items) for a model directory on a world's held-out split."""
+    model_dir = resolve_model_dir(model_path)
+    world_dir = find_world(model_dir, world)
+    tok = Tokenizer.load(model_dir / TOKENIZER)
+    model = load_model(model_dir, device)
+    if tok.vocab_size > model.cfg.vocab_size:
+        raise ColossusError(f"tokenizer in {model_dir} has {tok.vocab_size} tokens, more than the model's "
+                            f"{model.cfg.vocab_size}")
+    if split not in ("val", "test"):
+        raise ColossusError(f"--split must be val or test, not {split!r}")
+    items = read_jsonl(world_dir / f"eval_{split}.jsonl")
+    t0 = time.time()
+    with torch.inference_mode():
+        truth = truth_report(model, tok, items, device=device)
+        held = [d["text"] for d in read_jsonl(world_dir / "heldout_documents.jsonl")]
+        bpb = bits_per_byte(model, tok, held, device=device)
+    graded = truth.pop("items")
+    training = {}
+    if (model_dir / "training.json").exists():
+        training = json.loads((model_dir / "training.json").read_text())
+    report = {**truth, "bpb": round(bpb, 4), "params": model.num_params(),
+              "train_seconds": training.get("train_seconds"),
+              "tokens_per_second": training.get("tokens_per_second"),
+              "split": split, "model": str(model_dir), "world": str(world_dir),
+              "eval_seconds": round(time.time() - t0, 2), "training": training}
+    return report, graded
+
+
+def plot_loss(run_dir: Path, out: Path) -> bool:
+    """Loss against step for pretraining and fine-tuning (with validation loss where measured)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stages = [(s, read_metrics(run_dir / s / "metrics.jsonl")) for s in ("pretrain", "sft")]
+    stages = [(s, m) for s, m in stages if m]
+    if not stages:
+        return False
+    fig, axes = plt.subplots(1, len(stages), figsize=(5.5 * len(stages), 3.8), squeeze=False)
+    for ax, (name, rows) in zip(axes[0], stages, strict=True):
+        train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
+        val = [(r["step"], r["val_loss"]) for r in rows if "val_loss" in r]
+        ax.plot(*zip(*train, strict=True), label="train loss", color="#1f77b4")
+        if val:
+            ax.plot(*zip(*val, strict=True), "o-", label="held-out loss", color="#d62728", markersize=3)
+        ax.set_title({"pretrain": "pretraining", "sft": "chat fine-tuning"}[name])
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss (nats/token)")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def format_report(r: dict) -> str:
+    lines = [f"Truth report ({r['split']} split, {r['params'] / 1e6:.2f}M parameters)"]
+    for key, label, better in RATES:
+        v = r.get(key)
+        if v is not None:
+            lines.append(f"  {label:<40} {v:>7.3f}   ({better} is better)")
+    if r.get("train_seconds") is not None:
+        lines.append(f"  training: {r['train_seconds']:.0f} s at {r['tokens_per_second']:,.0f} tokens/s")
+    c = r.get("counts", {})
+    lines.append("  questions: " + ", ".join(f"{k} {v['total']}" for k, v in c.items()))
+    return "\n".join(lines)
+
+
+def report_markdown(r: dict, graded: list[dict], has_plot: bool) -> str:
+    md = [f"# Truth report: `{r['model']}`", "",
+          f"Held-out **{r['split']}** split of `{r['world']}` (never trained on). "
+          f"{r['params']:,} parameters.", "", "| measure | value | better |", "|---|---:|---|"]
+    for key, label, better in RATES:
+        if r.get(key) is not None:
+            md.append(f"| {label} (`{key}`) | {r[key]:.3f} | {better} |")
+    if r.get("train_seconds") is not None:
+        md += ["", f"Training took {r['train_seconds']:.0f} s at {r['tokens_per_second']:,.0f} tokens/s."]
+    if has_plot:
+        md += ["", "![loss curves](loss.png)"]
+    md += ["", "## Examples", ""]
+    for kind in ("known", "unknown", "false_premise", "true_premise"):
+        rows = [g for g in graded if g["kind"] == kind][:4]
+        if rows:
+            md += [f"### {kind}", "", "| question | reply | grade |", "|---|---|---|"]
+            md += [f"| {g['question']} | {g['reply'].replace('|', '/')} | {g['grade']} |" for g in rows]
+            md.append("")
+    return "\n".join(md) + "\n"
+
+
+def write_report(out_dir: Path, report: dict, graded: list[dict], run_dir: Path | None = None) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    has_plot = plot_loss(run_dir, out_dir / "loss.png") if run_dir is not None else False
+    tmp = out_dir / "report.json.tmp"
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    tmp.replace(out_dir / "report.json")
+    write_jsonl(out_dir / "eval_items.jsonl", graded)
+    (out_dir / "report.md").write_text(report_markdown(report, graded, has_plot))

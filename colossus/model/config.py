@@ -1,0 +1,89 @@
+"""The model's shape: one dataclass, saved beside the weights as config.json."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from colossus.errors import ColossusError
+
+
+@dataclass
+class ModelConfig:
+    """Shape of a decoder-only GPT."""
+
+    vocab_size: int = 4096
+    """Rows of the embedding and of the output head (the tokenizer's size, padded)."""
+    seq_len: int = 256
+    """Longest sequence the model is trained on; RoPE tables are sized from it."""
+    n_layer: int = 4
+    """Transformer blocks."""
+    d_model: int = 256
+    """Width of the residual stream."""
+    n_head: int = 4
+    """Query heads; head_dim = d_model // n_head."""
+    n_kv_head: int = 4
+    """Key/value heads (grouped-query attention when fewer than n_head)."""
+    mlp: str = "relu2"
+    """'relu2' (squared ReLU) or 'swiglu' (gated)."""
+    mlp_ratio: float = 4.0
+    """Hidden width of the MLP over d_model (swiglu uses 2/3 of it per branch)."""
+    rope_theta: float = 10000.0
+    """RoPE base."""
+    qk_norm: bool = True
+    """RMS-normalise queries and keys per head before attention."""
+    norm_eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.n_head:
+            raise ColossusError(f"d_model {self.d_model} is not divisible by n_head {self.n_head}")
+        if self.n_head % self.n_kv_head:
+            raise ColossusError(f"n_head {self.n_head} is not divisible by n_kv_head {self.n_kv_head}")
+        if (self.d_model // self.n_head) % 2:
+            raise ColossusError("head_dim must be even for RoPE")
+        if self.mlp not in ("relu2", "swiglu"):
+            raise ColossusError(f"mlp must be 'relu2' or 'swiglu', not {self.mlp!r}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_head
+
+    @property
+    def mlp_hidden(self) -> int:
+        hidden = int(self.mlp_ratio * self.d_model)
+        if self.mlp == "swiglu":
+            hidden = int(2 * hidden / 3)
+        return (hidden + 31) // 32 * 32
+
+    @classmethod
+    def from_depth(cls, depth: int, vocab_size: int, seq_len: int, aspect: int = 64, **kw) -> ModelConfig:
+        """One dial: width = depth * aspect, heads of 64 (or fewer when narrow)."""
+        d_model = depth * aspect
+        head_dim = 64 if d_model >= 256 else 32
+        n_head = max(1, d_model // head_dim)
+        return cls(vocab_size=vocab_size, seq_len=seq_len, n_layer=depth, d_model=d_model,
+                   n_head=n_head, n_kv_head=kw.pop("n_kv_head", n_head), **kw)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ColossusError(f"unknown model config keys: {sorted(unknown)}")
+        return cls(**d)
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> ModelConfig:
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except FileNotFoundError as e:
+            raise ColossusError(f"no model config at {path}") from e
+        except (json.JSONDecodeError, TypeError) as e:
+            raise ColossusError(f"model config {path} is not valid JSON: {e}") from e

@@ -1,0 +1,65 @@
+"""A model directory: model.safetensors + config.json (+ tokenizer.json). Never pickle."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from colossus.errors import ColossusError
+from colossus.model.config import ModelConfig
+from colossus.model.gpt import GPT
+
+WEIGHTS, CONFIG, TOKENIZER = "model.safetensors", "config.json", "tokenizer.json"
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """Accept a model directory, or a run directory that holds one in model/."""
+    p = Path(path)
+    if not p.exists():
+        raise ColossusError(f"no model at {p}: the path does not exist")
+    for cand in (p, p / "model"):
+        if (cand / WEIGHTS).exists() and (cand / CONFIG).exists():
+            return cand
+    raise ColossusError(f"no model at {p}: expected {WEIGHTS} and {CONFIG} (train one with `colossus speedrun`)")
+
+
+def save_weights(path: Path, model: GPT) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp), metadata={"format": "pt"})
+    tmp.replace(path)
+
+
+def load_weights(path: Path, model: GPT) -> None:
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise ColossusError(f"weights {path} are corrupt or unreadable: {e}") from e
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ColossusError(f"weights {path} do not match the config: missing {missing[:3]}, "
+                            f"unexpected {unexpected[:3]}")
+
+
+def save_model(out: str | Path, model: GPT, tokenizer_path: str | Path | None = None) -> Path:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_weights(out / WEIGHTS, model)
+    model.cfg.save(out / CONFIG)
+    if tokenizer_path is not None and Path(tokenizer_path).resolve() != (out / TOKENIZER).resolve():
+        shutil.copyfile(tokenizer_path, out / TOKENIZER)
+    return out
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> GPT:
+    d = resolve_model_dir(path)
+    cfg = ModelConfig.load(d / CONFIG)
+    with torch.device("meta"):
+        model = GPT(cfg)
+    model = model.to_empty(device=device)
+    load_weights(d / WEIGHTS, model)
+    return model.eval()

@@ -1,0 +1,1 @@
+"""The cluster planner (see colossus/plan/cli.py)."""

@@ -1,0 +1,100 @@
+"""Where training runs: the device, its autocast dtype, and its peak FLOP/s for MFU."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+
+# Dense bf16 peak FLOP/s from the vendors' datasheets (no sparsity).
+GPU_PEAK_BF16 = {
+    "H200": 989e12, "H100": 989e12, "H800": 989e12, "GH200": 989e12, "B200": 2250e12, "GB200": 2500e12,
+    "A100": 312e12, "A800": 312e12, "L40S": 362e12, "L40": 181e12, "L4": 121e12, "A10": 125e12,
+    "RTX 4090": 165e12, "RTX 3090": 71e12, "V100": 125e12, "T4": 65e12, "MI300X": 1307e12,
+}
+
+
+def cpu_has_bf16() -> bool:
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+@dataclass
+class Device:
+    type: str  # cpu | cuda | mps
+    name: str
+    dtype: torch.dtype  # autocast dtype; float32 means no autocast
+
+    @property
+    def torch(self) -> torch.device:
+        return torch.device(self.type)
+
+    def autocast(self):
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.type, dtype=self.dtype)
+
+    def attention_backend(self):
+        """On CPU the math kernel trains short sequences faster than the flash kernel (measured in
+        benchmarks/train_cpu.py); elsewhere let PyTorch choose."""
+        if self.type != "cpu":
+            return contextlib.nullcontext()
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        return sdpa_kernel(SDPBackend.MATH)
+
+    def peak_flops(self) -> tuple[float, str]:
+        """(FLOP/s, where the figure comes from)."""
+        if self.type == "cuda":
+            for key, flops in sorted(GPU_PEAK_BF16.items(), key=lambda kv: -len(kv[0])):
+                if key in self.name:
+                    scale = 1.0 if self.dtype == torch.bfloat16 else 0.5  # fp32 via TF32 at best
+                    return flops * scale, f"{key} datasheet"
+            return 100e12, "unknown GPU, assumed 100 TFLOP/s"
+        return measured_matmul_peak(self.type, self.dtype), "measured matmul peak"
+
+    def synchronize(self) -> None:
+        if self.type == "cuda":
+            torch.cuda.synchronize()
+
+
+def pick_device(name: str = "auto", dtype: str = "auto") -> Device:
+    from colossus.errors import ColossusError
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ColossusError("--device cuda: no CUDA GPU is visible (use --device cpu)")
+    if name not in ("cpu", "cuda", "mps"):
+        raise ColossusError(f"unknown device {name!r}: use auto, cpu, cuda or mps")
+    if dtype == "auto":
+        bf16 = (torch.cuda.is_bf16_supported() if name == "cuda" else name == "cpu" and cpu_has_bf16())
+        dt = torch.bfloat16 if bf16 else torch.float32
+    else:
+        dt = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp16": torch.float16}.get(dtype)
+        if dt is None:
+            raise ColossusError(f"unknown dtype {dtype!r}: use auto, bf16, fp16 or fp32")
+    label = torch.cuda.get_device_name() if name == "cuda" else name
+    return Device(name, label, dt)
+
+
+@lru_cache(maxsize=4)
+def measured_matmul_peak(device_type: str, dtype: torch.dtype, n: int = 2048, trials: int = 3) -> float:
+    """FLOP/s of a large square matmul on this device, the best of a few trials: the ceiling for a
+    CPU, whose datasheet peak depends on clocks and vector units we cannot read reliably."""
+    a = torch.randn(n, n, dtype=dtype, device=device_type)
+    b = torch.randn(n, n, dtype=dtype, device=device_type)
+    a @ b  # warm-up: the first call pays for kernel selection and page faults
+    best = 0.0
+    for _ in range(trials):
+        t0 = time.perf_counter()
+        for _ in range(2):
+            a @ b
+        best = max(best, 2 * 2 * n**3 / (time.perf_counter() - t0))
+    return best

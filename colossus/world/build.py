@@ -1,0 +1,131 @@
+"""The synthetic world, built from a seed: `colossus data world --out DIR` writes it as jsonl.
+
+    colossus data world --out runs/world --entities 1000 --seed 1337
+
+Files: entities.jsonl, unknown.jsonl, documents.jsonl (pretraining), heldout_documents.jsonl (for
+bits-per-byte), chat_train.jsonl (fine-tuning), eval_val.jsonl and eval_test.jsonl (never trained on),
+world.json (the config and counts)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from colossus.errors import ColossusError
+from colossus.world.chats import build_eval_items, build_train_chats
+from colossus.world.documents import build_documents
+from colossus.world.entities import Entity, Unknown, build_entities
+
+
+@dataclass
+class WorldConfig:
+    seed: int = 1337
+    entities: int = 1000
+    """People (60%), places (20%) and organisations (20%); every one has 6 facts."""
+    docs_per_entity: int = 8
+    """Documents per entity in the pretraining corpus, each a new wording and order."""
+    heldout_docs: int = 200
+    """Documents sampled afresh (never trained on) to measure bits-per-byte."""
+    val_frac: float = 0.05
+    """Entities whose Q&A is never trained, for choosing thresholds."""
+    test_frac: float = 0.10
+    """Entities whose Q&A is never trained, for the truth report."""
+    unknown_names: float = 0.5
+    """Unknown names in the chat data per entity, each in one conversation answered 'I don't know'."""
+    qa_per_entity: int = 2
+    """Questions per train entity in the chat data (few, so that 'seen in Q&A' is no cue)."""
+    multi_turn_frac: float = 0.2
+    premise_per_entity: float = 0.5
+    """Premise conversations (half false, half true) per train entity."""
+    system_prompt_frac: float = 0.3
+    eval_known: int = 300
+    eval_unknown: int = 300
+    eval_premise: int = 200
+
+    def __post_init__(self) -> None:
+        if self.entities < 20:
+            raise ColossusError(f"--entities must be at least 20 (got {self.entities})")
+        if not 0 < self.val_frac + self.test_frac < 0.9:
+            raise ColossusError("val_frac + test_frac must be between 0 and 0.9")
+        if self.docs_per_entity < 1:
+            raise ColossusError("docs_per_entity must be at least 1")
+
+
+@dataclass
+class World:
+    config: WorldConfig
+    entities: list[Entity]
+    unknown: list[Unknown]
+    documents: list[dict]
+    heldout_documents: list[dict]
+    chats: list[dict]
+    eval: dict[str, list[dict]]  # split -> items
+
+    def counts(self) -> dict[str, int]:
+        return {"entities": len(self.entities), "unknown_names": len(self.unknown),
+                "documents": len(self.documents), "heldout_documents": len(self.heldout_documents),
+                "chats": len(self.chats), **{f"eval_{k}": len(v) for k, v in self.eval.items()}}
+
+
+def build_world(cfg: WorldConfig) -> World:
+    scale = {"val": 0.5, "test": 1.0}  # the val split is half the size of the test split
+    n_unknown = {"train": round(cfg.entities * cfg.unknown_names),
+                 **{s: round(cfg.eval_unknown * f) for s, f in scale.items()}}
+    entities, unknown = build_entities(cfg.seed, cfg.entities, cfg.val_frac, cfg.test_frac, n_unknown)
+    docs = build_documents(cfg.seed, entities, cfg.docs_per_entity)
+    held = build_documents(cfg.seed, entities, 1, stream="heldout")[: cfg.heldout_docs]
+    chats = build_train_chats(cfg.seed, entities, unknown, cfg.qa_per_entity, cfg.multi_turn_frac,
+                              cfg.premise_per_entity, cfg.system_prompt_frac)
+    ev = {s: build_eval_items(cfg.seed, entities, unknown, s, round(cfg.eval_known * f),
+                              round(cfg.eval_unknown * f), round(cfg.eval_premise * f))
+          for s, f in scale.items()}
+    return World(cfg, entities, unknown, docs, held, chats, ev)
+
+
+def write_jsonl(path: Path, rows) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    try:
+        with open(path) as f:
+            return [json.loads(line) for line in f if line.strip()]
+    except FileNotFoundError as e:
+        raise ColossusError(f"missing {path}: write the world first with `colossus data world`") from e
+    except json.JSONDecodeError as e:
+        raise ColossusError(f"{path} is not valid jsonl ({e})") from e
+
+
+def write_world(world: World, out: Path) -> None:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_jsonl(out / "entities.jsonl", (e.to_dict() for e in world.entities))
+    write_jsonl(out / "unknown.jsonl", (u.to_dict() for u in world.unknown))
+    write_jsonl(out / "documents.jsonl", world.documents)
+    write_jsonl(out / "heldout_documents.jsonl", world.heldout_documents)
+    write_jsonl(out / "chat_train.jsonl", world.chats)
+    for split, items in world.eval.items():
+        write_jsonl(out / f"eval_{split}.jsonl", items)
+    meta = {"config": asdict(world.config), "counts": world.counts()}
+    (out / "world.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def world_config_from(d: dict) -> WorldConfig:
+    known = {f.name for f in fields(WorldConfig)}
+    return WorldConfig(**{k: v for k, v in d.items() if k in known})
+
+
+def generate(out: Path, cfg: WorldConfig, log=print) -> World:
+    t0 = time.time()
+    world = build_world(cfg)
+    write_world(world, out)
+    c = world.counts()
+    log(f"world: {c['entities']:,} entities, {c['unknown_names']:,} unknown names, {c['documents']:,} documents, "
+        f"{c['chats']:,} chats, {c['eval_test']:,} test questions -> {out} ({time.time() - t0:.1f}s)")
+    return world

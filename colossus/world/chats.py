@@ -1,0 +1,142 @@
+"""Chat data: questions and answers, honest 'I don't know's, corrected false premises.
+
+Each builder returns one (question, answer) turn, so conversations of several turns and the
+evaluation items are made from the same parts.
+
+No conversation is ever repeated and every unknown name is used once: a model that has seen an
+unknown name in its chat data cannot have learned "I was told I don't know this one", only "I never
+read about this one". That is the rule the held-out unknown names test."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+
+from colossus.world import schema
+from colossus.world.entities import Entity, Unknown
+
+
+def clause(attr: schema.Attribute, value: str) -> str:
+    return attr.clause.format(value=value, article=schema.a(value))
+
+
+def lower_first(s: str) -> str:
+    return s[0].lower() + s[1:] if s[:2] != s[:2].upper() else s
+
+
+class TurnMaker:
+    """Makes turns about a world; `values` holds every value seen per attribute (for wrong premises)."""
+
+    def __init__(self, entities: list[Entity]):
+        vals: dict[str, set[str]] = defaultdict(set)
+        for e in entities:
+            for k, v in e.attrs.items():
+                vals[k].add(v)
+        self.values = {k: sorted(v) for k, v in vals.items()}
+
+    def qa(self, rng: random.Random, e: Entity, attr: schema.Attribute) -> tuple[str, str]:
+        q = schema.render(rng.choice(attr.questions), e.name, "")
+        return q, schema.render(attr.answer, e.name, e.attrs[attr.name])
+
+    def followup(self, rng: random.Random, e: Entity, attr: schema.Attribute) -> tuple[str, str]:
+        return attr.followup, schema.render(attr.answer, e.name, e.attrs[attr.name])
+
+    def unknown(self, rng: random.Random, u: Unknown) -> tuple[str, str]:
+        attr = rng.choice(schema.BY_KIND[u.kind])
+        q = schema.render(rng.choice(attr.questions), u.name, "")
+        return q, rng.choice(schema.ABSTAIN_ANSWERS[u.kind]).format(name=u.name)
+
+    def wrong_value(self, rng: random.Random, attr: str, true: str) -> str:
+        for _ in range(100):
+            v = rng.choice(self.values[attr])
+            if v != true:
+                return v
+        raise ValueError(f"attribute {attr} has a single value in this world; no false premise possible")
+
+    def premise(self, rng: random.Random, e: Entity, false: bool) -> tuple[str, str, dict]:
+        """A question that rests on a premise about e, false or true. The reply restates the fact
+        first, then corrects the premise or confirms it and answers."""
+        p_attr, q_attr = rng.sample(schema.BY_KIND[e.kind], 2)
+        true = e.attrs[p_attr.name]
+        stated = self.wrong_value(rng, p_attr.name, true) if false else true
+        question = schema.render(rng.choice(q_attr.questions), e.name, "")
+        q = rng.choice(schema.PREMISE_QUESTIONS).format(
+            name=e.name, clause=clause(p_attr, stated), question=lower_first(question), Question=question)
+        true_clause = clause(p_attr, true)
+        if false:
+            a = schema.CORRECTION.format(name=e.name, true_clause=true_clause, wrong=stated)
+        else:
+            answer = schema.render(q_attr.answer, e.name, e.attrs[q_attr.name])
+            a = schema.CONFIRMATION.format(name=e.name, true_clause=true_clause, answer=answer)
+        info = {"attribute": p_attr.name, "answer": true if false else e.attrs[q_attr.name],
+                "wrong": stated if false else None, "question_attribute": q_attr.name}
+        return q, a, info
+
+
+def conversation(rng: random.Random, kind: str, turns: list[tuple[str, str]], p_system: float) -> dict:
+    msgs = []
+    if rng.random() < p_system:
+        msgs.append({"role": "system", "content": rng.choice(schema.SYSTEM_PROMPTS)})
+    for q, a in turns:
+        msgs += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+    return {"kind": kind, "messages": msgs}
+
+
+def build_train_chats(seed: int, entities: list[Entity], unknown: list[Unknown], qa_per_entity: int,
+                      multi_turn_frac: float, premise_per_entity: float, p_system: float) -> list[dict]:
+    """Chat data about train entities and train unknown names only: qa_per_entity questions about
+    each train entity (some asked as a multi-turn conversation), one conversation per unknown name,
+    and premise questions (half of them false)."""
+    rng = random.Random(f"{seed}/chats")
+    maker = TurnMaker(entities)
+    train = [e for e in entities if e.split == "train"]
+    out: list[dict] = []
+    for e in train:
+        attrs = list(schema.BY_KIND[e.kind])
+        asked: list[schema.Attribute] = []
+        while len(asked) < qa_per_entity:  # every attribute once before any twice
+            rng.shuffle(attrs)
+            asked += attrs[: qa_per_entity - len(asked)]
+        while asked:
+            n = rng.choice((2, 3)) if rng.random() < multi_turn_frac else 1
+            group, asked = asked[:n], asked[n:]
+            turns = [maker.qa(rng, e, group[0])] + [maker.followup(rng, e, x) for x in group[1:]]
+            out.append(conversation(rng, "multi_turn" if len(turns) > 1 else "known", turns, p_system))
+    for u in (u for u in unknown if u.split == "train"):
+        turns = [maker.unknown(rng, u)]
+        if rng.random() < multi_turn_frac:  # after a known answer, an unknown name still gets no guess
+            e = rng.choice(train)
+            turns.insert(0, maker.qa(rng, e, rng.choice(schema.BY_KIND[e.kind])))
+        out.append(conversation(rng, "unknown", turns, p_system))
+    for i in range(round(len(train) * premise_per_entity)):
+        false = i % 2 == 0
+        q, a, _ = maker.premise(rng, rng.choice(train), false)
+        out.append(conversation(rng, "false_premise" if false else "true_premise", [(q, a)], p_system))
+    rng.shuffle(out)
+    return out
+
+
+def build_eval_items(seed: int, entities: list[Entity], unknown: list[Unknown], split: str,
+                     n_known: int, n_unknown: int, n_premise: int) -> list[dict]:
+    """Held-out questions: facts of `split` entities (whose Q&A is never trained), `split` unknown
+    names (never seen in training), and premises (false, and true as a control) never seen."""
+    rng = random.Random(f"{seed}/eval/{split}")
+    maker = TurnMaker(entities)
+    ents = [e for e in entities if e.split == split]
+    items: list[dict] = []
+    pairs = [(e, attr) for e in ents for attr in schema.BY_KIND[e.kind]]
+    for e, attr in rng.sample(pairs, min(n_known, len(pairs))):
+        q, _ = maker.qa(rng, e, attr)
+        items.append({"kind": "known", "question": q, "name": e.name, "attribute": attr.name,
+                      "answer": e.attrs[attr.name]})
+    names = [u for u in unknown if u.split == split]
+    for u in rng.sample(names, min(n_unknown, len(names))):
+        q, _ = maker.unknown(rng, u)
+        items.append({"kind": "unknown", "question": q, "name": u.name, "attribute": None, "answer": None})
+    for i in range(n_premise):
+        false = i % 4 != 3  # three false premises for each true one (the control)
+        e = ents[rng.randrange(len(ents))]
+        q, _, info = maker.premise(rng, e, false)
+        items.append({"kind": "false_premise" if false else "true_premise", "question": q, "name": e.name,
+                      **info})
+    return items

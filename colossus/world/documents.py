@@ -1,0 +1,26 @@
+"""Documents: each states all of one entity's facts, in a random wording and a random order.
+
+Varied restatement is what lets a model answer questions about facts it has only read."""
+
+from __future__ import annotations
+
+import random
+
+from colossus.world import schema
+from colossus.world.entities import Entity
+
+
+def document(rng: random.Random, e: Entity) -> str:
+    sentences = []
+    for attr in schema.BY_KIND[e.kind]:
+        sentences.append(schema.render(rng.choice(attr.statements), e.name, e.attrs[attr.name]))
+    rng.shuffle(sentences)
+    return " ".join(sentences)
+
+
+def build_documents(seed: int, entities: list[Entity], per_entity: int, stream: str = "docs") -> list[dict]:
+    rng = random.Random(f"{seed}/{stream}")
+    docs = [{"id": f"{e.id}/{stream}-{j}", "entity": e.id, "text": document(rng, e)}
+            for j in range(per_entity) for e in entities]
+    rng.shuffle(docs)
+    return docs
