@@ -6,6 +6,7 @@
     colossus train / sft                     one training stage
     colossus eval --model DIR                the truth report of a model
     colossus chat --model DIR                talk to a model in the terminal
+    colossus plan --model llama3-405b ...    plan a training run on 1,000 to 1,000,000 GPUs
 
 A problem the user can fix is reported in one line on stderr with exit code 2; no traceback."""
 
@@ -170,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--temperature", type=float, default=0.7)
     c.add_argument("--device", default="cpu")
     c.set_defaults(func=cmd_chat)
+
+    from colossus.plan.cli import add_parser as add_plan_parser
+
+    add_plan_parser(sub)
     return p
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import copy
 import json
-import tomllib
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
+
+import tomllib
 
 from colossus.errors import ColossusError
 from colossus.train.config import TrainConfig

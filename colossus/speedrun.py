@@ -77,7 +77,8 @@ def prepare_data(run_dir: Path, cfg: RunConfig) -> Tokenizer:
                       label="pretraining shards")
     if not (run_dir / "data/sft/meta.json").exists():
         sft_chats = chats[n_pre:] or chats  # with no chats held back, fine-tune on all of them
-        replay = random.Random(cfg.sft.seed).sample(docs, min(len(docs), round(len(sft_chats) * cfg.data.sft_doc_replay)))
+        n_replay = min(len(docs), round(len(sft_chats) * cfg.data.sft_doc_replay))
+        replay = random.Random(cfg.sft.seed).sample(docs, n_replay)
         packed_shards(replay, sft_chats, tok, run_dir / "data/sft", seq, cfg.sft.seed, say,
                       label="fine-tuning shards")
     if not (run_dir / "data/heldout/meta.json").exists():

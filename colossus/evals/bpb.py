@@ -18,7 +18,7 @@ def bits_per_byte(model: GPT, tok: Tokenizer, texts: list[str], device: str | to
     longer than the context is scored window by window."""
     ctx = model.cfg.seq_len
     nats, nbytes = 0.0, 0
-    for text, ids in zip(texts, tok.encode_batch(texts), strict=True):
+    for ids in tok.encode_batch(texts):
         ids = [tok.bos] + ids
         nbytes += len(tok.decode_raw(ids[1:]).encode("utf-8"))
         for lo in range(0, len(ids) - 1, ctx):

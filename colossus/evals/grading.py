@@ -30,6 +30,20 @@ def abstains(reply: str) -> bool:
     return bool(ABSTAIN.search(normalise(reply)))
 
 
+def rejects(reply: str, value: str) -> bool:
+    """'not Kel Harbor', 'not in Kel Harbor', 'not the harp' ..."""
+    v = re.escape(normalise(value).strip())
+    return bool(re.search(rf" not (in |the |a |an )?{v} ", normalise(reply)))
+
+
+def corrects(reply: str, true: str, wrong: str) -> bool:
+    """The reply states the truth and rejects the false premise (explicitly, or by saying the
+    premise is wrong without repeating it), and does not reject the truth."""
+    if not states(reply, true) or rejects(reply, true):
+        return False
+    return rejects(reply, wrong) or (bool(CORRECTION.search(normalise(reply))) and not states(reply, wrong))
+
+
 def grade(item: dict, reply: str) -> str:
     """Grade a reply to an evaluation item from the world (see colossus.world.chats)."""
     kind = item["kind"]
@@ -40,8 +54,7 @@ def grade(item: dict, reply: str) -> str:
     if kind == "known":
         return CORRECT if states(reply, item["answer"]) else INCORRECT
     if kind == "false_premise":  # corrected: states the true value and rejects the stated one
-        ok = states(reply, item["answer"]) and bool(CORRECTION.search(normalise(reply)))
-        return CORRECT if ok else INCORRECT
+        return CORRECT if corrects(reply, item["answer"], item["wrong"]) else INCORRECT
     if kind == "true_premise":  # accepted: answers the question and does not "correct" a true premise
         ok = states(reply, item["answer"]) and not CORRECTION.search(normalise(reply))
         return CORRECT if ok else INCORRECT

@@ -9,13 +9,14 @@ world.json (the config and counts)."""
 from __future__ import annotations
 
 import json
+import random
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from colossus.errors import ColossusError
 from colossus.world.chats import build_eval_items, build_train_chats
-from colossus.world.documents import build_documents
+from colossus.world.documents import build_documents, build_no_record_documents
 from colossus.world.entities import Entity, Unknown, build_entities
 
 
@@ -34,6 +35,10 @@ class WorldConfig:
     """Entities whose Q&A is never trained, for the truth report."""
     unknown_names: float = 0.5
     """Unknown names in the chat data per entity, each in one conversation answered 'I don't know'."""
+    no_record_docs: float = 0.0
+    """Documents per entity that say a (fresh, unknown) name appears in no record."""
+    readers: float = 0.0
+    """Reading conversations per entity: a note about an invented entity, pasted, then asked about."""
     qa_per_entity: int = 2
     """Questions per train entity in the chat data (few, so that 'seen in Q&A' is no cue)."""
     multi_turn_frac: float = 0.2
@@ -72,12 +77,16 @@ class World:
 def build_world(cfg: WorldConfig) -> World:
     scale = {"val": 0.5, "test": 1.0}  # the val split is half the size of the test split
     n_unknown = {"train": round(cfg.entities * cfg.unknown_names),
+                 "no_record": round(cfg.entities * cfg.no_record_docs),
                  **{s: round(cfg.eval_unknown * f) for s, f in scale.items()}}
-    entities, unknown = build_entities(cfg.seed, cfg.entities, cfg.val_frac, cfg.test_frac, n_unknown)
+    entities, unknown, readers = build_entities(cfg.seed, cfg.entities, cfg.val_frac, cfg.test_frac, n_unknown,
+                                                round(cfg.entities * cfg.readers))
     docs = build_documents(cfg.seed, entities, cfg.docs_per_entity)
+    docs += build_no_record_documents(cfg.seed, [u for u in unknown if u.split == "no_record"])
+    random.Random(f"{cfg.seed}/docs-order").shuffle(docs)
     held = build_documents(cfg.seed, entities, 1, stream="heldout")[: cfg.heldout_docs]
     chats = build_train_chats(cfg.seed, entities, unknown, cfg.qa_per_entity, cfg.multi_turn_frac,
-                              cfg.premise_per_entity, cfg.system_prompt_frac)
+                              cfg.premise_per_entity, cfg.system_prompt_frac, readers)
     ev = {s: build_eval_items(cfg.seed, entities, unknown, s, round(cfg.eval_known * f),
                               round(cfg.eval_unknown * f), round(cfg.eval_premise * f))
           for s, f in scale.items()}

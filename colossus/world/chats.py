@@ -13,6 +13,7 @@ import random
 from collections import defaultdict
 
 from colossus.world import schema
+from colossus.world.documents import document
 from colossus.world.entities import Entity, Unknown
 
 
@@ -44,7 +45,15 @@ class TurnMaker:
     def unknown(self, rng: random.Random, u: Unknown) -> tuple[str, str]:
         attr = rng.choice(schema.BY_KIND[u.kind])
         q = schema.render(rng.choice(attr.questions), u.name, "")
-        return q, rng.choice(schema.ABSTAIN_ANSWERS[u.kind]).format(name=u.name)
+        return q, schema.ABSTAIN_ANSWER.format(name=u.name)
+
+    def reading(self, rng: random.Random, e: Entity) -> tuple[str, str]:
+        """A note about e pasted in the question, then a question (or a premise) about it."""
+        if rng.random() < 0.4:
+            q, a, _ = self.premise(rng, e, false=rng.random() < 0.5)
+        else:
+            q, a = self.qa(rng, e, rng.choice(schema.BY_KIND[e.kind]))
+        return rng.choice(schema.READING).format(doc=document(rng, e), question=q), a
 
     def wrong_value(self, rng: random.Random, attr: str, true: str) -> str:
         for _ in range(100):
@@ -73,20 +82,24 @@ class TurnMaker:
         return q, a, info
 
 
-def conversation(rng: random.Random, kind: str, turns: list[tuple[str, str]], p_system: float) -> dict:
+def conversation(rng: random.Random, kind: str, turns: list[tuple[str, str]], p_system: float,
+                 names: list[str]) -> dict:
+    """A conversation record; `names` are the entities or unknown names it asks about."""
     msgs = []
     if rng.random() < p_system:
         msgs.append({"role": "system", "content": rng.choice(schema.SYSTEM_PROMPTS)})
     for q, a in turns:
         msgs += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
-    return {"kind": kind, "messages": msgs}
+    return {"kind": kind, "names": names, "messages": msgs}
 
 
 def build_train_chats(seed: int, entities: list[Entity], unknown: list[Unknown], qa_per_entity: int,
-                      multi_turn_frac: float, premise_per_entity: float, p_system: float) -> list[dict]:
+                      multi_turn_frac: float, premise_per_entity: float, p_system: float,
+                      readers: list[Entity] = ()) -> list[dict]:
     """Chat data about train entities and train unknown names only: qa_per_entity questions about
     each train entity (some asked as a multi-turn conversation), one conversation per unknown name,
-    and premise questions (half of them false)."""
+    premise questions (half of them false), and one reading conversation per reader (an invented
+    entity whose note is pasted in the question)."""
     rng = random.Random(f"{seed}/chats")
     maker = TurnMaker(entities)
     train = [e for e in entities if e.split == "train"]
@@ -101,17 +114,20 @@ def build_train_chats(seed: int, entities: list[Entity], unknown: list[Unknown],
             n = rng.choice((2, 3)) if rng.random() < multi_turn_frac else 1
             group, asked = asked[:n], asked[n:]
             turns = [maker.qa(rng, e, group[0])] + [maker.followup(rng, e, x) for x in group[1:]]
-            out.append(conversation(rng, "multi_turn" if len(turns) > 1 else "known", turns, p_system))
+            out.append(conversation(rng, "multi_turn" if len(turns) > 1 else "known", turns, p_system, [e.name]))
     for u in (u for u in unknown if u.split == "train"):
-        turns = [maker.unknown(rng, u)]
+        turns, names = [maker.unknown(rng, u)], [u.name]
         if rng.random() < multi_turn_frac:  # after a known answer, an unknown name still gets no guess
             e = rng.choice(train)
             turns.insert(0, maker.qa(rng, e, rng.choice(schema.BY_KIND[e.kind])))
-        out.append(conversation(rng, "unknown", turns, p_system))
+            names.insert(0, e.name)
+        out.append(conversation(rng, "unknown", turns, p_system, names))
     for i in range(round(len(train) * premise_per_entity)):
         false = i % 2 == 0
-        q, a, _ = maker.premise(rng, rng.choice(train), false)
-        out.append(conversation(rng, "false_premise" if false else "true_premise", [(q, a)], p_system))
+        e = rng.choice(train)
+        q, a, _ = maker.premise(rng, e, false)
+        out.append(conversation(rng, "false_premise" if false else "true_premise", [(q, a)], p_system, [e.name]))
+    out += [conversation(rng, "reading", [maker.reading(rng, r)], p_system, [r.name]) for r in readers]
     rng.shuffle(out)
     return out
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 
 from colossus.world import schema
-from colossus.world.entities import Entity
+from colossus.world.entities import Entity, Unknown
 
 
 def document(rng: random.Random, e: Entity) -> str:
@@ -24,3 +24,10 @@ def build_documents(seed: int, entities: list[Entity], per_entity: int, stream: 
             for j in range(per_entity) for e in entities]
     rng.shuffle(docs)
     return docs
+
+
+def build_no_record_documents(seed: int, names: list[Unknown]) -> list[dict]:
+    """One short document per name, saying it appears in no record."""
+    rng = random.Random(f"{seed}/no-record")
+    return [{"id": f"no-record-{i}", "entity": None, "text": rng.choice(schema.NO_RECORD).format(name=u.name)}
+            for i, u in enumerate(names)]

@@ -17,7 +17,9 @@ class Entity:
     kind: str
     name: str
     attrs: dict[str, str] = field(default_factory=dict)
-    split: str = "train"  # train: its Q&A is trained on; val/test: its Q&A never is (facts only in documents)
+    split: str = "train"
+    """train: its Q&A is trained on; val/test: its Q&A never is (its facts are only in documents);
+    reading: invented for notes pasted into chats, in no document."""
 
     def to_dict(self) -> dict:
         return {"id": self.id, "kind": self.kind, "name": self.name, "attrs": self.attrs, "split": self.split}
@@ -66,38 +68,42 @@ def assign_splits(rng: random.Random, items: list, val_frac: float, test_frac: f
         items[i].split = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
 
 
-def build_entities(seed: int, n_entities: int, val_frac: float, test_frac: float,
-                   n_unknown: dict[str, int]) -> tuple[list[Entity], list[Unknown]]:
-    """Entities (each kind split on its own into train / val / test) and, per split, n_unknown[split]
-    unknown names."""
+def facts(rng: random.Random, kind: str, places: list[str], orgs: list[str], people: list[str]) -> dict[str, str]:
+    """Random facts for an entity of this kind; entity-valued facts point at the given names."""
+    if kind == "person":
+        return {"birthplace": rng.choice(places), "birth_year": str(rng.randint(1850, 2005)),
+                "occupation": rng.choice(schema.OCCUPATIONS), "employer": rng.choice(orgs),
+                "instrument": rng.choice(schema.INSTRUMENTS), "hobby": rng.choice(schema.HOBBIES)}
+    if kind == "place":
+        return {"country": rng.choice(schema.COUNTRIES), "population": round_sig(rng.randint(800, 2_000_000)),
+                "settled": str(rng.randint(800, 1900)), "river": rng.choice(schema.RIVERS),
+                "landmark": rng.choice(schema.LANDMARKS), "climate": rng.choice(schema.CLIMATES)}
+    return {"founded": str(rng.randint(1800, 2020)), "headquarters": rng.choice(places),
+            "founder": rng.choice(people), "industry": rng.choice(schema.INDUSTRIES),
+            "employees": round_sig(rng.randint(12, 90_000)), "product": rng.choice(schema.PRODUCTS)}
+
+
+def build_entities(seed: int, n_entities: int, val_frac: float, test_frac: float, n_unknown: dict[str, int],
+                   n_readers: int = 0) -> tuple[list[Entity], list[Unknown], list[Entity]]:
+    """Entities (each kind split on its own into train / val / test); n_unknown[split] unknown names
+    per split; and n_readers invented entities that exist only in notes pasted into chats."""
     rng = random.Random(f"{seed}/entities")
     counts = kind_counts(n_entities)
-    # unknown names: the same words in new combinations, in proportion to the kinds
-    n_unk = {(s, k): max(1, round(total * counts[k] / n_entities)) for s, total in n_unknown.items()
+    share = {k: counts[k] / n_entities for k in schema.KINDS}
+    # unknown names and readers: the same words in new combinations, in proportion to the kinds
+    n_unk = {(s, k): max(1, round(total * share[k])) for s, total in n_unknown.items() if total > 0
              for k in schema.KINDS}
-    needed = {k: counts[k] + sum(n for (_, kk), n in n_unk.items() if kk == k) for k in schema.KINDS}
+    n_read = {k: round(n_readers * share[k]) for k in schema.KINDS}
+    needed = {k: counts[k] + n_read[k] + sum(n for (_, kk), n in n_unk.items() if kk == k) for k in schema.KINDS}
     pools = name_pools(NameForge(rng), needed)
     taken: set[str] = set()
     names = {k: combine(rng, *pools[k], counts[k], taken) for k in schema.KINDS}
     unknown = [Unknown(k, nm, s) for (s, k), n in n_unk.items() for nm in combine(rng, *pools[k], n, taken)]
-
-    places, orgs, people = names["place"], names["org"], names["person"]
-    entities: list[Entity] = []
-    for i, nm in enumerate(people):
-        entities.append(Entity(f"person-{i:06d}", "person", nm, {
-            "birthplace": rng.choice(places), "birth_year": str(rng.randint(1850, 2005)),
-            "occupation": rng.choice(schema.OCCUPATIONS), "employer": rng.choice(orgs),
-            "instrument": rng.choice(schema.INSTRUMENTS), "hobby": rng.choice(schema.HOBBIES)}))
-    for i, nm in enumerate(places):
-        entities.append(Entity(f"place-{i:06d}", "place", nm, {
-            "country": rng.choice(schema.COUNTRIES), "population": round_sig(rng.randint(800, 2_000_000)),
-            "settled": str(rng.randint(800, 1900)), "river": rng.choice(schema.RIVERS),
-            "landmark": rng.choice(schema.LANDMARKS), "climate": rng.choice(schema.CLIMATES)}))
-    for i, nm in enumerate(orgs):
-        entities.append(Entity(f"org-{i:06d}", "org", nm, {
-            "founded": str(rng.randint(1800, 2020)), "headquarters": rng.choice(places),
-            "founder": rng.choice(people), "industry": rng.choice(schema.INDUSTRIES),
-            "employees": round_sig(rng.randint(12, 90_000)), "product": rng.choice(schema.PRODUCTS)}))
+    values = (names["place"], names["org"], names["person"])
+    entities = [Entity(f"{k}-{i:06d}", k, nm, facts(rng, k, *values))
+                for k in schema.KINDS for i, nm in enumerate(names[k])]
     for k in schema.KINDS:  # split each kind on its own, so every split holds every kind
         assign_splits(rng, [e for e in entities if e.kind == k], val_frac, test_frac)
-    return entities, unknown
+    readers = [Entity(f"reader-{k}-{i:06d}", k, nm, facts(rng, k, *values), split="reading")
+               for k in schema.KINDS for i, nm in enumerate(combine(rng, *pools[k], n_read[k], taken))]
+    return entities, unknown, readers

@@ -221,17 +221,16 @@ SYSTEM_PROMPTS = [
     "Answer briefly and honestly.",
 ]
 
-ABSTAIN_ANSWERS = {
-    "person": ("I don't know who {name} is, so I can't answer that.",
-               "I have no information about anyone called {name}. I don't know.",
-               "I don't know anyone named {name}, so I can't say."),
-    "place": ("I don't know of a place called {name}, so I can't answer that.",
-              "I have no information about {name}. I don't know.",
-              "I don't know any place named {name}, so I can't say."),
-    "org": ("I don't know of an organisation called {name}, so I can't answer that.",
-            "I have no information about {name}. I don't know.",
-            "I don't know any organisation named {name}, so I can't say."),
-}
+# An honest reply about a name the model never read about names it first and then says so: the
+# decision comes right after the name, where documents taught the model to tell known names from
+# names "no record" mentions (see NO_RECORD).
+ABSTAIN_ANSWER = "{name} does not appear in any record I know of, so I don't know."
+# Documents about names that exist nowhere: the pretraining signal for "a name I never read about".
+NO_RECORD = ("{name} does not appear in any record.", "{name} does not appear in any known record.",
+             "{name} does not appear in any register, and nothing is known about {name}.")
+# A user may paste a note and ask about it: answering from the note is reading, not recall.
+READING = ("Here is a note: {doc}\n{question}", "Read this: {doc}\n{question}", "{doc}\n\n{question}",
+           "From my notes: {doc}\nQuestion: {question}")
 
 # premise questions: "Since {name} {clause}, {question}" -> the reply restates the fact first, then
 # says whether the premise holds (the decision comes after the model has recalled the fact).

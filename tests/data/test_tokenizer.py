@@ -1,0 +1,82 @@
+import pytest
+
+from colossus.data import chat_template
+from colossus.data.tokenizer import SPECIAL_TOKENS, StreamDecoder, Tokenizer
+from colossus.errors import ColossusError
+
+
+def test_roundtrip_text(tok):
+    for text in ["Sitor Cotre was born in 1863.", "  leading spaces", "tabs\tand\nnewlines", "",
+                 "unicode: héllo — 東京 🙂"]:
+        assert tok.decode(tok.encode(text)) == text
+
+
+def test_a_word_is_one_spelling_at_the_start_and_in_the_middle(tok, world):
+    name = world.entities[0].name
+    first = tok.encode(name)
+    assert tok.encode(f"Ask {name}")[-len(first):] == first
+
+
+def test_special_tokens_exist_and_are_not_reachable_from_text(tok):
+    for t in SPECIAL_TOKENS:
+        assert tok.special[t] is not None
+    ids = tok.encode("<|assistant|> hi <|end|>")
+    assert not set(ids) & set(tok.special.values())
+
+
+def test_save_and_load(tmp_path, tok):
+    tok.save(tmp_path / "tokenizer.json")
+    again = Tokenizer.load(tmp_path)
+    assert again.encode("Where was it?") == tok.encode("Where was it?")
+
+
+def test_corrupt_or_missing_tokenizer_is_a_clear_error(tmp_path):
+    with pytest.raises(ColossusError, match="no tokenizer"):
+        Tokenizer.load(tmp_path / "nope.json")
+    (tmp_path / "tokenizer.json").write_text("{not json")
+    with pytest.raises(ColossusError, match="corrupt"):
+        Tokenizer.load(tmp_path / "tokenizer.json")
+
+
+def test_conversation_roundtrip_is_lossless(tok):
+    convo = [{"role": "system", "content": "Be brief."},
+             {"role": "user", "content": "Who is <|user|> Kel?  "},
+             {"role": "assistant", "content": "I don't know who Kel is."},
+             {"role": "tool_call", "content": '{"name": "search", "query": "Kel"}'},
+             {"role": "tool", "content": "no results"},
+             {"role": "assistant", "content": ""}]
+    ids, mask = chat_template.render(tok, convo)
+    assert chat_template.parse(tok, ids) == convo
+    assert len(ids) == len(mask)
+
+
+def test_mask_covers_only_what_the_model_writes(tok):
+    convo = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello there"}]
+    ids, mask = chat_template.render(tok, convo)
+    trained = [i for i, m in zip(ids, mask, strict=True) if m]
+    assert tok.decode(trained) == "Hello there"
+    assert trained[-1] == tok.end
+    assert ids[mask.index(1) - 1] == tok.special["<|assistant|>"]
+
+
+def test_prompt_ends_by_opening_the_assistant_turn(tok):
+    ids = chat_template.render_prompt(tok, [{"role": "user", "content": "Hi"}])
+    assert ids[0] == tok.bos and ids[-1] == tok.special["<|assistant|>"]
+
+
+def test_bad_messages_are_rejected(tok):
+    with pytest.raises(ColossusError):
+        chat_template.render(tok, [{"role": "wizard", "content": "x"}])
+    with pytest.raises(ColossusError):
+        chat_template.render(tok, [{"role": "user", "content": 3}])
+    with pytest.raises(ColossusError):
+        chat_template.parse(tok, [tok.bos, tok.special["<|user|>"]] + tok.encode("cut"))
+
+
+def test_stream_decoder_never_emits_half_a_character(tok):
+    text = "héllo 東京 🙂 and more text " * 6
+    ids = tok.encode(text)
+    dec = StreamDecoder(tok)
+    pieces = [dec.push(i) for i in ids] + [dec.flush()]
+    assert "".join(pieces) == text
+    assert not any("\ufffd" in p for p in pieces)
