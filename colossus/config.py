@@ -35,12 +35,13 @@ class ModelShape:
 
 @dataclass
 class DataConfig:
-    vocab_size: int = 2048
-    """BPE vocabulary, special tokens included."""
-    pretrain_chat_frac: float = 0.8
+    vocab_size: int = 4096
+    """BPE vocabulary, special tokens included. Large enough that every word of every known name is
+    one token (the world's names are two words each)."""
+    pretrain_chat_frac: float = 0.75
     """Share of the chat data mixed into pretraining (the rest is for fine-tuning). Q&A seen while the
     facts are being stored teaches a small model to answer about facts it only read."""
-    sft_doc_replay: float = 0.5
+    sft_doc_replay: float = 0.3
     """Documents replayed during fine-tuning, per conversation, so fine-tuning does not erase facts."""
 
 
@@ -68,8 +69,8 @@ PRESETS: dict[str, RunConfig] = {
     "tiny": RunConfig(
         "tiny",
         world=WorldConfig(entities=60, docs_per_entity=6, qa_per_entity=2, unknown_names=1.0,
-                          premise_per_entity=0.5, eval_known=30, eval_unknown=30, eval_premise=20,
-                          heldout_docs=20),
+                          premise_per_entity=0.5, no_record_docs=0.5, readers=0.5, eval_known=30,
+                          eval_unknown=30, eval_premise=20, eval_recombined=10, heldout_docs=20),
         data=DataConfig(vocab_size=512),
         model=ModelShape(n_layer=2, d_model=64, n_head=2, n_kv_head=1, seq_len=96),
         pretrain=TrainConfig(steps=40, batch_size=8, warmup_steps=5, log_every=10, eval_every=20,
@@ -80,9 +81,9 @@ PRESETS: dict[str, RunConfig] = {
     # the embedded default: `make speedrun` on 2 CPU cores
     "cpu": RunConfig(
         "cpu",
-        world=WorldConfig(entities=600, docs_per_entity=60, qa_per_entity=8, unknown_names=5.0,
-                          premise_per_entity=3.0),
-        data=DataConfig(vocab_size=2048, pretrain_chat_frac=0.8, sft_doc_replay=0.5),
+        world=WorldConfig(entities=800, docs_per_entity=32, qa_per_entity=6, unknown_names=3.0,
+                          premise_per_entity=4.0, multi_turn_frac=0.5, no_record_docs=3.0, readers=4.0),
+        data=DataConfig(vocab_size=4096, pretrain_chat_frac=0.75, sft_doc_replay=0.3),
         model=ModelShape(n_layer=4, d_model=192, n_head=4, n_kv_head=4, seq_len=128),
         pretrain=TrainConfig(steps=0, batch_size=32, muon=True, warmup_steps=30, log_every=25,
                              eval_every=100, ckpt_every=100),
@@ -93,9 +94,10 @@ PRESETS: dict[str, RunConfig] = {
     # one GPU: a larger world and model, the same recipe
     "gpu": RunConfig(
         "gpu",
-        world=WorldConfig(entities=20000, docs_per_entity=60, qa_per_entity=8, unknown_names=5.0,
-                          premise_per_entity=3.0, eval_known=1000, eval_unknown=1000, eval_premise=600),
-        data=DataConfig(vocab_size=16384),
+        world=WorldConfig(entities=20000, docs_per_entity=32, qa_per_entity=6, unknown_names=3.0,
+                          premise_per_entity=4.0, multi_turn_frac=0.5, no_record_docs=3.0, readers=4.0,
+                          eval_known=1000, eval_unknown=1000, eval_premise=600, eval_recombined=500),
+        data=DataConfig(vocab_size=32768, pretrain_chat_frac=0.75, sft_doc_replay=0.3),
         model=ModelShape(n_layer=12, d_model=768, n_head=6, n_kv_head=6, seq_len=512, mlp="relu2"),
         pretrain=TrainConfig(steps=0, batch_size=64, muon=True, warmup_steps=100, log_every=50,
                              eval_every=500, ckpt_every=500),

@@ -49,7 +49,7 @@ def grade(item: dict, reply: str) -> str:
     kind = item["kind"]
     if abstains(reply):
         return NOT_ATTEMPTED
-    if kind == "unknown":
+    if kind in ("unknown", "recombined"):
         return INCORRECT  # any answer about a name that does not exist is invented
     if kind == "known":
         return CORRECT if states(reply, item["answer"]) else INCORRECT

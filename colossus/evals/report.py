@@ -23,6 +23,7 @@ RATES = [("known_accuracy", "known facts answered correctly", "higher"),
          ("known_abstain_rate", "known facts declined", "lower"),
          ("abstain_rate", "unknown names: said 'I don't know'", "higher"),
          ("hallucination_rate", "unknown names: invented an answer", "lower"),
+         ("recombined_abstain_rate", "recombined names: said 'I don't know'", "higher"),
          ("false_premise_rate", "false premises corrected", "higher"),
          ("true_premise_rate", "true premises accepted and answered", "higher"),
          ("known_ece", "calibration error on known facts", "lower"),
@@ -126,7 +127,7 @@ def report_markdown(r: dict, graded: list[dict], has_plot: bool) -> str:
     if has_plot:
         md += ["", "![loss curves](loss.png)"]
     md += ["", "## Examples", ""]
-    for kind in ("known", "unknown", "false_premise", "true_premise"):
+    for kind in ("known", "unknown", "recombined", "false_premise", "true_premise"):
         rows = [g for g in graded if g["kind"] == kind][:4]
         if rows:
             md += [f"### {kind}", "", "| question | reply | grade |", "|---|---|---|"]

@@ -4,6 +4,7 @@ measured on held-out questions it was never trained on.
     known_accuracy       correct answers about entities whose Q&A was never trained on
     abstain_rate         "I don't know" about names never seen in training
     hallucination_rate   confident answers about those names (invented)
+    recombined_abstain_rate   "I don't know" about unknown names made of known names' words (harder)
     false_premise_rate   false premises corrected (the true fact stated, the false one rejected)
     true_premise_rate    true premises accepted and the question answered (the control)
     known_ece            expected calibration error of the answer's probability on known facts"""
@@ -63,6 +64,7 @@ def truth_report(model: GPT, tok: Tokenizer, items: list[dict], device: str | to
         "hallucination_rate": None if abstain is None else round(1 - abstain, 4),
         "false_premise_rate": rate("false_premise", CORRECT),
         "true_premise_rate": rate("true_premise", CORRECT),
+        "recombined_abstain_rate": rate("recombined", NOT_ATTEMPTED),
         "known_ece": round(expected_calibration_error([x["confidence"] for x in known],
                                                       [x["grade"] == CORRECT for x in known]), 4),
         "counts": {k: dict(v) | {"total": sum(v.values())} for k, v in tally.items()},

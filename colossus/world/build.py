@@ -48,6 +48,8 @@ class WorldConfig:
     eval_known: int = 300
     eval_unknown: int = 300
     eval_premise: int = 200
+    eval_recombined: int = 150
+    """Unknown names made of known names' words (a harder test, reported on its own)."""
 
     def __post_init__(self) -> None:
         if self.entities < 20:
@@ -79,8 +81,9 @@ def build_world(cfg: WorldConfig) -> World:
     n_unknown = {"train": round(cfg.entities * cfg.unknown_names),
                  "no_record": round(cfg.entities * cfg.no_record_docs),
                  **{s: round(cfg.eval_unknown * f) for s, f in scale.items()}}
+    n_recombined = {s: round(cfg.eval_recombined * f) for s, f in scale.items()}
     entities, unknown, readers = build_entities(cfg.seed, cfg.entities, cfg.val_frac, cfg.test_frac, n_unknown,
-                                                round(cfg.entities * cfg.readers))
+                                                round(cfg.entities * cfg.readers), n_recombined)
     docs = build_documents(cfg.seed, entities, cfg.docs_per_entity)
     docs += build_no_record_documents(cfg.seed, [u for u in unknown if u.split == "no_record"])
     random.Random(f"{cfg.seed}/docs-order").shuffle(docs)

@@ -47,13 +47,15 @@ class TurnMaker:
         q = schema.render(rng.choice(attr.questions), u.name, "")
         return q, schema.ABSTAIN_ANSWER.format(name=u.name)
 
-    def reading(self, rng: random.Random, e: Entity) -> tuple[str, str]:
-        """A note about e pasted in the question, then a question (or a premise) about it."""
-        if rng.random() < 0.4:
-            q, a, _ = self.premise(rng, e, false=rng.random() < 0.5)
-        else:
-            q, a = self.qa(rng, e, rng.choice(schema.BY_KIND[e.kind]))
-        return rng.choice(schema.READING).format(doc=document(rng, e), question=q), a
+    def reading(self, rng: random.Random, e: Entity, note_facts: int = 4) -> tuple[str, str]:
+        """A short note about e pasted in the question, then a question about it. (No premises here:
+        with the fact in the note, finding the value in the context would say nothing of the premise.)"""
+        attr = rng.choice(schema.BY_KIND[e.kind])
+        q, a = self.qa(rng, e, attr)
+        needed = {attr.name}
+        others = [x.name for x in schema.BY_KIND[e.kind] if x.name not in needed]
+        facts = needed | set(rng.sample(others, max(0, note_facts - len(needed))))
+        return rng.choice(schema.READING).format(doc=document(rng, e, sorted(facts)), question=q), a
 
     def wrong_value(self, rng: random.Random, attr: str, true: str) -> str:
         for _ in range(100):
@@ -122,11 +124,19 @@ def build_train_chats(seed: int, entities: list[Entity], unknown: list[Unknown],
             turns.insert(0, maker.qa(rng, e, rng.choice(schema.BY_KIND[e.kind])))
             names.insert(0, e.name)
         out.append(conversation(rng, "unknown", turns, p_system, names))
-    for i in range(round(len(train) * premise_per_entity)):
-        false = i % 2 == 0
-        e = rng.choice(train)
-        q, a, _ = maker.premise(rng, e, false)
-        out.append(conversation(rng, "false_premise" if false else "true_premise", [(q, a)], p_system, [e.name]))
+    n_premise = round(len(train) * premise_per_entity)
+    made = 0
+    while made < n_premise:  # 1 to 3 premises (each about another entity) per conversation
+        turns, names, kinds = [], [], []
+        for _ in range(min(rng.choice((1, 2, 3)), n_premise - made)):
+            false = rng.random() < 0.5
+            e = rng.choice(train)
+            q, a, _ = maker.premise(rng, e, false)
+            turns.append((q, a))
+            names.append(e.name)
+            kinds.append("false_premise" if false else "true_premise")
+            made += 1
+        out.append(conversation(rng, kinds[0], turns, p_system, names))
     out += [conversation(rng, "reading", [maker.reading(rng, r)], p_system, [r.name]) for r in readers]
     rng.shuffle(out)
     return out
@@ -145,10 +155,11 @@ def build_eval_items(seed: int, entities: list[Entity], unknown: list[Unknown], 
         q, _ = maker.qa(rng, e, attr)
         items.append({"kind": "known", "question": q, "name": e.name, "attribute": attr.name,
                       "answer": e.attrs[attr.name]})
-    names = [u for u in unknown if u.split == split]
-    for u in rng.sample(names, min(n_unknown, len(names))):
-        q, _ = maker.unknown(rng, u)
-        items.append({"kind": "unknown", "question": q, "name": u.name, "attribute": None, "answer": None})
+    for kind, pool in (("unknown", split), ("recombined", f"{split}_recombined")):
+        names = [u for u in unknown if u.split == pool]
+        for u in rng.sample(names, min(n_unknown, len(names))):
+            q, _ = maker.unknown(rng, u)
+            items.append({"kind": kind, "question": q, "name": u.name, "attribute": None, "answer": None})
     for i in range(n_premise):
         false = i % 4 != 3  # three false premises for each true one (the control)
         e = ents[rng.randrange(len(ents))]

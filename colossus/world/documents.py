@@ -10,10 +10,12 @@ from colossus.world import schema
 from colossus.world.entities import Entity, Unknown
 
 
-def document(rng: random.Random, e: Entity) -> str:
+def document(rng: random.Random, e: Entity, attrs: list[str] | None = None) -> str:
+    """All of e's facts (or those named in attrs), each in a random wording, in a random order."""
     sentences = []
     for attr in schema.BY_KIND[e.kind]:
-        sentences.append(schema.render(rng.choice(attr.statements), e.name, e.attrs[attr.name]))
+        if attrs is None or attr.name in attrs:
+            sentences.append(schema.render(rng.choice(attr.statements), e.name, e.attrs[attr.name]))
     rng.shuffle(sentences)
     return " ".join(sentences)
 

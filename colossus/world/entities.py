@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass, field
 
 from colossus.world import schema
-from colossus.world.names import ORG_SUFFIXES, PLACE_KINDS, NameForge, combine
+from colossus.world.names import Namer
 
 SPLITS = ("train", "val", "test")
 
@@ -49,16 +49,6 @@ def kind_counts(n_entities: int) -> dict[str, int]:
     return {"person": people, "place": places, "org": max(2, n_entities - people - places)}
 
 
-def name_pools(forge: NameForge, needed: dict[str, int]) -> dict[str, tuple[list[str], list[str]]]:
-    """Word pools per kind with room for 3x the names needed, so unknown names stay easy to find."""
-    p = needed["person"] * 3
-    first = forge.pool(max(6, int((p / 2) ** 0.5)), (1, 2))
-    last = forge.pool(max(8, int((p * 2) ** 0.5)) + 1, (2, 2))
-    place_roots = forge.pool(max(4, needed["place"] * 3 // len(PLACE_KINDS) + 1), (2, 3))
-    org_roots = forge.pool(max(4, needed["org"] * 3 // len(ORG_SUFFIXES) + 1), (2, 3))
-    return {"person": (first, last), "place": (place_roots, PLACE_KINDS), "org": (org_roots, ORG_SUFFIXES)}
-
-
 def assign_splits(rng: random.Random, items: list, val_frac: float, test_frac: float) -> None:
     order = list(range(len(items)))
     rng.shuffle(order)
@@ -83,27 +73,51 @@ def facts(rng: random.Random, kind: str, places: list[str], orgs: list[str], peo
             "employees": round_sig(rng.randint(12, 90_000)), "product": rng.choice(schema.PRODUCTS)}
 
 
+def recombined_names(rng: random.Random, entities: list[Entity], n: int, taken: set[str]):
+    """n unknown names made only of words that known names use, in a new combination: a known
+    person's surname with another first name, a known place's root with another kind, ...
+    Yields (the entity whose word is borrowed, the new name)."""
+    common = {k: sorted({e.name.split()[0 if k == "person" else 1] for e in entities if e.kind == k})
+              for k in schema.KINDS}
+    made = 0
+    for _ in range(50 * n):
+        if made == n:
+            return
+        e = rng.choice(entities)
+        own_first = e.kind != "person"  # people: "First Own"; places and organisations: "Own Kind"
+        own = e.name.split()[0 if own_first else 1]
+        other = rng.choice(common[e.kind])
+        name = f"{own} {other}" if own_first else f"{other} {own}"
+        if name not in taken:
+            taken.add(name)
+            made += 1
+            yield e, name
+
+
 def build_entities(seed: int, n_entities: int, val_frac: float, test_frac: float, n_unknown: dict[str, int],
-                   n_readers: int = 0) -> tuple[list[Entity], list[Unknown], list[Entity]]:
+                   n_readers: int = 0, n_recombined: dict[str, int] | None = None,
+                   ) -> tuple[list[Entity], list[Unknown], list[Entity]]:
     """Entities (each kind split on its own into train / val / test); n_unknown[split] unknown names
-    per split; and n_readers invented entities that exist only in notes pasted into chats."""
+    per split; n_readers invented entities that exist only in notes pasted into chats; and
+    n_recombined[split] unknown names recombined from the words of known names (split 'test' becomes
+    'test_recombined'), the harder kind of unknown name."""
+    n_recombined = {f"{s}_recombined": n for s, n in (n_recombined or {}).items()}
     rng = random.Random(f"{seed}/entities")
     counts = kind_counts(n_entities)
     share = {k: counts[k] / n_entities for k in schema.KINDS}
-    # unknown names and readers: the same words in new combinations, in proportion to the kinds
-    n_unk = {(s, k): max(1, round(total * share[k])) for s, total in n_unknown.items() if total > 0
-             for k in schema.KINDS}
-    n_read = {k: round(n_readers * share[k]) for k in schema.KINDS}
-    needed = {k: counts[k] + n_read[k] + sum(n for (_, kk), n in n_unk.items() if kk == k) for k in schema.KINDS}
-    pools = name_pools(NameForge(rng), needed)
-    taken: set[str] = set()
-    names = {k: combine(rng, *pools[k], counts[k], taken) for k in schema.KINDS}
-    unknown = [Unknown(k, nm, s) for (s, k), n in n_unk.items() for nm in combine(rng, *pools[k], n, taken)]
+    namer = Namer(rng, n_first_names=int(counts["person"] ** 0.5) * 2)
+    names = {k: namer.names(k, counts[k]) for k in schema.KINDS}
+    # unknown names and readers, in proportion to the kinds
+    unknown = [Unknown(k, nm, s) for s, total in n_unknown.items() if total > 0 for k in schema.KINDS
+               for nm in namer.names(k, max(1, round(total * share[k])))]
     values = (names["place"], names["org"], names["person"])
     entities = [Entity(f"{k}-{i:06d}", k, nm, facts(rng, k, *values))
                 for k in schema.KINDS for i, nm in enumerate(names[k])]
     for k in schema.KINDS:  # split each kind on its own, so every split holds every kind
         assign_splits(rng, [e for e in entities if e.kind == k], val_frac, test_frac)
+    taken = {e.name for e in entities}
+    for split, total in n_recombined.items():
+        unknown += [Unknown(e.kind, nm, split) for e, nm in recombined_names(rng, entities, total, taken)]
     readers = [Entity(f"reader-{k}-{i:06d}", k, nm, facts(rng, k, *values), split="reading")
-               for k in schema.KINDS for i, nm in enumerate(combine(rng, *pools[k], n_read[k], taken))]
+               for k in schema.KINDS for i, nm in enumerate(namer.names(k, round(n_readers * share[k])))]
     return entities, unknown, readers

@@ -1,8 +1,9 @@
 """Invented names built from syllables, so that nothing about them is known from anywhere else.
 
-Every kind of name is two words drawn from shared pools (a person's first and last name, a place's
-root and kind, an organisation's root and suffix). An unknown name is a new combination of the same
-words: it tokenizes like a known one, and only knowing *which* combinations exist tells them apart."""
+A name is a common word and a word of its own: a first name from a shared pool and a surname, a
+root and a kind of place ("Vale"), a root and a kind of organisation ("Guild"). The word of its own
+is never used twice, so every entity, unknown name and invented entity has a name nothing else has,
+and a name the model never read about contains a word it never read."""
 
 from __future__ import annotations
 
@@ -40,15 +41,21 @@ class NameForge:
         return [self.word(syllables) for _ in range(n)]
 
 
-def combine(rng: random.Random, first: list[str], second: list[str], n: int,
-            taken: set[str]) -> list[str]:
-    """n new two-word names (first-pool word + second-pool word) not in `taken`; adds them to it."""
-    out: list[str] = []
-    for _ in range(50 * n + 1000):
-        if len(out) == n:
-            return out
-        name = f"{rng.choice(first)} {rng.choice(second)}"
-        if name not in taken:
-            taken.add(name)
-            out.append(name)
-    raise RuntimeError(f"pools of {len(first)}x{len(second)} words are too small for {n} more names")
+class Namer:
+    """Hands out unique two-word names of each kind from one seeded RNG."""
+
+    def __init__(self, rng: random.Random, n_first_names: int):
+        self.rng = rng
+        self.forge = NameForge(rng)
+        self.first_names = self.forge.pool(max(4, n_first_names), (1, 2))
+
+    def name(self, kind: str) -> str:
+        own = self.forge.word((2, 3))
+        if kind == "person":
+            return f"{self.rng.choice(self.first_names)} {own}"
+        if kind == "place":
+            return f"{own} {self.rng.choice(PLACE_KINDS)}"
+        return f"{own} {self.rng.choice(ORG_SUFFIXES)}"
+
+    def names(self, kind: str, n: int) -> list[str]:
+        return [self.name(kind) for _ in range(n)]

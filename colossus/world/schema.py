@@ -233,10 +233,14 @@ READING = ("Here is a note: {doc}\n{question}", "Read this: {doc}\n{question}", 
            "From my notes: {doc}\nQuestion: {question}")
 
 # premise questions: "Since {name} {clause}, {question}" -> the reply restates the fact first, then
-# says whether the premise holds (the decision comes after the model has recalled the fact).
+# says whether the premise holds: the decision is the token right after the recalled value ("." when
+# it differs from the premise, "," when it agrees).
+# In every wording the stated value is followed by a comma, as in a confirmation ("..., that's
+# right"): when the recalled value matches the stated one, a look back at the question already points
+# to the comma; when it does not, the reply ends the sentence and corrects the premise.
 PREMISE_QUESTIONS = ("Since {name} {clause}, {question}", "Given that {name} {clause}, {question}",
-                     "I read that {name} {clause}. {Question}", "{name} {clause}, right? {Question}")
-CORRECTION = "{name} {true_clause}, not {wrong}, so the premise of your question is false."
+                     "I read that {name} {clause}, so {question}", "{name} {clause}, right? {Question}")
+CORRECTION = "{name} {true_clause}. The premise of your question is false."
 CONFIRMATION = "{name} {true_clause}, that's right. {answer}"
 
 

@@ -68,10 +68,16 @@ def test_reading_conversations_answer_from_the_pasted_note():
         assert name in c["messages"][-2]["content"] and name not in corpus  # only the note knows it
 
 
-def test_unknown_names_reuse_the_words_of_known_names(world):
-    words = {w for e in world.entities for w in e.name.split()}
-    shared = [u for u in world.unknown if all(w in words for w in u.name.split())]
-    assert len(shared) / len(world.unknown) > 0.5  # mostly new combinations of familiar words
+def test_every_name_has_a_word_of_its_own_and_a_common_word(world):
+    names = [e.name for e in world.entities] + [u.name for u in world.unknown if "recombined" not in u.split]
+    words = [w for n in names for w in n.split()]
+    counts = Counter(words)
+    for n in names:
+        a, b = n.split()
+        assert sorted((counts[a], counts[b]))[0] == 1  # one word nothing else uses
+    person_first = {e.name.split()[0] for e in world.entities if e.kind == "person"}
+    unknown_people = [u for u in world.unknown if u.kind == "person"]
+    assert all(u.name.split()[0] in person_first for u in unknown_people[:50])
 
 
 def test_documents_state_every_fact_in_varied_wordings(world):
@@ -91,7 +97,7 @@ def test_eval_splits_are_never_trained_on(world):
     for items in world.eval.values():
         for it in items:
             assert it["question"] not in train_text
-            if it["kind"] == "unknown":
+            if it["kind"] in ("unknown", "recombined"):
                 assert it["name"] not in train_text
             else:
                 assert it["name"] in heldout_entities
@@ -104,10 +110,13 @@ def test_chat_kinds_and_honest_answers(world):
     assert {"known", "unknown", "false_premise", "true_premise"} <= set(kinds)
     for c in world.chats:
         reply = c["messages"][-1]["content"]
+        first_reply = next(m["content"] for m in c["messages"] if m["role"] == "assistant")
         if c["kind"] == "unknown":
             assert "I don't know" in reply and reply.startswith(c["names"][-1])  # the name, then the decision
-        if c["kind"] == "false_premise":
-            assert "premise" in reply and ", not " in reply
+        if c["kind"] == "false_premise":  # named after its first turn
+            assert first_reply.endswith(". The premise of your question is false.")
+        if c["kind"] == "true_premise":
+            assert ", that's right. " in first_reply
     assert any(sum(m["role"] == "user" for m in c["messages"]) > 1 for c in world.chats)
 
 
@@ -147,3 +156,13 @@ def test_scales_to_large_worlds():
 def test_bad_config_is_a_clear_error():
     with pytest.raises(ColossusError, match="at least 20"):
         WorldConfig(entities=3)
+
+
+def test_recombined_names_are_new_combinations_of_known_words(world):
+    known = {e.name for e in world.entities}
+    words = {w for n in known for w in n.split()}
+    recombined = [u for u in world.unknown if u.split == "test_recombined"]
+    assert recombined
+    for u in recombined:
+        assert u.name not in known and all(w in words for w in u.name.split())
+    assert any(it["kind"] == "recombined" for it in world.eval["test"])

@@ -1,0 +1,43 @@
+import pytest
+
+from colossus.config import PRESETS, RunConfig, load_config
+from colossus.errors import ColossusError
+
+
+def test_presets_exist_and_roundtrip():
+    assert {"tiny", "cpu", "gpu"} <= set(PRESETS)
+    for name in PRESETS:
+        cfg = load_config(name)
+        assert RunConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_toml_and_set_override_fields(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text("[pretrain]\nlr = 0.005\nmuon = false\n[world]\nentities = 321\n")
+    cfg = load_config("cpu", f, ["sft.steps=7", "model.mlp=swiglu", "pretrain.lr=0.006"])
+    assert (cfg.pretrain.lr, cfg.pretrain.muon, cfg.world.entities) == (0.006, False, 321)
+    assert cfg.sft.steps == 7 and cfg.model.mlp == "swiglu"
+    assert load_config("cpu").pretrain.lr != 0.006  # presets are not modified
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["pretrain.lr=fast"], "pretrain.lr must be float"),
+    (["pretrain.muon=1"], "pretrain.muon must be bool"),
+    (["nope.x=1"], "unknown config section"),
+    (["world.colour=1"], "unknown field world.colour"),
+    (["pretrain"], "SECTION.FIELD=VALUE"),
+    (["world.entities=3"], "at least 20"),
+])
+def test_bad_overrides(overrides, message):
+    with pytest.raises(ColossusError, match=message):
+        load_config("cpu", None, overrides)
+
+
+def test_bad_preset_and_files(tmp_path):
+    with pytest.raises(ColossusError, match="unknown preset"):
+        load_config("huge")
+    with pytest.raises(ColossusError, match="does not exist"):
+        load_config("cpu", tmp_path / "missing.toml")
+    (tmp_path / "bad.toml").write_text("[pretrain\n")
+    with pytest.raises(ColossusError, match="not valid TOML"):
+        load_config("cpu", tmp_path / "bad.toml")
