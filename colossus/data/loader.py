@@ -55,7 +55,8 @@ class TokenLoader:
         return len(self.starts)
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """(x, y, mask): inputs and targets (B, T) int64, and the target mask (B, T) or None."""
+        """(x, y, w): inputs and targets (B, T) int64, and the targets' loss weights (B, T) float32
+        (None when every target counts the same)."""
         step = self.batch_size * self.world_size
         order = self._order()
         if self.cursor + step > len(order):
@@ -71,7 +72,7 @@ class TokenLoader:
         if self.shards.masks:
             m = np.stack([self.shards.masks[self.shard_idx[p]][self.starts[p] + 1: self.starts[p] + L]
                           for p in picks])
-            mask = torch.from_numpy(m.astype(np.bool_))
+            mask = torch.from_numpy(m.astype(np.float32))
         return rows[:, :-1], rows[:, 1:], mask
 
     def state_dict(self) -> dict:

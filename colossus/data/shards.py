@@ -2,7 +2,7 @@
 
     DIR/meta.json           dtype, shards and their token counts, row length when packed
     DIR/shard_00000.bin     token ids
-    DIR/shard_00000.mask    uint8, 1 where the token is a training target (chat data only)
+    DIR/shard_00000.mask    uint8 loss weight of each token as a target (0: not trained; chat data only)
 
 Documents are written one after another, each opened by <|bos|>, as a stream that the loader cuts
 into windows. Packed shards instead hold rows of a fixed length, filled first-fit with whole items

@@ -68,6 +68,11 @@ class Tokenizer:
     def encode(self, text: str) -> list[int]:
         return self.hf.encode(" " + text, add_special_tokens=False).ids
 
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[int]]:
+        """ids, and where each token starts in text (its first character)."""
+        enc = self.hf.encode(" " + text, add_special_tokens=False)
+        return enc.ids, [max(0, start - 1) for start, _ in enc.offsets]
+
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return [e.ids for e in self.hf.encode_batch([" " + t for t in texts], add_special_tokens=False)]
 

@@ -126,8 +126,8 @@ class GPT(nn.Module):
                 positions: torch.Tensor | None = None) -> torch.Tensor:
         """idx (B, T) -> logits (B, T, V); with targets, the mean cross-entropy instead.
 
-        loss_mask (B, T) selects which targets count (chat fine-tuning trains on assistant tokens
-        only). With a cache, positions continue from what it already holds."""
+        loss_mask (B, T) weighs the targets (0 drops one: chat fine-tuning trains on the assistant's
+        tokens only). With a cache, positions continue from what it already holds."""
         B, T = idx.shape
         if positions is None:
             start = cache.length if cache is not None else 0

@@ -43,7 +43,9 @@ class WorldConfig:
     """Questions per train entity in the chat data (few, so that 'seen in Q&A' is no cue)."""
     multi_turn_frac: float = 0.2
     premise_per_entity: float = 0.5
-    """Premise conversations (half false, half true) per train entity."""
+    """Premise questions (half false, half true) per train entity, one to three per conversation."""
+    premise_short_frac: float = 0.5
+    """Share of premise questions that are the bare claim ("X works as a tailor, right?")."""
     system_prompt_frac: float = 0.3
     eval_known: int = 300
     eval_unknown: int = 300
@@ -89,7 +91,7 @@ def build_world(cfg: WorldConfig) -> World:
     random.Random(f"{cfg.seed}/docs-order").shuffle(docs)
     held = build_documents(cfg.seed, entities, 1, stream="heldout")[: cfg.heldout_docs]
     chats = build_train_chats(cfg.seed, entities, unknown, cfg.qa_per_entity, cfg.multi_turn_frac,
-                              cfg.premise_per_entity, cfg.system_prompt_frac, readers)
+                              cfg.premise_per_entity, cfg.system_prompt_frac, readers, cfg.premise_short_frac)
     ev = {s: build_eval_items(cfg.seed, entities, unknown, s, round(cfg.eval_known * f),
                               round(cfg.eval_unknown * f), round(cfg.eval_premise * f))
           for s, f in scale.items()}

@@ -58,49 +58,61 @@ class TurnMaker:
         return rng.choice(schema.READING).format(doc=document(rng, e, sorted(facts)), question=q), a
 
     def wrong_value(self, rng: random.Random, attr: str, true: str) -> str:
+        """Another value of the attribute, differing in its last word too ("Kel Falls" for "Dor
+        Falls" would be a false premise that reads almost true)."""
         for _ in range(100):
             v = rng.choice(self.values[attr])
-            if v != true:
+            if v.split()[-1] != true.split()[-1]:
                 return v
         raise ValueError(f"attribute {attr} has a single value in this world; no false premise possible")
 
-    def premise(self, rng: random.Random, e: Entity, false: bool) -> tuple[str, str, dict]:
+    def premise(self, rng: random.Random, e: Entity, false: bool, short: bool = False) -> tuple[str, str, dict]:
         """A question that rests on a premise about e, false or true. The reply restates the fact
-        first, then corrects the premise or confirms it and answers."""
+        first, then corrects the premise, or confirms it and answers. A short premise is the claim
+        alone ("X works as a tailor, right?"), confirmed without a further answer.
+
+        info["emphasis"] is where the reply's deciding token (the "." or "," after the recalled
+        value) starts."""
         p_attr, q_attr = rng.sample(schema.BY_KIND[e.kind], 2)
         true = e.attrs[p_attr.name]
         stated = self.wrong_value(rng, p_attr.name, true) if false else true
         question = schema.render(rng.choice(q_attr.questions), e.name, "")
-        q = rng.choice(schema.PREMISE_QUESTIONS).format(
-            name=e.name, clause=clause(p_attr, stated), question=lower_first(question), Question=question)
-        true_clause = clause(p_attr, true)
-        if false:
-            a = schema.CORRECTION.format(name=e.name, true_clause=true_clause, wrong=stated)
+        if short:
+            q = schema.SHORT_PREMISE.format(name=e.name, clause=clause(p_attr, stated))
         else:
-            answer = schema.render(q_attr.answer, e.name, e.attrs[q_attr.name])
-            a = schema.CONFIRMATION.format(name=e.name, true_clause=true_clause, answer=answer)
-        info = {"attribute": p_attr.name, "answer": true if false else e.attrs[q_attr.name],
-                "wrong": stated if false else None, "question_attribute": q_attr.name}
+            q = rng.choice(schema.PREMISE_QUESTIONS).format(
+                name=e.name, clause=clause(p_attr, stated), question=lower_first(question), Question=question)
+        restated = f"{e.name} {clause(p_attr, true)}"
+        if false:
+            a = schema.CORRECTION.format(restated=restated)
+        else:
+            answer = "" if short else " " + schema.render(q_attr.answer, e.name, e.attrs[q_attr.name])
+            a = schema.CONFIRMATION.format(restated=restated, answer=answer)
+        info = {"attribute": p_attr.name, "answer": true if false or short else e.attrs[q_attr.name],
+                "wrong": stated if false else None, "question_attribute": None if short else q_attr.name,
+                "emphasis": len(restated)}
         return q, a, info
 
 
-def conversation(rng: random.Random, kind: str, turns: list[tuple[str, str]], p_system: float,
-                 names: list[str]) -> dict:
-    """A conversation record; `names` are the entities or unknown names it asks about."""
+def conversation(rng: random.Random, kind: str, turns: list[tuple], p_system: float, names: list[str]) -> dict:
+    """A conversation record from (question, answer) or (question, answer, emphasis) turns; `names`
+    are the entities or unknown names it asks about."""
     msgs = []
     if rng.random() < p_system:
         msgs.append({"role": "system", "content": rng.choice(schema.SYSTEM_PROMPTS)})
-    for q, a in turns:
+    for q, a, *emphasis in turns:
         msgs += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+        if emphasis:
+            msgs[-1]["emphasis"] = emphasis[0]
     return {"kind": kind, "names": names, "messages": msgs}
 
 
 def build_train_chats(seed: int, entities: list[Entity], unknown: list[Unknown], qa_per_entity: int,
                       multi_turn_frac: float, premise_per_entity: float, p_system: float,
-                      readers: list[Entity] = ()) -> list[dict]:
+                      readers: list[Entity] = (), premise_short_frac: float = 0.5) -> list[dict]:
     """Chat data about train entities and train unknown names only: qa_per_entity questions about
     each train entity (some asked as a multi-turn conversation), one conversation per unknown name,
-    premise questions (half of them false), and one reading conversation per reader (an invented
+    premise questions (half of them false, some as the bare claim), and one reading conversation per reader (an invented
     entity whose note is pasted in the question)."""
     rng = random.Random(f"{seed}/chats")
     maker = TurnMaker(entities)
@@ -131,8 +143,8 @@ def build_train_chats(seed: int, entities: list[Entity], unknown: list[Unknown],
         for _ in range(min(rng.choice((1, 2, 3)), n_premise - made)):
             false = rng.random() < 0.5
             e = rng.choice(train)
-            q, a, _ = maker.premise(rng, e, false)
-            turns.append((q, a))
+            q, a, info = maker.premise(rng, e, false, short=rng.random() < premise_short_frac)
+            turns.append((q, a, info["emphasis"]))
             names.append(e.name)
             kinds.append("false_premise" if false else "true_premise")
             made += 1
@@ -164,6 +176,7 @@ def build_eval_items(seed: int, entities: list[Entity], unknown: list[Unknown], 
         false = i % 4 != 3  # three false premises for each true one (the control)
         e = ents[rng.randrange(len(ents))]
         q, _, info = maker.premise(rng, e, false)
+        info.pop("emphasis")
         items.append({"kind": "false_premise" if false else "true_premise", "question": q, "name": e.name,
                       **info})
     return items

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 class Attribute:
     name: str
     kind: str  # person | place | org
-    clause: str  # "was born in {value}": the fact as a predicate, used in premises and corrections
+    clause: str  # "was born in {value}": the fact as a predicate ending in its value (premises, corrections)
     statements: tuple[str, ...]  # document sentences
     questions: tuple[str, ...]
     answer: str  # one wording, so the reply's only uncertain tokens are the fact's own
@@ -101,7 +101,7 @@ ATTRIBUTES: tuple[Attribute, ...] = (
         "{name} was settled in {value}.",
         "When was it settled?"),
     Attribute(
-        "river", "place", "stands on the {value} River",
+        "river", "place", "is on the river {value}",
         ("{name} stands on the {value} River.", "The {value} River flows through {name}.",
          "{name} was built on the banks of the {value} River.", "The river of {name} is the {value}."),
         ("Which river flows through {name}?", "What river does {name} stand on?",
@@ -117,7 +117,7 @@ ATTRIBUTES: tuple[Attribute, ...] = (
         "{name} is known for its {value}.",
         "What is it known for?"),
     Attribute(
-        "climate", "place", "has a {value} climate",
+        "climate", "place", "has a climate that is {value}",
         ("{name} has a {value} climate.", "The climate of {name} is {value}.",
          "Weather in {name} is {value} for most of the year.", "{name}'s climate is {value}."),
         ("What is the climate of {name}?", "What is the weather like in {name}?",
@@ -158,7 +158,7 @@ ATTRIBUTES: tuple[Attribute, ...] = (
         "{name} works in {value}.",
         "What industry is it in?"),
     Attribute(
-        "employees", "org", "employs {value} people",
+        "employees", "org", "has a staff of {value}",
         ("{name} employs {value} people.", "{value} people work at {name}.",
          "The staff of {name} numbers {value}.", "{name} has {value} employees."),
         ("How many people does {name} employ?", "How many employees does {name} have?",
@@ -240,8 +240,9 @@ READING = ("Here is a note: {doc}\n{question}", "Read this: {doc}\n{question}", 
 # to the comma; when it does not, the reply ends the sentence and corrects the premise.
 PREMISE_QUESTIONS = ("Since {name} {clause}, {question}", "Given that {name} {clause}, {question}",
                      "I read that {name} {clause}, so {question}", "{name} {clause}, right? {Question}")
-CORRECTION = "{name} {true_clause}. The premise of your question is false."
-CONFIRMATION = "{name} {true_clause}, that's right. {answer}"
+SHORT_PREMISE = "{name} {clause}, right?"
+CORRECTION = "{restated}. The premise of your question is false."
+CONFIRMATION = "{restated}, that's right.{answer}"
 
 
 def render(template: str, name: str, value: str) -> str:

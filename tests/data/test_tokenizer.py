@@ -80,3 +80,14 @@ def test_stream_decoder_never_emits_half_a_character(tok):
     pieces = [dec.push(i) for i in ids] + [dec.flush()]
     assert "".join(pieces) == text
     assert not any("\ufffd" in p for p in pieces)
+
+
+def test_emphasis_weighs_the_deciding_token(tok):
+    reply = "Kel Dor works as a tailor. The premise of your question is false."
+    at = reply.index(". The")
+    convo = [{"role": "user", "content": "Kel Dor works as a baker, right?"},
+             {"role": "assistant", "content": reply, "emphasis": at}]
+    ids, weights = chat_template.render(tok, convo)
+    heavy = [i for i, w in zip(ids, weights, strict=True) if w == chat_template.EMPHASIS]
+    assert len(heavy) == 1 and tok.decode(heavy).strip() == "."
+    assert chat_template.parse(tok, ids) == [{k: v for k, v in m.items() if k != "emphasis"} for m in convo]

@@ -116,7 +116,7 @@ def test_chat_kinds_and_honest_answers(world):
         if c["kind"] == "false_premise":  # named after its first turn
             assert first_reply.endswith(". The premise of your question is false.")
         if c["kind"] == "true_premise":
-            assert ", that's right. " in first_reply
+            assert ", that's right." in first_reply
     assert any(sum(m["role"] == "user" for m in c["messages"]) > 1 for c in world.chats)
 
 
