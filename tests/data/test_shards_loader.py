@@ -1,6 +1,6 @@
 import numpy as np
-import torch
 import pytest
+import torch
 
 from colossus.data.loader import TokenLoader
 from colossus.data.shards import Shards, ShardWriter, write_documents, write_packed
