@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: speedrun test lint clean
+.PHONY: speedrun test lint clean chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,13 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 speedrun: $(VENV)/.installed
 	$(BIN)/colossus speedrun --preset cpu $(ARGS)
 
-test: $(VENV)/.installed-dev
+# The browser test drives Debian's chromium; install it when missing and we may (root with apt).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && \
+	    apt-get install -y -q chromium >/dev/null; }; }; } || echo "chromium not installed: the browser test will skip"
+
+test: $(VENV)/.installed-dev chromium
 	$(BIN)/ruff check colossus tests benchmarks
 	$(BIN)/python -m pytest $(ARGS)
 
