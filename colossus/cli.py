@@ -6,6 +6,8 @@
     colossus train / sft                     one training stage
     colossus eval --model DIR                the truth report of a model
     colossus chat --model DIR                talk to a model in the terminal
+    colossus chat --url http://HOST:PORT     ... or to a running `colossus serve`
+    colossus serve --model DIR               an OpenAI-compatible API and the web chat
     colossus plan --model llama3-405b ...    plan a training run on 1,000 to 1,000,000 GPUs
 
 A problem the user can fix is reported in one line on stderr with exit code 2; no traceback."""
@@ -102,13 +104,45 @@ def cmd_eval(a) -> int:
 
 
 def cmd_chat(a) -> int:
-    from colossus.terminal_chat import LocalBackend, chat_loop
+    from colossus.terminal_chat import LocalBackend, RemoteBackend, chat_loop
 
     if a.temperature < 0:
         raise ColossusError("--temperature must be >= 0")
-    backend = LocalBackend(a.model, a.device)
-    print(f"Chatting with {a.model}. /help for commands, /exit to leave.")
+    if (a.model is None) == (a.url is None):
+        raise ColossusError("give either --model DIR (run the model here) or --url URL (a running server)")
+    if a.url is not None:
+        import os
+
+        backend = RemoteBackend(a.url, api_key=a.api_key or os.environ.get("COLOSSUS_API_KEY"))
+        name = f"{backend.connect()} at {backend.url}"
+    else:
+        if a.api_key is not None:
+            raise ColossusError("--api-key goes with --url")
+        backend, name = LocalBackend(a.model, a.device), str(a.model)
+    print(f"Chatting with {name}. /help for commands, /exit to leave.")
     chat_loop(backend, system=a.system, temperature=a.temperature)
+    return 0
+
+
+def cmd_serve(a) -> int:
+    import os
+
+    import uvicorn
+
+    from colossus.serve.app import ServeConfig, create_app
+    from colossus.serve.auth import keys_from, parse_rate
+
+    if not 0 < a.port < 65536:
+        raise ColossusError(f"--port must be in 1..65535, not {a.port}")
+    if a.max_batch < 1 or a.max_body < 1:
+        raise ColossusError("--max-batch and --max-body must be >= 1")
+    keys = keys_from(a.api_key, os.environ.get("COLOSSUS_API_KEY"))
+    cfg = ServeConfig(model=a.model, api_keys=keys, db=a.db, max_batch=a.max_batch,
+                      rate_limit=parse_rate(a.rate_limit), max_body=a.max_body, device=a.device)
+    app = create_app(cfg)
+    print(f"Serving {a.model} on http://{a.host}:{a.port} ({len(keys)} API key(s)"
+          f"{'' if keys else ': open to anyone who can reach it'}; conversations in {cfg.db})", flush=True)
+    uvicorn.run(app, host=a.host, port=a.port, log_level="info", timeout_graceful_shutdown=5)
     return 0
 
 
@@ -166,11 +200,29 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_eval)
 
     c = sub.add_parser("chat", help="chat with a model in the terminal")
-    c.add_argument("--model", type=Path, required=True, help="model directory, or a run directory")
+    c.add_argument("--model", type=Path, help="model directory, or a run directory")
+    c.add_argument("--url", help="a running `colossus serve`, e.g. http://127.0.0.1:8000 (instead of --model)")
+    c.add_argument("--api-key", help="the server's API key (with --url; default: $COLOSSUS_API_KEY)")
     c.add_argument("--system", help="system prompt")
     c.add_argument("--temperature", type=float, default=0.7)
     c.add_argument("--device", default="cpu")
     c.set_defaults(func=cmd_chat)
+
+    from colossus.serve.conversations import DEFAULT_DB
+
+    sv = sub.add_parser("serve", help="serve a model: OpenAI-compatible API, web chat, metrics")
+    sv.add_argument("--model", type=Path, required=True, help="model directory, or a run directory")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--api-key", action="append", default=[], metavar="KEY",
+                    help="accept this bearer key (repeatable; also $COLOSSUS_API_KEY, comma-separated)")
+    sv.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"conversation database (default: {DEFAULT_DB})")
+    sv.add_argument("--max-batch", type=int, default=32, help="requests decoded together (default: 32)")
+    sv.add_argument("--rate-limit", metavar="N/min", help="requests a minute per API key (default: no limit)")
+    sv.add_argument("--max-body", type=int, default=1 << 20, metavar="BYTES",
+                    help="largest request body (default: 1 MiB)")
+    sv.add_argument("--device", default="cpu")
+    sv.set_defaults(func=cmd_serve)
 
     from colossus.plan.cli import add_parser as add_plan_parser
 

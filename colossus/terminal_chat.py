@@ -1,17 +1,22 @@
 """The terminal chat: multi-turn, replies streamed as they are made.
 
-    colossus chat --model runs/latest
+    colossus chat --model runs/latest                 the model runs in this process
+    colossus chat --url http://127.0.0.1:8000         talk to a running `colossus serve` (--api-key K)
 
 Commands: /clear (forget the conversation), /system TEXT (set the system prompt; /system alone
 removes it), /temperature T, /help, /exit. Ctrl-C stops a reply, not the program; Ctrl-D leaves."""
 
 from __future__ import annotations
 
+import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlsplit
 
+import httpx
 import torch
 
 from colossus.data import chat_template
@@ -69,6 +74,149 @@ class LocalBackend:
         tail = dec.flush()
         if tail:
             yield tail
+
+
+CONTEXT_FIELDS = ("max_model_len", "context_length", "max_context", "context_window")
+
+
+class RemoteBackend:
+    """Streams replies from a running server's POST /v1/chat/completions (SSE), so a terminal can talk to
+    the model a `colossus serve` holds. Ctrl-C closes the connection, and the server aborts the request."""
+
+    def __init__(self, url: str, api_key: str | None = None, model: str | None = None, *,
+                 timeout: float = 60.0, client: httpx.Client | None = None):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ColossusError(f"--url must look like http://127.0.0.1:8000, not {url!r}")
+        self.url = url.rstrip("/")
+        self.model = model
+        self.context: int | None = None  # the model's context length, when the server says it
+        self.dropped_turns = 0
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.client = client or httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)))
+
+    def connect(self) -> str:
+        """Checks the server answers (and accepts the key); picks its first model unless one was given.
+        Returns the model's name."""
+        with self._errors():
+            r = self.client.get(f"{self.url}/v1/models", headers=self.headers)
+            if r.status_code != 200:
+                raise ColossusError(self._error_message(r))
+            try:
+                models = [m for m in r.json().get("data") or [] if isinstance(m, dict)]
+            except (ValueError, AttributeError, TypeError):
+                raise ColossusError(f"{self.url}/v1/models did not answer a model list; is this a colossus "
+                                    "server?") from None
+        entry = next((m for m in models if m.get("id") == self.model), models[0] if models else None)
+        if entry is None:
+            raise ColossusError(f"the server at {self.url} serves no model")
+        if self.model is None:
+            self.model = entry.get("id")
+        ctx = next((entry[k] for k in CONTEXT_FIELDS if isinstance(entry.get(k), int)), None)
+        self.context = ctx if ctx and ctx > 1 else None
+        return str(self.model)
+
+    def request_body(self, messages: list[dict], params: SamplingParams) -> dict:
+        max_tokens = params.max_tokens
+        if self.context:  # as LocalBackend: at most half the context for the reply
+            max_tokens = max(1, min(max_tokens, self.context // 2))
+        body: dict = {"messages": messages, "stream": True, "temperature": params.temperature,
+                      "max_tokens": max_tokens}
+        if self.model:
+            body["model"] = self.model
+        if params.top_k:
+            body["top_k"] = params.top_k
+        if params.top_p < 1:
+            body["top_p"] = params.top_p
+        if params.seed is not None:
+            body["seed"] = params.seed
+        return body
+
+    def fit(self, messages: list[dict], max_tokens: int) -> list[dict]:
+        """As LocalBackend.fit, counting with the server's POST /tokenize: drops the oldest turns (never the
+        system prompt or the last message) until the prompt leaves room for max_tokens. Unchanged when the
+        context is unknown or the server has no /tokenize; a prompt that still does not fit is left to the
+        server, whose 400 says so."""
+        self.dropped_turns = 0
+        if not self.context:
+            return messages
+        msgs = list(messages)
+        while True:
+            with self._errors():
+                r = self.client.post(f"{self.url}/tokenize", json={"messages": msgs, "model": self.model},
+                                     headers=self.headers)
+            if r.status_code != 200:
+                return msgs
+            count = r.json().get("count")
+            first = 1 if msgs and msgs[0]["role"] == "system" else 0
+            if not isinstance(count, int) or count + max_tokens <= self.context or len(msgs) - first <= 1:
+                return msgs
+            del msgs[first]
+            self.dropped_turns += 1
+
+    def stream(self, messages: list[dict], params: SamplingParams) -> Iterator[str]:
+        body = self.request_body(messages, params)
+        body["messages"] = self.fit(messages, body["max_tokens"])
+        with self._errors(), self.client.stream("POST", f"{self.url}/v1/chat/completions", json=body,
+                                                headers=self.headers) as r:
+            if r.status_code != 200:
+                r.read()
+                raise ColossusError(self._error_message(r))
+            for data in sse_data(r.iter_lines()):
+                if data == "[DONE]":
+                    return
+                try:
+                    chunk = json.loads(data)
+                except ValueError:
+                    raise ColossusError(f"the server sent an event that is not JSON: {data[:80]!r}") from None
+                if isinstance(chunk, dict) and chunk.get("error"):
+                    err = chunk["error"]
+                    raise ColossusError("the server stopped the reply: "
+                                        + str(err.get("message", err) if isinstance(err, dict) else err))
+                for choice in chunk.get("choices") or []:
+                    piece = (choice.get("delta") or {}).get("content")
+                    if piece:
+                        yield piece
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _error_message(self, r: httpx.Response) -> str:
+        """One line from an error answer: the OpenAI-style message when there is one."""
+        try:
+            message = r.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = r.text.strip().splitlines()[0][:200] if r.text.strip() else r.reason_phrase
+        if r.status_code == 401:
+            message += " (pass --api-key)"
+        return f"the server answered {r.status_code}: {message}"
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Turns httpx's transport errors into one-line ColossusErrors."""
+        try:
+            yield
+        except httpx.ConnectError:
+            raise ColossusError(f"cannot reach the server at {self.url}; is `colossus serve` running?") from None
+        except httpx.TimeoutException:
+            raise ColossusError(f"the server at {self.url} did not answer in time") from None
+        except httpx.HTTPError as e:
+            raise ColossusError(f"the connection to {self.url} failed: {e or type(e).__name__}") from None
+
+
+def sse_data(lines: Iterable[str]) -> Iterator[str]:
+    """The data of each server-sent event (its data: lines joined by newlines); comments and other
+    fields are skipped."""
+    data: list[str] = []
+    for line in lines:
+        if not line:
+            if data:
+                yield "\n".join(data)
+                data = []
+        elif line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+    if data:
+        yield "\n".join(data)
 
 
 def chat_loop(backend: Backend, system: str | None = None, temperature: float = 0.7,

@@ -123,11 +123,13 @@ class GPT(nn.Module):
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
                 loss_mask: torch.Tensor | None = None, cache=None,
-                positions: torch.Tensor | None = None) -> torch.Tensor:
+                positions: torch.Tensor | None = None, last_only: bool = False) -> torch.Tensor:
         """idx (B, T) -> logits (B, T, V); with targets, the mean cross-entropy instead.
 
         loss_mask (B, T) weighs the targets (0 drops one: chat fine-tuning trains on the assistant's
-        tokens only). With a cache, positions continue from what it already holds."""
+        tokens only). With a cache, positions continue from what it already holds. last_only gives
+        the logits of the last position only (B, 1, V): a prefill needs no more, and the output head
+        over every prompt token is a sixth of its cost."""
         B, T = idx.shape
         if positions is None:
             start = cache.length if cache is not None else 0
@@ -138,6 +140,8 @@ class GPT(nn.Module):
             x = blk(x, cos, sin, cache)
         if cache is not None:
             cache.advance(T)
+        if last_only and targets is None:
+            x = x[:, -1:]
         x = self.norm(x)
         if targets is None:
             return self.lm_head(x).float()

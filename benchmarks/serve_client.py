@@ -1,0 +1,153 @@
+"""The load generator of benchmarks/serve.py: streams OpenAI requests at a fixed concurrency and turns the
+chunk timestamps into the serving metrics of vLLM's benchmark (`vllm bench serve`,
+vllm/benchmarks/serve.py calculate_metrics), so our figures read the same as theirs:
+
+- TTFT: from sending the request to the first streamed chunk that carries generated text;
+- TPOT: per request, (end-to-end latency - TTFT) / (output tokens - 1), the output tokens read from the
+  usage the server reports (a chunk may carry several tokens, so chunks are not counted);
+- ITL: every gap between two successive text-carrying chunks of a request, pooled over all requests;
+- E2E latency: from sending the request to its last data chunk;
+- request and output-token throughput: completed requests and output tokens over the wall time of the
+  whole level, from its first request sent to its last response finished.
+
+Each is reported as mean, median and 99th percentile in milliseconds. One deviation from vLLM: vLLM's
+chat client takes TTFT at the first chunk with any `choices`, which would count the role-only chunk
+that both servers send before generating (transformers sends it before the prompt is even prefilled);
+we take the first chunk with text, on both servers alike.
+
+This module knows nothing of either server: it is plain HTTP (httpx) and server-sent events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+
+import httpx
+import numpy as np
+
+
+@dataclass
+class RequestResult:
+    """What one streamed request measured; times are seconds from sending it."""
+
+    success: bool = False
+    error: str = ""
+    ttft: float = 0.0
+    latency: float = 0.0
+    itl: list[float] = field(default_factory=list)
+    chunks: int = 0  # text-carrying chunks
+    prompt_tokens: int = 0
+    output_tokens: int = 0  # from the server's usage
+    finish_reason: str | None = None
+
+
+def chunk_text(data: dict) -> str:
+    """The generated text of one chunk of /v1/chat/completions (delta.content) or /v1/completions (text)."""
+    choices = data.get("choices") or []
+    if not choices:
+        return ""
+    c = choices[0]
+    if "delta" in c:
+        return (c["delta"] or {}).get("content") or ""
+    return c.get("text") or ""
+
+
+async def stream_request(client: httpx.AsyncClient, url: str, payload: dict) -> RequestResult:
+    """POST one streaming request and time its chunks (the clock starts just before sending)."""
+    out = RequestResult()
+    st = time.perf_counter()
+    last_text = last_data = st
+    try:
+        async with client.stream("POST", url, json=payload) as resp:
+            if resp.status_code != 200:
+                body = (await resp.aread()).decode("utf-8", "replace")
+                out.error = f"HTTP {resp.status_code}: {body[:300]}"
+                return out
+            async for line in resp.aiter_lines():
+                line = line.strip()
+                if not line.startswith("data:"):
+                    continue
+                chunk = line[5:].strip()
+                if chunk == "[DONE]":
+                    break
+                now = time.perf_counter()
+                data = json.loads(chunk)
+                if "error" in data:
+                    out.error = f"stream error: {str(data['error'])[:300]}"
+                    return out
+                last_data = now
+                if chunk_text(data):
+                    if out.chunks == 0:
+                        out.ttft = now - st
+                    else:
+                        out.itl.append(now - last_text)
+                    last_text = now
+                    out.chunks += 1
+                for c in data.get("choices") or []:
+                    out.finish_reason = c.get("finish_reason") or out.finish_reason
+                if usage := data.get("usage"):
+                    out.output_tokens = int(usage.get("completion_tokens") or 0)
+                    out.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+    except (httpx.HTTPError, json.JSONDecodeError) as e:
+        out.error = f"{type(e).__name__}: {e}"
+        return out
+    out.latency = last_data - st
+    if out.chunks == 0:
+        out.error = "no chunk with text arrived"
+    elif out.output_tokens == 0:
+        out.error = "the server reported no usage (completion_tokens)"
+    else:
+        out.success = True
+    return out
+
+
+async def run_level(url: str, payloads: list[dict], concurrency: int,
+                    timeout_s: float = 600.0) -> tuple[list[RequestResult], float]:
+    """Send every payload, at most `concurrency` in flight at once (as vLLM's --max-concurrency with an
+    infinite request rate); returns the results in payload order and the level's wall time."""
+    sem = asyncio.Semaphore(concurrency)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=httpx.Timeout(timeout_s), limits=limits) as client:
+        async def one(p: dict) -> RequestResult:
+            async with sem:
+                return await stream_request(client, url, p)
+
+        t0 = time.perf_counter()
+        results = await asyncio.gather(*(one(p) for p in payloads))
+        return list(results), time.perf_counter() - t0
+
+
+def _stats(values: list[float], name: str) -> dict[str, float]:
+    """mean / median / p99 in milliseconds (numpy's linear percentile, as vLLM)."""
+    if not values:
+        return {f"mean_{name}_ms": float("nan"), f"median_{name}_ms": float("nan"), f"p99_{name}_ms": float("nan")}
+    a = np.asarray(values) * 1000.0
+    return {f"mean_{name}_ms": float(a.mean()), f"median_{name}_ms": float(np.median(a)),
+            f"p99_{name}_ms": float(np.percentile(a, 99))}
+
+
+def summarize(results: list[RequestResult], duration_s: float) -> dict:
+    """The level's metrics, as vLLM's calculate_metrics computes them."""
+    ok = [r for r in results if r.success]
+    tpots = [(r.latency - r.ttft) / (r.output_tokens - 1) for r in ok if r.output_tokens > 1]
+    itls = [g for r in ok for g in r.itl]
+    total_out = sum(r.output_tokens for r in ok)
+    errors = sorted({r.error for r in results if not r.success})
+    return {
+        "completed": len(ok),
+        "failed": len(results) - len(ok),
+        "errors": errors[:5],
+        "duration_s": duration_s,
+        "total_input_tokens": sum(r.prompt_tokens for r in ok),
+        "total_output_tokens": total_out,
+        "output_tokens_per_request": sorted({r.output_tokens for r in ok}),
+        "mean_chunks_per_request": float(np.mean([r.chunks for r in ok])) if ok else 0.0,
+        "request_throughput": len(ok) / duration_s if duration_s > 0 else 0.0,
+        "output_throughput": total_out / duration_s if duration_s > 0 else 0.0,
+        **_stats([r.ttft for r in ok], "ttft"),
+        **_stats(tpots, "tpot"),
+        **_stats(itls, "itl"),
+        **_stats([r.latency for r in ok], "e2el"),
+    }

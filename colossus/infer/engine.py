@@ -1,0 +1,417 @@
+"""The serving engine: one loop, in its own thread, batches every decode step across all running
+requests (continuous batching: requests join and leave at any step).
+
+    engine = Engine(model, tokenizer)
+    engine.start()
+    async for delta in engine.generate(prompt_ids, SamplingParams(temperature=0)):
+        print(delta.text, end="")
+
+Every step of the loop:
+1. aborted requests leave and their KV slots are freed (a client that goes away aborts its request);
+2. waiting requests are admitted first come, first served, while a batch slot is free and the KV
+   budget holds their prompt + max_tokens (reserved up front, so a running request never runs out
+   of cache and nothing is ever preempted); each is prefilled, the prefix cache supplying the KV of
+   any prefix it holds;
+3. one forward pass feeds the last token of every running request at its own position;
+4. one sampling pass chooses every row's next token with that row's parameters (colossus.infer.logits);
+5. each request's Delta goes to its asyncio queue through loop.call_soon_threadsafe, so the event loop
+   never waits on the model.
+
+Queueing: at most max_batch requests run and max_queue wait (FCFS); beyond that generate() raises
+EngineFull, which an HTTP server answers with 503 (retry later).
+
+KV memory: a fixed pool of max_batch slots of max_context tokens (colossus.infer.kv_pool), allocated
+once; kv_tokens (default: all of it) caps the tokens reserved at once. The prefix cache is a second,
+bounded pool (colossus.infer.prefix_cache)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+import threading
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import torch
+
+from colossus.data.tokenizer import Tokenizer
+from colossus.errors import ColossusError
+from colossus.infer.detokenize import TextStream, TokenTable
+from colossus.infer.kv_pool import SlotPool
+from colossus.infer.logits import RowParams, apply_penalties, sample_rows, token_logprobs
+from colossus.infer.prefix_cache import PrefixCache
+from colossus.infer.sampling import SamplingParams
+from colossus.model.gpt import GPT
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TokenLogprob:
+    token: str
+    logprob: float
+    bytes: list[int]
+    top: list[tuple[str, float, list[int]]]  # (token, logprob, bytes) of the top k, most likely first
+
+
+@dataclass
+class Delta:
+    """One event of a request's stream."""
+
+    text: str  # new text, UTF-8 safe, stop-string text held back until it cannot match
+    token_ids: list[int]  # ids generated since the last Delta (the end-of-turn id is not text: left out)
+    logprobs: list[TokenLogprob] | None
+    finish_reason: str | None  # None while running; then "stop", "length" or "abort"
+    prompt_tokens: int  # length of the prompt
+    completion_tokens: int  # generated so far (an end-of-turn token counts, as in OpenAI's usage)
+    cached_tokens: int  # prompt tokens whose KV came from the prefix cache
+
+
+class EngineFull(ColossusError):
+    """The waiting queue is full: the caller answers 503 (retry later)."""
+
+
+class PromptTooLong(ColossusError):
+    """prompt_tokens + max_tokens exceed the model's context."""
+
+
+class EngineError(ColossusError):
+    """The engine failed while running a request (or is shut down): not the request's fault."""
+
+
+class _Request:
+    def __init__(self, rid: str, prompt: list[int], params: SamplingParams, loop: asyncio.AbstractEventLoop,
+                 text: TextStream):
+        self.rid, self.prompt, self.params, self.loop, self.text = rid, prompt, params, loop, text
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.rng = random.Random(params.seed) if params.seed is not None else None
+        self.state = "waiting"  # waiting -> running -> done
+        self.reserved = len(prompt) + params.max_tokens  # KV tokens it may ever need
+        self.slot = -1
+        self.length = 0  # tokens whose KV is in the slot
+        self.out: list[int] = []  # generated ids; the last one is fed at the next step
+        self.cached = 0
+
+
+class Engine:
+    def __init__(self, model: GPT, tokenizer: Tokenizer, *, max_batch: int = 32, max_queue: int = 256,
+                 kv_tokens: int | None = None, prefix_cache_tokens: int | None = None,
+                 device: str = "cpu", stop_ids: set[int] | None = None):
+        if max_batch < 1 or max_queue < 0:
+            raise ColossusError(f"max_batch must be >= 1 and max_queue >= 0, not {max_batch} and {max_queue}")
+        self.model, self.tok = model.eval(), tokenizer
+        cfg = model.cfg
+        self.max_context, self.max_batch, self.max_queue = cfg.seq_len, max_batch, max_queue
+        self.device = torch.device(device)
+        pool_tokens = max_batch * self.max_context
+        self.kv_total = pool_tokens if kv_tokens is None else min(kv_tokens, pool_tokens)
+        if self.kv_total < self.max_context:
+            raise ColossusError(f"kv_tokens {kv_tokens} is less than the model's context of {self.max_context} "
+                                "tokens: a long request could never run")
+        dtype = next(model.parameters()).dtype
+        self.pool = SlotPool(cfg, max_batch, self.max_context, self.device, dtype)
+        prefix_tokens = self.kv_total // 4 if prefix_cache_tokens is None else prefix_cache_tokens
+        self.prefix = PrefixCache(cfg, prefix_tokens, device=self.device, dtype=dtype) \
+            if prefix_tokens >= PrefixCache.BLOCK else None
+        self.table = TokenTable(tokenizer, cfg.vocab_size)
+        self.stop_ids = frozenset({tokenizer.end, tokenizer.bos} if stop_ids is None else stop_ids)
+        self.counts: torch.Tensor | None = None  # (slots, V) for penalties, made when first needed
+        self.prompt_seen: torch.Tensor | None = None
+        self.rng = random.Random()  # draws for the rows without a seed
+
+        self._cv = threading.Condition()
+        self._waiting: deque[_Request] = deque()
+        self._aborts: list[_Request] = []
+        self._active: dict[str, _Request] = {}  # waiting or running, by request id
+        self._running: list[_Request] = []  # slot order; touched by the engine thread only
+        self._rows: RowParams | None = None  # sampling tensors of _running; None when it changed
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._ids = itertools.count()
+        self._reserved = 0
+        self._totals = dict.fromkeys(("prefix_hit_tokens_total", "prompt_tokens_total", "generation_tokens_total",
+                                      "requests_finished_total", "requests_aborted_total"), 0)
+
+    # ---- the asyncio side ----
+
+    def start(self) -> None:
+        with self._cv:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._closed = False
+            self._thread = threading.Thread(target=self._loop, name="colossus-engine", daemon=True)
+            self._thread.start()
+
+    def shutdown(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    async def generate(self, prompt_ids: list[int], params: SamplingParams,
+                       request_id: str | None = None) -> AsyncIterator[Delta]:
+        """Stream the reply to prompt_ids. Raises PromptTooLong or EngineFull before yielding anything;
+        closing the iterator early (aclose(), or the task cancelled) aborts the request and frees its KV."""
+        req = self._submit(list(prompt_ids), params, request_id, asyncio.get_running_loop())
+        done = False
+        try:
+            while True:
+                item = await req.queue.get()
+                if isinstance(item, BaseException):
+                    done = True
+                    raise item
+                done = item.finish_reason is not None
+                yield item
+                if done:
+                    return
+        finally:
+            if not done:
+                self._abort(req)
+
+    def abort(self, request_id: str) -> None:
+        """Stop a request; its stream ends with finish_reason "abort". Unknown or finished ids: no-op."""
+        with self._cv:
+            req = self._active.get(request_id)
+        if req is not None:
+            self._abort(req)
+
+    def stats(self) -> dict:
+        with self._cv:
+            running, waiting, reserved = len(self._active) - len(self._waiting), len(self._waiting), self._reserved
+        return {"running": running, "waiting": waiting, "kv_used_tokens": reserved,
+                "kv_total_tokens": self.kv_total, "kv_usage": reserved / self.kv_total,
+                "prefix_cache_tokens": self.prefix.tokens if self.prefix else 0, **self._totals}
+
+    def _submit(self, prompt: list[int], params: SamplingParams, request_id: str | None,
+                loop: asyncio.AbstractEventLoop) -> _Request:
+        if not prompt:
+            raise ColossusError("the prompt is empty")
+        vocab = self.model.cfg.vocab_size
+        if not all(isinstance(t, int) and 0 <= t < vocab for t in prompt):
+            raise ColossusError(f"prompt token ids must be integers in [0, {vocab})")
+        if len(prompt) + params.max_tokens > self.max_context:
+            raise PromptTooLong(f"the prompt has {len(prompt)} tokens and max_tokens is {params.max_tokens}: "
+                                f"{len(prompt) + params.max_tokens} tokens exceed the model's context of "
+                                f"{self.max_context} tokens")
+        with self._cv:
+            if self._closed or self._thread is None:
+                raise EngineError("the engine is not running")
+            if len(self._active) >= self.max_batch + self.max_queue:
+                raise EngineFull(f"{len(self._waiting)} requests are already waiting (max_queue {self.max_queue})")
+            rid = request_id if request_id is not None else f"req-{next(self._ids)}"
+            if rid in self._active:
+                raise ColossusError(f"request id {rid!r} is already running")
+            req = _Request(rid, prompt, params, loop, TextStream(self.table, params.stop))
+            self._active[rid] = req
+            self._waiting.append(req)
+            self._cv.notify()
+        return req
+
+    def _abort(self, req: _Request) -> None:
+        with self._cv:
+            if req.state == "waiting":
+                self._waiting.remove(req)
+                req.state = "aborting"
+            if req.state != "done":
+                self._aborts.append(req)
+                self._cv.notify()
+
+    # ---- the engine thread ----
+
+    def _loop(self) -> None:
+        with torch.inference_mode():
+            while True:
+                with self._cv:
+                    while not (self._closed or self._waiting or self._aborts or self._running):
+                        self._cv.wait()
+                    if self._closed:
+                        break
+                    aborts, self._aborts = self._aborts, []
+                events: dict = {}
+                for req in aborts:
+                    self._release(req, "abort", events)
+                with self._cv:
+                    admitted = self._admit()
+                try:
+                    self._step(admitted, events)
+                except Exception as e:  # a bug or out of memory: fail what runs, keep serving
+                    log.exception("engine step failed")
+                    self._fail_running(admitted, EngineError(f"generation failed: {type(e).__name__}: {e}"), events)
+                self._deliver(events)
+        events = {}
+        with self._cv:
+            left = [*self._running, *self._waiting, *self._aborts]
+            self._waiting.clear()
+            self._aborts.clear()
+        for req in left:
+            self._release(req, "abort", events)
+        self._deliver(events)
+
+    def _admit(self) -> list[_Request]:
+        """Pop the waiting requests that fit now, in arrival order (called with the lock held)."""
+        out: list[_Request] = []
+        while self._waiting and len(self._running) + len(out) < self.max_batch:
+            req = self._waiting[0]
+            if self._reserved + req.reserved > self.kv_total:
+                break  # FCFS: nobody overtakes the head of the queue
+            self._waiting.popleft()
+            req.state = "running"
+            self._reserved += req.reserved
+            out.append(req)
+        return out
+
+    def _step(self, admitted: list[_Request], events: dict) -> None:
+        logits = [self._decode()] if self._running else []
+        for req in admitted:
+            req.slot = len(self._running)
+            self._running.append(req)
+            self._rows = None
+            logits.append(self._prefill(req))
+        if not self._running:
+            return
+        raw = torch.cat(logits) if len(logits) > 1 else logits[0]  # (B, V) in slot order
+        if self._rows is None:
+            self._rows = RowParams([r.params for r in self._running], [r.rng or self.rng for r in self._running],
+                                   raw.size(-1), self.device)
+        rows = self._rows
+        B = len(self._running)
+        if rows.use_penalties:
+            tokens = sample_rows(apply_penalties(raw, rows, self.counts[:B], self.prompt_seen[:B]), rows)
+            self.counts.index_put_((torch.arange(B, device=self.device), tokens),
+                                   torch.ones(B, device=self.device), accumulate=True)
+        else:
+            tokens = sample_rows(raw, rows)
+        lps = token_logprobs(raw, tokens, rows)
+        self._emit(tokens.tolist(), lps, rows, events)
+
+    def _decode(self) -> torch.Tensor:
+        """One token for every running request -> logits (B, V)."""
+        view = self.pool.decode_view([r.length for r in self._running])
+        idx = torch.tensor([[r.out[-1]] for r in self._running], device=self.device)
+        logits = self.model(idx, cache=view, positions=view.positions[:, None])[:, -1]
+        for r in self._running:
+            r.length += 1
+        return logits
+
+    def _prefill(self, req: _Request) -> torch.Tensor:
+        """Prompt of a newly admitted request -> logits (1, V) of its last token."""
+        n = len(req.prompt)
+        start = 0
+        if self.prefix is not None:  # the last prompt token is always computed: it gives the logits
+            start = self.prefix.load(self.prefix.match(req.prompt, n - 1), self.pool, req.slot)
+        view = self.pool.prefill_view(req.slot, start, n - start)
+        idx = torch.tensor([req.prompt[start:]], device=self.device)
+        positions = torch.arange(start, n, device=self.device)
+        logits = self.model(idx, cache=view, positions=positions, last_only=True)[:, -1]
+        req.length, req.cached = n, start
+        if self.prefix is not None:
+            self.prefix.store(req.prompt, self.pool, req.slot)
+        if req.params.has_penalties:
+            if self.counts is None:
+                V = self.model.cfg.vocab_size
+                self.counts = torch.zeros(self.max_batch, V, device=self.device)
+                self.prompt_seen = torch.zeros(self.max_batch, V, dtype=torch.bool, device=self.device)
+            self.counts[req.slot] = 0
+            self.prompt_seen[req.slot] = False
+            self.prompt_seen[req.slot, idx.new_tensor(req.prompt)] = True
+        self._totals["prompt_tokens_total"] += n
+        self._totals["prefix_hit_tokens_total"] += start
+        return logits
+
+    def _emit(self, tokens: list[int], lps, rows: RowParams, events: dict) -> None:
+        lp_lists = [x.tolist() for x in lps] if lps is not None else None
+        lp_at = {row: j for j, row in enumerate(rows.logprob_list)}
+        finished: list[tuple[_Request, str]] = []
+        for i, (req, t) in enumerate(zip(self._running, tokens, strict=True)):
+            req.out.append(t)
+            p = req.params
+            finish = None
+            if t in self.stop_ids and not p.ignore_eos:
+                text, ids, finish = req.text.finish(), [], "stop"
+            else:
+                text, stopped = req.text.push(t)
+                ids = [t]
+                if stopped:
+                    finish = "stop"
+                elif len(req.out) >= p.max_tokens:
+                    text, finish = text + req.text.finish(), "length"
+            logprobs = None
+            if p.logprobs is not None:
+                logprobs = [self._logprob(t, lp_lists, lp_at[i], p.logprobs)] if ids else []
+            delta = Delta(text, ids, logprobs, finish, len(req.prompt), len(req.out), req.cached)
+            events.setdefault(req.loop, []).append((req.queue, delta))
+            if finish is not None:
+                finished.append((req, finish))
+        self._totals["generation_tokens_total"] += len(tokens)
+        for req, finish in finished:
+            self._release(req, finish, None)
+
+    def _logprob(self, t: int, lp_lists: list, j: int, k: int) -> TokenLogprob:
+        chosen, top_v, top_i = lp_lists
+        shown = self.table.shown
+        top = [(shown[i][0], v, shown[i][1]) for v, i in zip(top_v[j][:k], top_i[j][:k], strict=True)]
+        return TokenLogprob(shown[t][0], chosen[j], shown[t][1], top)
+
+    def _release(self, req: _Request, reason: str, events: dict | None) -> None:
+        """The request is over: free its slot (the last running request moves in), count it, and send
+        an "abort" Delta when it was aborted (the other endings were sent by _emit)."""
+        if req.state == "done":
+            return
+        if req.state == "running":
+            if reason in ("stop", "length") and self.prefix is not None:  # the next turn may extend it
+                self.prefix.store(req.prompt + req.out[:req.length - len(req.prompt)], self.pool, req.slot)
+            last = len(self._running) - 1
+            if req.slot != last:
+                moved = self._running[last]
+                self.pool.move(last, req.slot, moved.length)
+                if moved.params.has_penalties:
+                    self.counts[req.slot] = self.counts[last]
+                    self.prompt_seen[req.slot] = self.prompt_seen[last]
+                moved.slot = req.slot
+                self._running[req.slot] = moved
+            self._running.pop()
+            self._rows = None
+        with self._cv:
+            if req.state == "running":
+                self._reserved -= req.reserved
+            req.state = "done"
+            self._active.pop(req.rid, None)
+        key = "requests_aborted_total" if reason == "abort" else "requests_finished_total"
+        self._totals[key] += 1
+        if reason == "abort" and events is not None:
+            delta = Delta("", [], None, "abort", len(req.prompt), len(req.out), req.cached)
+            events.setdefault(req.loop, []).append((req.queue, delta))
+
+    def _fail_running(self, admitted: list[_Request], err: EngineError, events: dict) -> None:
+        """After a failed step the slots' contents are unknown: every running request ends with err."""
+        failed = {id(r): r for r in [*self._running, *admitted]}.values()
+        self._running.clear()
+        self._rows = None
+        with self._cv:
+            for req in failed:
+                if req.state == "running":
+                    self._reserved -= req.reserved
+                req.state = "done"
+                self._active.pop(req.rid, None)
+        for req in failed:
+            events.setdefault(req.loop, []).append((req.queue, err))
+            self._totals["requests_aborted_total"] += 1
+
+    def _deliver(self, events: dict) -> None:
+        for loop, items in events.items():
+            try:
+                loop.call_soon_threadsafe(_put_all, items)
+            except RuntimeError:  # that event loop is closed: nobody reads these requests any more
+                for q, _ in items:
+                    for req in [r for r in self._running if r.queue is q]:
+                        self._abort(req)
+
+
+def _put_all(items: list) -> None:
+    for queue, item in items:
+        queue.put_nowait(item)

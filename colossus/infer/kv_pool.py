@@ -1,0 +1,99 @@
+"""The engine's KV cache: a fixed pool of slots, one per running request, allocated once.
+
+Keys and values live in two tensors of shape (n_layer, slots, Hkv, max_len, hd). A request owns one
+slot for its whole life and its tokens sit contiguously in it, so a decode step attends to a plain
+view `k[layer, :B, :, :L]` (L: the longest row) with a mask for the shorter rows, and writes the new
+token of every row with one index_copy_ at per-row positions. On CPU this is much cheaper than
+gathering pages every step; memory is bounded by construction (slots x max_len tokens).
+
+Running requests always occupy slots 0..B-1: when one leaves, the last one moves into its slot (one
+copy per finished request instead of a gather per step).
+
+The views below are what `GPT.forward(cache=...)` calls: `update(layer, k, v)` stores the new keys
+and values and returns everything to attend to with its mask; `advance(T)` is a no-op because the
+engine tracks lengths itself."""
+
+from __future__ import annotations
+
+import torch
+
+from colossus.model.config import ModelConfig
+
+
+class SlotPool:
+    def __init__(self, cfg: ModelConfig, slots: int, max_len: int, device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32):
+        shape = (cfg.n_layer, slots, cfg.n_kv_head, max_len, cfg.head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.slots, self.max_len, self.device = slots, max_len, torch.device(device)
+
+    @property
+    def bytes_per_token(self) -> int:
+        n_layer, _, hkv, _, hd = self.k.shape
+        return 2 * n_layer * hkv * hd * self.k.element_size()
+
+    def move(self, src: int, dst: int, length: int) -> None:
+        """Copy the first `length` tokens of slot src into slot dst (compaction)."""
+        self.k[:, dst, :, :length] = self.k[:, src, :, :length]
+        self.v[:, dst, :, :length] = self.v[:, src, :, :length]
+
+    def prefill_view(self, slot: int, start: int, n_new: int) -> PrefillView:
+        return PrefillView(self, slot, start, n_new)
+
+    def decode_view(self, positions: list[int]) -> DecodeView:
+        return DecodeView(self, positions)
+
+
+class PrefillView:
+    """One request's prompt (or what the prefix cache did not cover): n_new tokens after `start`."""
+
+    def __init__(self, pool: SlotPool, slot: int, start: int, n_new: int):
+        self.pool, self.slot, self.start, self.end = pool, slot, start, start + n_new
+        self.mask = None  # from scratch: plain causal attention (the model sets is_causal)
+        if start > 0:  # new queries see the cached prefix and the causal part of the new tokens
+            q_pos = torch.arange(start, self.end, device=pool.device)[:, None]
+            self.mask = torch.arange(self.end, device=pool.device)[None, :] <= q_pos  # (T, end)
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        s, a, b = self.slot, self.start, self.end
+        self.pool.k[layer, s, :, a:b] = k[0]
+        self.pool.v[layer, s, :, a:b] = v[0]
+        return self.pool.k[layer, s:s + 1, :, :b], self.pool.v[layer, s:s + 1, :, :b], self.mask
+
+    def advance(self, n: int) -> None:
+        pass
+
+
+class DecodeView:
+    """One token for each of the rows in slots 0..B-1; row i's token goes to position positions[i]."""
+
+    def __init__(self, pool: SlotPool, positions: list[int]):
+        self.pool, self.B = pool, len(positions)
+        dev = pool.device
+        self.positions = torch.tensor(positions, device=dev)  # (B,)
+        self.L = max(positions) + 1
+        self.same = min(positions) == max(positions)  # rows of equal length: a slice, and no mask
+        self.mask = self.flat = None
+        if not self.same:
+            visible = torch.arange(self.L, device=dev)[None, :] <= self.positions[:, None]  # (B, L)
+            self.mask = visible[:, None, None]  # (B, 1, 1, L)
+            _, _, hkv, max_len, _ = pool.k.shape
+            heads = torch.arange(hkv, device=dev)[None, :] * max_len
+            rows = torch.arange(self.B, device=dev)[:, None] * (hkv * max_len)
+            self.flat = (rows + heads + self.positions[:, None]).reshape(-1)  # (B*Hkv,) rows of a layer's (-1, hd) view
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        kl, vl = self.pool.k[layer], self.pool.v[layer]  # (slots, Hkv, max_len, hd)
+        if self.same:
+            p = self.L - 1
+            kl[:self.B, :, p:p + 1] = k
+            vl[:self.B, :, p:p + 1] = v
+        else:  # index_copy_ into the flat view: half the cost of an advanced-index assignment
+            hd = k.size(-1)
+            kl.view(-1, hd).index_copy_(0, self.flat, k.reshape(-1, hd))
+            vl.view(-1, hd).index_copy_(0, self.flat, v.reshape(-1, hd))
+        return kl[:self.B, :, :self.L], vl[:self.B, :, :self.L], self.mask
+
+    def advance(self, n: int) -> None:
+        pass

@@ -1,0 +1,409 @@
+"""The logic of POST /v1/chat/completions and POST /v1/completions: a validated request becomes one
+engine request per choice (n > 1: seeds seed, seed+1, ...; the prefix cache makes the shared prompt
+free), their streams are merged, and the result is written as the OpenAI API writes it: one JSON
+response, or server-sent chunks ending in [DONE].
+
+Nothing is truncated: a prompt that does not fit the context with max_tokens answers 400 naming both
+lengths. A client that goes away (a closed stream, or a dropped connection while waiting for a full
+response) cancels its engine requests, which frees their KV cache at once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from fastapi import Request, Response
+from fastapi.responses import JSONResponse
+
+from colossus.data.chat_template import render_prompt
+from colossus.data.tokenizer import Tokenizer
+from colossus.errors import ColossusError
+from colossus.infer.engine import Delta, Engine, EngineError, EngineFull, PromptTooLong, TokenLogprob
+from colossus.infer.sampling import SamplingParams
+from colossus.serve.errors import APIError
+from colossus.serve.metrics import Metrics
+from colossus.serve.protocol import MAX_N, ChatCompletionRequest, CompletionRequest, SamplingFields
+from colossus.serve.sse import DONE, SSEResponse, event
+
+log = logging.getLogger("colossus.serve")
+
+DEFAULT_COMPLETION_TOKENS = 16  # /v1/completions' default max_tokens, as in the OpenAI API
+MAX_CHOICES = 4 * MAX_N  # prompts x n in one /v1/completions request
+SEED_RANGE = 2**63
+END = object()  # a choice's stream ended
+
+
+@dataclass
+class ServedModel:
+    """What the generation routes need once the model is loaded."""
+
+    name: str
+    tok: Tokenizer
+    engine: Engine
+    max_context: int
+    fingerprint: str
+    created: int
+
+
+@dataclass
+class Job:
+    index: int  # choice index in the response
+    prompt_index: int
+    prompt_ids: list[int]
+    params: SamplingParams
+    request_id: str
+
+
+@dataclass
+class ChoiceResult:
+    text: list[str] = field(default_factory=list)
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    text_offset: int = 0  # characters streamed so far (completions' logprobs.text_offset)
+
+    def add(self, d: Delta) -> None:
+        self.text.append(d.text)
+        self.logprobs += d.logprobs or []
+        self.finish_reason = d.finish_reason or self.finish_reason
+        self.prompt_tokens, self.completion_tokens = d.prompt_tokens, d.completion_tokens
+        self.cached_tokens = d.cached_tokens
+
+
+def engine_error(e: BaseException, prompt_param: str) -> APIError:
+    if isinstance(e, APIError):
+        return e
+    if isinstance(e, PromptTooLong):
+        return APIError(400, str(e), param=prompt_param, code="context_length_exceeded")
+    if isinstance(e, EngineFull):
+        return APIError(503, f"the server is busy: {e}; retry later", code="engine_full", headers={"Retry-After": "1"})
+    if isinstance(e, EngineError):  # the engine failed or is shutting down: not the request's fault
+        return APIError(503, f"{e}; retry later", code="engine_error")
+    if isinstance(e, ColossusError):
+        return APIError(400, str(e))
+    log.error("generation failed: %s: %s", type(e).__name__, e)
+    return APIError(500, "generation failed; the server log has the details")
+
+
+class GenerationRun:
+    """The engine requests of one HTTP request, merged into one stream of (choice index, Delta)."""
+
+    def __init__(self, engine: Engine, jobs: list[Job], metrics: Metrics, t0: float, prompt_param: str):
+        self.engine, self.jobs, self.metrics, self.t0 = engine, jobs, metrics, t0
+        self.prompt_param = prompt_param
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.open = {j.index for j in jobs}
+        self.first_token = False
+        self.buffered: deque = deque()
+        self.tasks = [asyncio.ensure_future(self._produce(j)) for j in jobs]
+
+    async def _produce(self, job: Job) -> None:
+        try:
+            async for delta in self.engine.generate(job.prompt_ids, job.params, request_id=job.request_id):
+                if not self.first_token and delta.finish_reason != "abort":  # a token, or an end of turn
+                    self.first_token = True
+                    self.metrics.observe_ttft(time.perf_counter() - self.t0)
+                self.queue.put_nowait((job.index, delta))
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # handed to the reader, which answers with an error body
+            self.queue.put_nowait((job.index, e))
+            return
+        self.queue.put_nowait((job.index, END))
+
+    async def start(self) -> None:
+        """Wait for every choice's first event, so that a prompt too long or a full queue answers with its
+        own status instead of a stream that fails."""
+        seen: set[int] = set()
+        try:
+            while len(seen) < len(self.jobs):
+                i, item = await self.queue.get()
+                if isinstance(item, BaseException):
+                    raise engine_error(item, self.prompt_param)
+                seen.add(i)
+                self.buffered.append((i, item))
+        except BaseException:
+            self.close()
+            raise
+
+    async def events(self) -> AsyncIterator[tuple[int, Delta]]:
+        while self.open:
+            i, item = self.buffered.popleft() if self.buffered else await self.queue.get()
+            if item is END:
+                self.open.discard(i)
+                continue
+            if isinstance(item, BaseException):
+                raise engine_error(item, self.prompt_param)
+            if item.finish_reason is not None:
+                self.open.discard(i)
+            yield i, item
+
+    def close(self) -> None:
+        """Cancel what still runs: the engine aborts those requests and frees their KV. Idempotent, and
+        awaits nothing, so it is safe in a cancelled task."""
+        for t in self.tasks:
+            if not t.done():
+                t.cancel()
+
+
+async def unless_disconnected(work, request: Request) -> bool:
+    """Await work (a coroutine), unless the client closes its connection first: then work is cancelled
+    and the answer is False. Errors of work are raised."""
+    task, watcher = asyncio.ensure_future(work), asyncio.ensure_future(wait_disconnect(request))
+    try:
+        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+    if task not in done:
+        return False
+    task.result()
+    return True
+
+
+async def wait_disconnect(request: Request) -> None:
+    """Returns when the client closes its connection (the body has been read, so receive() waits for that)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+class CompletionService:
+    def __init__(self, served: ServedModel, metrics: Metrics):
+        self.m, self.metrics = served, metrics
+
+    # shared
+
+    def check_model(self, name: str | None) -> None:
+        if name is not None and name != self.m.name:
+            raise APIError(404, f"the model `{name[:200]}` does not exist; this server serves `{self.m.name}`",
+                           param="model", code="model_not_found")
+
+    def prompt_ids(self, text: str) -> list[int]:
+        """A raw-text prompt starts a document, as in pretraining: <|bos|> then the text."""
+        return [self.m.tok.bos] + self.m.tok.encode(text)
+
+    def chat_prompt(self, messages: list) -> list[int]:
+        msgs = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in messages]
+        return render_prompt(self.m.tok, msgs)
+
+    def jobs(self, prompts: list[list[int]], req: SamplingFields, max_tokens: int | None, default_max: int | None,
+             logprobs: int | None, rid: str, prompt_param: str) -> list[Job]:
+        n, ctx = req.n or 1, self.m.max_context
+        if len(prompts) * n > MAX_CHOICES:
+            raise APIError(400, f"{len(prompts)} prompts x n={n} asks for more than {MAX_CHOICES} completions",
+                           param="n")
+        jobs = []
+        for p, ids in enumerate(prompts):
+            room = ctx - len(ids)
+            want = max_tokens if max_tokens is not None else (room if default_max is None else min(default_max, room))
+            where = f"prompt {p}" if len(prompts) > 1 else "the prompt"
+            if room < 1:
+                raise APIError(400, f"{where} has {len(ids)} tokens, but this model's context is {ctx} tokens "
+                               f"(and the reply needs at least one); shorten the prompt",
+                               param=prompt_param, code="context_length_exceeded")
+            if len(ids) + want > ctx:
+                raise APIError(400, f"{where} has {len(ids)} tokens and max_tokens asks for {want} more "
+                               f"({len(ids) + want} in all), but this model's context is {ctx} tokens; "
+                               f"shorten the prompt or lower max_tokens", param="max_tokens",
+                               code="context_length_exceeded")
+            for j in range(n):
+                i = p * n + j
+                seed = None if req.seed is None else (req.seed + j) % SEED_RANGE
+                try:
+                    params = SamplingParams(
+                        temperature=1.0 if req.temperature is None else req.temperature,
+                        top_k=max(req.top_k or 0, 0), top_p=1.0 if req.top_p is None else req.top_p,
+                        max_tokens=want, seed=seed, min_p=req.min_p or 0.0,
+                        presence_penalty=req.presence_penalty or 0.0, frequency_penalty=req.frequency_penalty or 0.0,
+                        repetition_penalty=1.0 if req.repetition_penalty is None else req.repetition_penalty,
+                        stop=req.stop_list(), logprobs=logprobs, ignore_eos=bool(req.ignore_eos))
+                except ColossusError as e:
+                    raise APIError(400, str(e)) from None
+                jobs.append(Job(i, p, ids, params, f"{rid}-{i}"))
+        return jobs
+
+    def usage(self, jobs: list[Job], results: list[ChoiceResult]) -> dict:
+        firsts = {}
+        for j in jobs:
+            firsts.setdefault(j.prompt_index, results[j.index])
+        prompt = sum(r.prompt_tokens for r in firsts.values())
+        completion = sum(r.completion_tokens for r in results)
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+                "prompt_tokens_details": {"cached_tokens": sum(r.cached_tokens for r in firsts.values())}}
+
+    async def run(self, jobs: list[Job], request: Request, t0: float, prompt_param: str) -> GenerationRun | None:
+        """The started run, or None if the client went away while its requests waited in the queue."""
+        run = GenerationRun(self.m.engine, jobs, self.metrics, t0, prompt_param)
+        if not await unless_disconnected(run.start(), request):
+            run.close()
+            return None
+        return run
+
+    async def collect(self, run: GenerationRun, request: Request, n_choices: int) -> list[ChoiceResult] | None:
+        """All choices to the end, or None if the client went away first (its requests are then aborted)."""
+        results = [ChoiceResult() for _ in range(n_choices)]
+
+        async def consume() -> None:
+            async for i, d in run.events():
+                results[i].add(d)
+
+        try:
+            finished = await unless_disconnected(consume(), request)
+        finally:
+            run.close()
+        return results if finished else None
+
+    def header(self, rid: str, obj: str, created: int) -> dict:
+        return {"id": rid, "object": obj, "created": created, "model": self.m.name,
+                "system_fingerprint": self.m.fingerprint}
+
+    # POST /v1/chat/completions
+
+    async def chat(self, req: ChatCompletionRequest, request: Request, t0: float) -> Response:
+        self.check_model(req.model)
+        prompt = self.chat_prompt(req.messages)
+        rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        k = (req.top_logprobs or 0) if req.logprobs else None
+        max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
+        jobs = self.jobs([prompt], req, max_tokens, None, k, rid, "messages")
+        run = await self.run(jobs, request, t0, "messages")
+        if run is None:
+            return Response(status_code=499)
+        head = self.header(rid, "chat.completion.chunk" if req.stream else "chat.completion", created)
+        if req.stream:
+            usage = bool(req.stream_options and req.stream_options.include_usage)
+            return SSEResponse(self.chat_chunks(run, jobs, head, usage, k is not None), on_close=run.close)
+        results = await self.collect(run, request, len(jobs))
+        if results is None:
+            return Response(status_code=499)
+        choices = [{"index": i, "message": {"role": "assistant", "content": "".join(r.text), "refusal": None},
+                    "logprobs": chat_logprobs(r.logprobs) if k is not None else None,
+                    "finish_reason": r.finish_reason} for i, r in enumerate(results)]
+        return JSONResponse(head | {"choices": choices, "usage": self.usage(jobs, results)})
+
+    async def chat_chunks(self, run: GenerationRun, jobs: list[Job], head: dict, include_usage: bool,
+                          logprobs: bool) -> AsyncIterator[str]:
+        results = [ChoiceResult() for _ in jobs]
+        extra = {"usage": None} if include_usage else {}
+
+        def chunk(i: int, delta: dict, lp=None, finish: str | None = None) -> str:
+            return event(head | {"choices": [{"index": i, "delta": delta, "logprobs": lp, "finish_reason": finish}]}
+                         | extra)
+
+        try:
+            started: set[int] = set()
+            async for i, d in run.events():
+                results[i].add(d)
+                if i not in started:
+                    started.add(i)
+                    yield chunk(i, {"role": "assistant", "content": ""})
+                if d.text or d.logprobs:
+                    yield chunk(i, {"content": d.text}, chat_logprobs(d.logprobs or []) if logprobs else None)
+                if d.finish_reason is not None:
+                    yield chunk(i, {}, None, d.finish_reason)
+            if include_usage:
+                yield event(head | {"choices": [], "usage": self.usage(jobs, results)})
+            yield DONE
+        except APIError as e:
+            yield event(e.body())
+            yield DONE
+        finally:
+            run.close()
+
+    # POST /v1/completions
+
+    async def complete(self, req: CompletionRequest, request: Request, t0: float) -> Response:
+        self.check_model(req.model)
+        prompts = self.completion_prompts(req.prompt)
+        rid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
+        jobs = self.jobs(prompts, req, req.max_tokens, DEFAULT_COMPLETION_TOKENS, req.logprobs, rid, "prompt")
+        run = await self.run(jobs, request, t0, "prompt")
+        if run is None:
+            return Response(status_code=499)
+        head = self.header(rid, "text_completion", created)
+        k = req.logprobs
+        if req.stream:
+            usage = bool(req.stream_options and req.stream_options.include_usage)
+            return SSEResponse(self.completion_chunks(run, jobs, head, usage, k), on_close=run.close)
+        results = await self.collect(run, request, len(jobs))
+        if results is None:
+            return Response(status_code=499)
+        choices = [{"index": i, "text": "".join(r.text),
+                    "logprobs": completion_logprobs(r.logprobs, 0, k) if k is not None else None,
+                    "finish_reason": r.finish_reason} for i, r in enumerate(results)]
+        return JSONResponse(head | {"choices": choices, "usage": self.usage(jobs, results)})
+
+    def completion_prompts(self, prompt: str | list) -> list[list[int]]:
+        if isinstance(prompt, str):
+            return [self.prompt_ids(prompt)]
+        if all(isinstance(p, str) for p in prompt):
+            return [self.prompt_ids(p) for p in prompt]
+        prompts = [prompt] if all(isinstance(p, int) for p in prompt) else prompt
+        vocab = self.m.tok.vocab_size
+        for p, ids in enumerate(prompts):
+            if not ids:
+                raise APIError(400, f"prompt {p} is an empty list of token ids", param="prompt")
+            bad = next((t for t in ids if not 0 <= t < vocab), None)
+            if bad is not None:
+                raise APIError(400, f"prompt: token id {bad} is outside the vocabulary (0..{vocab - 1})",
+                               param="prompt")
+        return [list(ids) for ids in prompts]
+
+    async def completion_chunks(self, run: GenerationRun, jobs: list[Job], head: dict, include_usage: bool,
+                                k: int | None) -> AsyncIterator[str]:
+        results = [ChoiceResult() for _ in jobs]
+        extra = {"usage": None} if include_usage else {}
+        try:
+            async for i, d in run.events():
+                r = results[i]
+                lp = completion_logprobs(d.logprobs or [], r.text_offset, k) if k is not None else None
+                r.add(d)
+                r.text_offset += sum(len(t.token) for t in d.logprobs or [])
+                if d.text or d.logprobs or d.finish_reason is not None:
+                    choice = {"index": i, "text": d.text, "logprobs": lp, "finish_reason": d.finish_reason}
+                    yield event(head | {"choices": [choice]} | extra)
+            if include_usage:
+                yield event(head | {"choices": [], "usage": self.usage(jobs, results)})
+            yield DONE
+        except APIError as e:
+            yield event(e.body())
+            yield DONE
+        finally:
+            run.close()
+
+    # POST /tokenize
+
+    def tokenize(self, prompt: str | None, messages: list | None) -> dict:
+        ids = self.prompt_ids(prompt) if prompt is not None else self.chat_prompt(messages or [])
+        return {"tokens": ids, "count": len(ids), "max_model_len": self.m.max_context}
+
+
+def _finite(x: float) -> float:
+    """JSON has no -Infinity: a token the sampler could never pick gets -9999.0, as vLLM writes it."""
+    return x if math.isfinite(x) else -9999.0
+
+
+def chat_logprobs(lps: list[TokenLogprob]) -> dict:
+    return {"content": [{"token": t.token, "logprob": _finite(t.logprob), "bytes": t.bytes,
+                         "top_logprobs": [{"token": s, "logprob": _finite(lp), "bytes": b} for s, lp, b in t.top]}
+                        for t in lps],
+            "refusal": None}
+
+
+def completion_logprobs(lps: list[TokenLogprob], offset: int, k: int) -> dict:
+    offsets = []
+    for t in lps:
+        offsets.append(offset)
+        offset += len(t.token)
+    return {"tokens": [t.token for t in lps], "token_logprobs": [_finite(t.logprob) for t in lps],
+            "top_logprobs": [{s: _finite(lp) for s, lp, _ in t.top} for t in lps] if k > 0 else None,
+            "text_offset": offsets}

@@ -1,0 +1,221 @@
+"""Request bodies of the OpenAI-compatible API, in the order of the OpenAI API reference, and how a body
+is read: size-limited, strict UTF-8 JSON, then validated strictly (a string is not a number, 1 is not
+true) so a wrong type or an out-of-range value answers 400 naming the field.
+
+A null field means its default, as in the OpenAI API. Extensions beyond OpenAI (as in vLLM): top_k,
+min_p, repetition_penalty, ignore_eos. Features the engine does not have (tools, logit_bias,
+response_format other than text, echo, suffix) are refused with 400 instead of being silently ignored."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Literal, TypeVar
+
+from fastapi import Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from colossus.serve.errors import APIError
+
+MAX_N = 16
+MAX_STOP = 4
+INT64 = 2**63
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", allow_inf_nan=False)
+
+
+class TextPart(Strict):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(Strict):
+    """developer is OpenAI's newer name for system; content may be a list of text parts."""
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[TextPart]
+    name: str | None = None
+
+    def text(self) -> str:
+        return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+
+
+class StreamOptions(Strict):
+    include_usage: bool | None = None
+
+
+class SamplingFields(Strict):
+    """Fields shared by both endpoints."""
+
+    model: str | None = None
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    logit_bias: dict[str, float] | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    n: int | None = Field(None, ge=1, le=MAX_N)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    seed: int | None = Field(None, ge=-INT64, lt=INT64)
+    stop: str | list[str] | None = None
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    user: str | None = None
+    # extensions
+    top_k: int | None = Field(None, ge=-1)
+    min_p: float | None = Field(None, ge=0, le=1)
+    repetition_penalty: float | None = Field(None, gt=0, le=10)
+    ignore_eos: bool | None = None
+
+    def check_common(self) -> None:
+        if self.logit_bias:
+            raise APIError(400, "logit_bias is not supported by this server", param="logit_bias")
+        if self.stream_options is not None and not self.stream:
+            raise APIError(400, "stream_options is only allowed when stream is true", param="stream_options")
+        stops = self.stop_list()
+        if len(stops) > MAX_STOP:
+            raise APIError(400, f"stop: at most {MAX_STOP} stop sequences, not {len(stops)}", param="stop")
+        if any(s == "" for s in stops):
+            raise APIError(400, "stop: a stop sequence cannot be empty", param="stop")
+
+    def stop_list(self) -> tuple[str, ...]:
+        if self.stop is None:
+            return ()
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+
+
+class ChatCompletionRequest(SamplingFields):
+    messages: list[ChatMessage] = Field(min_length=1)
+    logprobs: bool | None = None
+    max_completion_tokens: int | None = Field(None, ge=1)
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    response_format: dict[str, Any] | None = None
+    tools: list[Any] | None = None
+    tool_choice: Any = None
+    functions: list[Any] | None = None
+
+    def check(self) -> None:
+        self.check_common()
+        if self.tools or self.functions:
+            raise APIError(400, "tools and functions are not supported by this server", param="tools")
+        if self.response_format is not None and self.response_format.get("type", "text") != "text":
+            raise APIError(400, "response_format: only {\"type\": \"text\"} is supported", param="response_format")
+        if self.top_logprobs is not None and not self.logprobs:
+            raise APIError(400, "top_logprobs requires logprobs to be true", param="top_logprobs")
+
+
+class CompletionRequest(SamplingFields):
+    prompt: str | list[str] | list[int] | list[list[int]]
+    best_of: int | None = Field(None, ge=1)
+    echo: bool | None = None
+    logprobs: int | None = Field(None, ge=0, le=20)
+    suffix: str | None = None
+
+    def check(self) -> None:
+        self.check_common()
+        if self.echo:
+            raise APIError(400, "echo is not supported by this server", param="echo")
+        if self.suffix:
+            raise APIError(400, "suffix is not supported by this server", param="suffix")
+        if self.best_of is not None and self.best_of != (self.n or 1):
+            raise APIError(400, "best_of different from n is not supported by this server", param="best_of")
+        if isinstance(self.prompt, list) and not self.prompt:
+            raise APIError(400, "prompt: an empty list has nothing to complete", param="prompt")
+
+
+class TokenizeRequest(Strict):
+    model: str | None = None
+    prompt: str | None = None
+    messages: list[ChatMessage] | None = None
+
+    def check(self) -> None:
+        if (self.prompt is None) == (self.messages is None):
+            raise APIError(400, "give exactly one of prompt (a string) or messages (a list)", param="prompt")
+        if self.messages is not None and not self.messages:
+            raise APIError(400, "messages: List should have at least 1 item", param="messages")
+
+
+M = TypeVar("M", bound=BaseModel)
+TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}
+
+
+def parse_body(model: type[M], raw: bytes) -> M:
+    """bytes -> a validated request, or APIError 400 naming what is wrong."""
+    obj = parse_json(raw)
+    if not isinstance(obj, dict):
+        raise APIError(400, f"the request body must be a JSON object, not {type(obj).__name__}")
+    try:
+        req = model.model_validate(obj)
+    except ValidationError as e:
+        err = e.errors(include_url=False)[0]
+        parts = [str(p) for p in err["loc"] if not (isinstance(p, str) and (p in TYPE_TAGS or "[" in p))]
+        param = ".".join(parts) or None
+        raise APIError(400, f"{param}: {err['msg']}" if param else err["msg"], param=param) from None
+    check = getattr(req, "check", None)
+    if check is not None:
+        check()
+    return req
+
+
+def parse_json(raw: bytes) -> Any:
+    if not raw.strip():
+        raise APIError(400, "the request body is empty; send a JSON object")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise APIError(400, f"the request body is not valid UTF-8 (byte {e.start})") from None
+    try:
+        obj = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as e:
+        raise APIError(400, f"the request body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") \
+            from None
+    except RecursionError:
+        raise APIError(400, "the request body is nested too deeply") from None
+    except ValueError as e:  # NaN / Infinity, or an integer too long to convert
+        raise APIError(400, f"the request body is not valid JSON: {e}") from None
+    if LONE_SURROGATE_ESCAPE.search(text):
+        _check_surrogates(obj)
+    return obj
+
+
+LONE_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # a cheap test before walking the whole body
+
+
+def _check_surrogates(obj: Any) -> None:
+    """JSON may escape half of a UTF-16 pair ("\\ud800"); that is no text: the tokenizer and SQLite would fail."""
+    stack = [obj]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, str):
+            try:
+                x.encode("utf-8")
+            except UnicodeEncodeError:
+                raise APIError(400, "the request body has a lone UTF-16 surrogate escape; that is not text") \
+                    from None
+        elif isinstance(x, dict):
+            stack += list(x.keys()) + list(x.values())
+        elif isinstance(x, list):
+            stack += x
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it passes limit bytes, whether Content-Length says so or not."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.strip().isdigit():
+            raise APIError(400, "Content-Length is not a number")
+        if int(declared) > limit:
+            raise APIError(413, f"the request body of {int(declared)} bytes exceeds the limit of {limit} bytes",
+                           code="request_too_large")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise APIError(413, f"the request body exceeds the limit of {limit} bytes", code="request_too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)

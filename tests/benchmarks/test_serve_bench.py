@@ -1,0 +1,51 @@
+"""The serving benchmark's model directories: the peer must read the very prompt ids our server reads,
+and must never stop before max_tokens (its server has no ignore_eos)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks.serve import Shape, payload, pick_conversations, save_ours, save_peer
+from colossus.data.chat_template import render_prompt
+from colossus.model.config import ModelConfig
+from colossus.model.io import load_model
+
+transformers = pytest.importorskip("transformers")
+
+
+@pytest.fixture
+def shape(tok) -> Shape:
+    cfg = ModelConfig(vocab_size=tok.vocab_size, seq_len=128, n_layer=2, d_model=64, n_head=2, n_kv_head=2,
+                      mlp="swiglu")
+    return Shape("tiny", cfg, {1: 2}, "test")
+
+
+def test_peer_reads_our_prompt_ids_and_has_no_end_id(tmp_path, tok, world, shape):
+    tok.save(tmp_path / "tokenizer.json")
+    n_peer = save_peer(shape, tmp_path / "tokenizer.json", tmp_path / "peer")
+    n_ours = save_ours(shape, tmp_path / "tokenizer.json", tmp_path / "ours")
+    assert load_model(tmp_path / "ours").cfg == shape.cfg
+    # same shape; ours has QK-norm (two head_dim-wide RMSNorm weights per layer) and nothing else more
+    assert n_ours - n_peer == shape.cfg.n_layer * 2 * shape.cfg.head_dim
+
+    peer = transformers.AutoTokenizer.from_pretrained(tmp_path / "peer")
+    convs = pick_conversations(world.chats, tok, 5, max_prompt=64, seed=0)
+    for conv in convs:
+        ids = peer.apply_chat_template(conv, add_generation_prompt=True, tokenize=True, return_dict=True)
+        assert ids["input_ids"] == render_prompt(tok, conv)
+        assert 30 <= len(ids["input_ids"]) <= 60
+    assert len({json.dumps(c) for c in convs}) == 5  # every request its own conversation
+
+    cfg = json.loads((tmp_path / "peer" / "config.json").read_text())
+    gen = json.loads((tmp_path / "peer" / "generation_config.json").read_text())
+    assert cfg.get("eos_token_id") is None and gen.get("eos_token_id") is None
+    assert cfg["intermediate_size"] == shape.cfg.mlp_hidden and cfg["tie_word_embeddings"] is False
+
+
+def test_only_our_payload_asks_to_ignore_eos():
+    conv = [{"role": "user", "content": "hi"}]
+    assert payload("colossus", "m", conv, 64)["ignore_eos"] is True
+    peer = payload("transformers", "m", conv, 64)
+    assert "ignore_eos" not in peer and peer["max_tokens"] == 64 and peer["stream"] is True

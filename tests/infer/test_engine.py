@@ -1,0 +1,353 @@
+"""The serving engine end to end on a tiny random model: continuous batching, sampling per request,
+stop strings, logprobs, prefix cache, cancellation, queueing, and an event loop that never blocks."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import contextmanager
+
+import pytest
+import torch
+
+from colossus.infer.engine import Delta, Engine, EngineFull, PromptTooLong
+from colossus.infer.generate import stream
+from colossus.infer.sampling import SamplingParams
+from colossus.model.config import ModelConfig
+from colossus.model.gpt import GPT
+
+GREEDY = SamplingParams(temperature=0, max_tokens=24, ignore_eos=True)
+
+
+@pytest.fixture(scope="module")
+def model(tok) -> GPT:
+    """Random weights with spread-out logits: greedy choices are clear, sampling has something to do."""
+    torch.manual_seed(0)
+    m = GPT(ModelConfig(vocab_size=tok.vocab_size, seq_len=128, n_layer=2, d_model=64, n_head=4, n_kv_head=2))
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(0, 0.3)
+    return m.eval()
+
+
+@contextmanager
+def running(model, tok, **kw):
+    engine = Engine(model, tok, **{"max_batch": 8, **kw})
+    engine.start()
+    try:
+        yield engine
+    finally:
+        engine.shutdown()
+
+
+async def collect(engine: Engine, prompt: list[int], params: SamplingParams = GREEDY, log: list | None = None,
+                  name: str = "") -> list[Delta]:
+    out = []
+    async for d in engine.generate(prompt, params):
+        out.append(d)
+        if log is not None:
+            log.append((name, d.completion_tokens, d.finish_reason))
+    return out
+
+
+def ids(deltas: list[Delta]) -> list[int]:
+    return [t for d in deltas for t in d.token_ids]
+
+
+def text(deltas: list[Delta]) -> str:
+    return "".join(d.text for d in deltas)
+
+
+def alone(engine: Engine, prompt: list[int], params: SamplingParams = GREEDY) -> list[Delta]:
+    return asyncio.run(collect(engine, prompt, params))
+
+
+PROMPTS = [[1, 40, 41, 42, 43], [1, 50], [1, *range(100, 130)], [1, 7, 8, 9, 10, 11, 12, 13, 14]]
+
+
+def test_last_only_logits_are_the_last_row_of_the_full_logits(model):
+    idx = torch.tensor([PROMPTS[2]])
+    with torch.no_grad():
+        assert torch.allclose(model(idx, last_only=True), model(idx)[:, -1:], atol=1e-5)
+
+
+def test_greedy_equals_a_plain_kv_cache_run_and_the_text_is_the_decoded_ids(model, tok):
+    with running(model, tok) as engine:
+        got = alone(engine, PROMPTS[0])
+    ref = [t for t, _ in stream(model, PROMPTS[0], GREEDY, set())]
+    assert ids(got) == ref and len(got) == GREEDY.max_tokens
+    assert text(got) == tok.decode(ref)
+    assert got[-1].finish_reason == "length" and got[-1].completion_tokens == GREEDY.max_tokens
+    assert all(d.finish_reason is None for d in got[:-1]) and got[-1].prompt_tokens == len(PROMPTS[0])
+
+
+def test_requests_joining_mid_run_get_the_same_output_as_alone(model, tok):
+    with running(model, tok) as engine:
+        refs = [ids(alone(engine, p)) for p in PROMPTS]
+
+        async def staggered():
+            log: list = []
+            long = SamplingParams(temperature=0, max_tokens=60, ignore_eos=True)
+            first = asyncio.ensure_future(collect(engine, PROMPTS[0], long, log, "first"))
+            while not log or log[-1][1] < 5:  # the others join while the first is generating
+                await asyncio.sleep(0.001)
+            rest = asyncio.gather(*[collect(engine, p, GREEDY, log, str(i)) for i, p in enumerate(PROMPTS[1:], 1)])
+            return await first, await rest, log
+
+        first, rest, log = asyncio.run(staggered())
+    assert ids(first)[:GREEDY.max_tokens] == refs[0]
+    for i, got in enumerate(rest, 1):
+        assert ids(got) == refs[i], f"prompt {i} changed when batched"
+    first_done = next(i for i, (n, _, f) in enumerate(log) if n == "first" and f)
+    assert any(n == "1" for n, _, _ in log[:first_done])  # they really overlapped
+
+
+def test_same_seed_same_text_alone_and_batched_with_others(model, tok):
+    p = SamplingParams(temperature=1.0, top_p=0.95, max_tokens=24, seed=7, ignore_eos=True)
+    with running(model, tok) as engine:
+        a = ids(alone(engine, PROMPTS[0], p))
+        b = ids(alone(engine, PROMPTS[0], p))
+        c = ids(alone(engine, PROMPTS[0], SamplingParams(temperature=1.0, top_p=0.95, max_tokens=24, seed=8,
+                                                         ignore_eos=True)))
+
+        async def batched():
+            others = [collect(engine, PROMPTS[2], SamplingParams(temperature=1.2, top_k=5, max_tokens=30)),
+                      collect(engine, PROMPTS[1], SamplingParams(temperature=1.0, max_tokens=10)),  # no seed
+                      collect(engine, PROMPTS[3], SamplingParams(temperature=0.8, presence_penalty=1.0, seed=1,
+                                                                max_tokens=20))]
+            return await asyncio.gather(collect(engine, PROMPTS[0], p), *others)
+
+        d = ids(asyncio.run(batched())[0])
+    assert a == b == d and a != c
+
+
+def test_penalties_change_the_output_and_only_their_own_row(model, tok):
+    with running(model, tok) as engine:
+        plain = ids(alone(engine, PROMPTS[1]))
+        rep = SamplingParams(temperature=0, max_tokens=24, ignore_eos=True, repetition_penalty=1000.0)
+        penalised = ids(alone(engine, PROMPTS[1], rep))
+
+        async def together():
+            return await asyncio.gather(collect(engine, PROMPTS[1], rep), collect(engine, PROMPTS[1]))
+
+        both = asyncio.run(together())
+    assert len(set(plain)) < len(plain)  # the random model repeats itself...
+    assert len(set(penalised)) == len(penalised) and not set(penalised) & set(PROMPTS[1])  # ...unless penalised
+    assert ids(both[0]) == penalised and ids(both[1]) == plain
+
+
+def test_sampling_parameters_reach_the_engine(model, tok):
+    prompt = PROMPTS[3]
+    with running(model, tok) as engine:
+        greedy = ids(alone(engine, prompt))
+        top1 = ids(alone(engine, prompt, SamplingParams(temperature=2.0, top_k=1, max_tokens=24, ignore_eos=True)))
+        tiny_p = ids(alone(engine, prompt, SamplingParams(temperature=2.0, top_p=1e-6, max_tokens=24,
+                                                          ignore_eos=True)))
+        min_p = ids(alone(engine, prompt, SamplingParams(temperature=2.0, min_p=1.0, max_tokens=24, ignore_eos=True)))
+        hot = ids(alone(engine, prompt, SamplingParams(temperature=2.0, max_tokens=24, seed=0, ignore_eos=True)))
+        freq = ids(alone(engine, prompt, SamplingParams(temperature=0, frequency_penalty=2.0, max_tokens=24,
+                                                        ignore_eos=True)))
+    assert top1 == tiny_p == min_p == greedy  # each filter alone leaves only the top token
+    assert hot != greedy and freq != greedy
+
+
+def test_end_of_turn_stops_unless_ignore_eos(model, tok):
+    with running(model, tok) as engine:
+        ref = ids(alone(engine, PROMPTS[0]))
+        eos = ref[5]
+        with running(model, tok, stop_ids={eos}) as stopping:
+            got = alone(stopping, PROMPTS[0])
+            ignored = alone(stopping, PROMPTS[0], GREEDY)
+            kept = alone(stopping, PROMPTS[0], SamplingParams(temperature=0, max_tokens=24))
+    assert ids(kept) == ref[:ref.index(eos)] and kept[-1].finish_reason == "stop"
+    assert kept[-1].completion_tokens == ref.index(eos) + 1  # the end-of-turn token counts, and is not text
+    assert ids(got) == ids(ignored) == ref
+
+
+def test_stop_strings_are_trimmed_even_across_tokens_and_never_streamed(model, tok):
+    with running(model, tok) as engine:
+        full = alone(engine, PROMPTS[2])
+        pieces = [d.text for d in full]
+        whole = text(full)
+        i = next(i for i in range(3, len(pieces) - 3) if pieces[i] and pieces[i + 1])
+        start = sum(len(p) for p in pieces[:i])
+        at = start + len(pieces[i]) - 1
+        stop = whole[at:at + 2]  # the last character of one token and the first of the next
+        assert whole.index(stop) == at
+        got = alone(engine, PROMPTS[2], SamplingParams(temperature=0, max_tokens=24, ignore_eos=True,
+                                                        stop=("never appears", stop)))
+    assert text(got) == whole[:whole.index(stop)] and got[-1].finish_reason == "stop"
+    streamed = ""
+    for d in got:
+        streamed += d.text
+        assert whole.startswith(streamed)  # nothing past the cut was ever sent
+
+
+def test_logprobs_are_the_models_distribution(model, tok):
+    V = tok.vocab_size
+    with running(model, tok) as engine:
+        got = alone(engine, PROMPTS[1], SamplingParams(temperature=1.0, max_tokens=6, seed=3, logprobs=V,
+                                                        ignore_eos=True))
+        three = alone(engine, PROMPTS[1], SamplingParams(temperature=0, max_tokens=4, logprobs=3, ignore_eos=True))
+    seq = list(PROMPTS[1])
+    for d in got:
+        (lp,) = d.logprobs
+        with torch.no_grad():
+            direct = model(torch.tensor([seq]))[0, -1].log_softmax(-1)
+        t = d.token_ids[0]
+        assert lp.logprob == pytest.approx(direct[t].item(), abs=1e-4)
+        assert len(lp.top) == V and sum(torch.tensor([x[1] for x in lp.top]).exp().tolist()) == pytest.approx(1, 1e-4)
+        assert bytes(lp.bytes).decode("utf-8", errors="replace") == lp.token
+        seq.append(t)
+    raw = b"".join(bytes(d.logprobs[0].bytes) for d in got).decode("utf-8", errors="replace")
+    assert raw.removeprefix(" ") == tok.decode(seq[len(PROMPTS[1]):])
+    for d in three:
+        (lp,) = d.logprobs
+        assert len(lp.top) == 3 and lp.top[0][1] == pytest.approx(lp.logprob) and lp.top[0][1] >= lp.top[2][1]
+
+
+def test_prefix_cache_reuses_a_shared_system_prompt_with_the_same_output(model, tok):
+    system = [1, 2, *range(200, 240)]  # 42 tokens: two full blocks of 16
+    first, second = system + [3, 60, 61, 62, 5], system + [3, 70, 71, 5]
+    with running(model, tok, prefix_cache_tokens=0) as plain:
+        ref = ids(alone(plain, second))
+        assert plain.stats()["prefix_cache_tokens"] == 0
+    with running(model, tok) as engine:
+        a = alone(engine, first)
+        b = alone(engine, second)
+        stats = engine.stats()
+    assert a[-1].cached_tokens == 0 and b[-1].cached_tokens == 32
+    assert ids(b) == ref
+    assert stats["prefix_hit_tokens_total"] == 32 and stats["prefix_cache_tokens"] >= 32
+
+
+def test_closing_the_stream_aborts_the_request_and_frees_its_kv(model, tok):
+    long = SamplingParams(temperature=0, max_tokens=100, ignore_eos=True)
+
+    async def walk_away(engine: Engine, how: str) -> list[dict]:
+        seen = []
+        if how == "aclose":
+            gen = engine.generate(PROMPTS[0], long)
+            await gen.__anext__()
+            await gen.__anext__()
+            seen.append(engine.stats())
+            await gen.aclose()
+        else:  # the client's task is cancelled (an HTTP disconnect)
+            task = asyncio.ensure_future(collect(engine, PROMPTS[0], long))
+            while engine.stats()["running"] == 0:
+                await asyncio.sleep(0.001)
+            seen.append(engine.stats())
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        for _ in range(500):
+            if engine.stats()["kv_used_tokens"] == 0:
+                break
+            await asyncio.sleep(0.002)
+        seen.append(engine.stats())
+        return seen
+
+    with running(model, tok) as engine:
+        for n, how in enumerate(("aclose", "cancel"), 1):
+            during, after = asyncio.run(walk_away(engine, how))
+            assert during["kv_used_tokens"] == len(PROMPTS[0]) + 100 and during["running"] == 1
+            assert after["kv_used_tokens"] == 0 and after["running"] == 0
+            assert after["requests_aborted_total"] == n and after["generation_tokens_total"] < 100 * n
+
+
+def test_abort_by_id_ends_the_stream_with_abort(model, tok):
+    async def go(engine):
+        gen = engine.generate(PROMPTS[0], SamplingParams(temperature=0, max_tokens=100, ignore_eos=True), "mine")
+        got = [await gen.__anext__()]
+        engine.abort("mine")
+        engine.abort("nobody")  # unknown ids are ignored
+        got += [d async for d in gen]
+        return got
+
+    with running(model, tok) as engine:
+        got = asyncio.run(go(engine))
+    assert got[-1].finish_reason == "abort" and len(got) < 100
+
+
+def test_a_full_queue_raises_engine_full_and_frees_up(model, tok):
+    long = SamplingParams(temperature=0, max_tokens=100, ignore_eos=True)
+
+    async def go(engine):
+        a, b = engine.generate(PROMPTS[0], long), engine.generate(PROMPTS[1], long)
+        await a.__anext__()  # running
+        waiting = asyncio.ensure_future(b.__anext__())  # queued behind it
+        await asyncio.sleep(0.01)
+        assert engine.stats()["waiting"] == 1 and not waiting.done()
+        with pytest.raises(EngineFull):
+            await engine.generate(PROMPTS[2], GREEDY).__anext__()
+        await a.aclose()  # a slot frees, the waiting request runs
+        first = await waiting
+        await b.aclose()
+        return first
+
+    with running(model, tok, max_batch=1, max_queue=1) as engine:
+        first = asyncio.run(go(engine))
+        assert first.token_ids and first.finish_reason is None
+        assert ids(alone(engine, PROMPTS[1])) == ids(alone(engine, PROMPTS[1]))  # still serving
+
+
+def test_kv_budget_queues_requests_that_do_not_fit_yet(model, tok):
+    with running(model, tok, kv_tokens=128) as engine:  # room for one request of 128 reserved tokens at a time
+
+        async def go():
+            p = SamplingParams(temperature=0, max_tokens=128 - len(PROMPTS[1]), ignore_eos=True)
+            log: list = []
+            await asyncio.gather(collect(engine, PROMPTS[1], p, log, "a"), collect(engine, PROMPTS[1], p, log, "b"))
+            return log
+
+        log = asyncio.run(go())
+        assert engine.stats()["kv_total_tokens"] == 128
+    names = [n for n, _, _ in log]
+    assert names.index("b") > max(i for i, n in enumerate(names) if n == "a")  # b waited for a
+
+
+def test_prompt_too_long_names_both_lengths(model, tok):
+    with running(model, tok) as engine:
+        with pytest.raises(PromptTooLong, match=r"100 tokens.*max_tokens is 50.*context of 128"):
+            alone(engine, [1] * 100, SamplingParams(max_tokens=50))
+        with pytest.raises(Exception, match="integers"):
+            alone(engine, [1, tok.vocab_size + 5])
+
+
+def test_the_event_loop_keeps_ticking_while_generating(model, tok):
+    async def go(engine):
+        ticks: list[float] = []
+
+        async def ticker():
+            while True:
+                ticks.append(time.perf_counter())
+                await asyncio.sleep(0.01)
+
+        t = asyncio.ensure_future(ticker())
+        t0 = time.perf_counter()
+        jobs = [collect(engine, [1, 2, 3 + i], SamplingParams(temperature=0.5, max_tokens=120, ignore_eos=True))
+                for i in range(4)]
+        await asyncio.gather(*jobs)
+        elapsed = time.perf_counter() - t0
+        t.cancel()
+        return ticks, elapsed
+
+    with running(model, tok) as engine:
+        ticks, elapsed = asyncio.run(go(engine))
+    gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
+    assert len(ticks) >= max(3, 0.2 * elapsed / 0.01), (len(ticks), elapsed)
+    assert max(gaps) < 0.5
+
+
+def test_shutdown_aborts_what_runs(model, tok):
+    engine = Engine(model, tok, max_batch=2)
+    engine.start()
+
+    async def go():
+        gen = engine.generate(PROMPTS[0], SamplingParams(temperature=0, max_tokens=100, ignore_eos=True))
+        await gen.__anext__()
+        engine.shutdown()
+        return [d async for d in gen]
+
+    rest = asyncio.run(go())
+    assert rest[-1].finish_reason == "abort" and engine.stats()["kv_used_tokens"] == 0

@@ -1,0 +1,117 @@
+"""Fixtures of the HTTP tests: a tiny random model directory, and live uvicorn servers on 127.0.0.1.
+
+`server_url` is the shared open server (no keys, no rate limit) that most tests and the browser test
+use; `live_server(cfg)` starts another one with its own settings."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+import uvicorn
+from fastapi import FastAPI
+
+from colossus.model.config import ModelConfig
+from colossus.model.gpt import GPT
+from colossus.model.io import save_model
+from colossus.serve.app import ServeConfig, create_app
+
+CONTEXT = 128
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory, tok) -> Path:
+    """A random 2-layer model with a 128-token context, saved with its tokenizer."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=tok.vocab_size, seq_len=CONTEXT, n_layer=2, d_model=32, n_head=2, n_kv_head=1)
+    d = tmp_path_factory.mktemp("serve-model") / "tiny"
+    d.mkdir()
+    tok.save(d / "tokenizer.json")
+    save_model(d, GPT(cfg).eval())
+    return d
+
+
+class LiveServer:
+    """uvicorn in a background thread, on a socket bound to a free port before it starts (no race)."""
+
+    def __init__(self, app):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def start(self, wait_ready: bool = True) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+        if wait_ready:
+            wait_healthy(self.url)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
+        self.sock.close()
+
+
+def wait_healthy(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not become healthy in {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def live_server(model_dir, tmp_path_factory):
+    """A context manager: `with live_server(max_batch=1) as url:` runs a server with those ServeConfig fields;
+    prepare(app) may change the app before it starts."""
+
+    @contextmanager
+    def run(wait_ready: bool = True, prepare: Callable[[FastAPI], None] | None = None, **fields) -> Iterator[str]:
+        fields.setdefault("db", tmp_path_factory.mktemp("db") / "conversations.db")
+        fields.setdefault("model", model_dir)
+        app = create_app(ServeConfig(**fields))
+        if prepare is not None:
+            prepare(app)
+        server = LiveServer(app).start(wait_ready)
+        try:
+            yield server.url
+        finally:
+            server.stop()
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def server_url(live_server) -> Iterator[str]:
+    """The shared open server."""
+    with live_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def model_name(model_dir) -> str:
+    return model_dir.name
+
+
+@pytest.fixture(scope="session")
+def context() -> int:
+    """The test model's context, in tokens."""
+    return CONTEXT

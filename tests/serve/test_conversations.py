@@ -1,0 +1,147 @@
+"""The conversation store over HTTP, and its survival of a SIGKILL of the real `colossus serve`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from colossus.cli import main
+from colossus.serve.conversations import ConversationStore
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_crud_and_export(server_url):
+    c = httpx.Client(base_url=server_url)
+    conv = c.post("/v1/conversations", json={"title": "Rivers", "system": "Be brief.",
+                                             "settings": {"temperature": 0.2}}).json()
+    assert conv["object"] == "conversation" and conv["id"].startswith("conv_")
+    assert conv["title"] == "Rivers" and conv["system"] == "Be brief." and conv["settings"] == {"temperature": 0.2}
+    assert conv["messages"] == [] and conv["created"] == conv["updated"] > 0
+    cid = conv["id"]
+
+    m1 = c.post(f"/v1/conversations/{cid}/messages", json={"role": "user", "content": "Where is Vale?"}).json()
+    m2 = c.post(f"/v1/conversations/{cid}/messages",
+                json={"role": "assistant", "content": "In the north.", "meta": {"tokens": 4}}).json()
+    assert m1["id"].startswith("msg_") and m1["meta"] is None and m2["meta"] == {"tokens": 4}
+    got = c.get(f"/v1/conversations/{cid}").json()
+    assert [(m["role"], m["content"]) for m in got["messages"]] == [("user", "Where is Vale?"),
+                                                                    ("assistant", "In the north.")]
+    assert got["messages"][0]["id"] == m1["id"]
+
+    # edit and resend: replace the messages, keeping the id of the one kept
+    patched = c.patch(f"/v1/conversations/{cid}", json={
+        "title": "Vale", "settings": {"temperature": 0.9},
+        "messages": [{"id": m1["id"], "role": "user", "content": "Where is Sitor Vale?"}]}).json()
+    assert patched["title"] == "Vale" and patched["settings"] == {"temperature": 0.9}
+    assert patched["system"] == "Be brief."  # not given: unchanged
+    assert [(m["id"], m["content"]) for m in patched["messages"]] == [(m1["id"], "Where is Sitor Vale?")]
+    assert c.patch(f"/v1/conversations/{cid}", json={"system": None}).json()["system"] is None
+
+    listed = c.get("/v1/conversations").json()
+    assert listed["object"] == "list"
+    entry = next(x for x in listed["data"] if x["id"] == cid)
+    assert entry["message_count"] == 1 and "messages" not in entry
+
+    export = c.get(f"/v1/conversations/{cid}/export")
+    assert export.status_code == 200 and "attachment" in export.headers["content-disposition"]
+    assert export.json()["messages"][0]["content"] == "Where is Sitor Vale?"
+
+    assert c.delete(f"/v1/conversations/{cid}").json() == {"id": cid, "object": "conversation.deleted",
+                                                          "deleted": True}
+    for r in (c.get(f"/v1/conversations/{cid}"), c.get(f"/v1/conversations/{cid}/export"),
+              c.patch(f"/v1/conversations/{cid}", json={"title": "x"}), c.delete(f"/v1/conversations/{cid}"),
+              c.post(f"/v1/conversations/{cid}/messages", json={"role": "user", "content": "x"})):
+        assert r.status_code == 404 and r.json()["error"]["code"] == "conversation_not_found"
+
+
+def test_create_with_messages_and_empty_body(server_url):
+    c = httpx.Client(base_url=server_url)
+    conv = c.post("/v1/conversations", json={"messages": [{"role": "user", "content": "a"},
+                                                          {"role": "assistant", "content": "b"}]}).json()
+    assert [m["content"] for m in conv["messages"]] == ["a", "b"] and conv["title"]
+    assert c.post("/v1/conversations").json()["messages"] == []
+
+
+def test_newest_first(tmp_path):
+    store = ConversationStore(tmp_path / "c.db")
+    a, b = store.create(title="a"), store.create(title="b")
+    assert [x["id"] for x in store.list()][:2] == [b["id"], a["id"]]
+    store.append(a["id"], {"role": "user", "content": "x"})
+    assert store.list()[0]["id"] == a["id"]  # touched last
+    store.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_cli_server(model_dir: Path, db: Path, port: int, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLOSSUS_API_KEY": "env-key-1,env-key-2"}
+    return subprocess.Popen([sys.executable, "-m", "colossus.cli", "serve", "--model", str(model_dir), "--port",
+                             str(port), "--db", str(db), "--api-key", "cli-key"],
+                            env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def wait_up(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "colossus serve exited"
+        try:
+            httpx.get(f"{url}/health", timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError("colossus serve did not start")
+
+
+def test_sigkill_loses_nothing_acknowledged(model_dir, tmp_path):
+    """Write through the CLI server, kill -9 it, start it again: everything it acknowledged is there.
+    Also: keys from --api-key and $COLOSSUS_API_KEY both work, and none reaches the log."""
+    db, log, port = tmp_path / "conv.db", tmp_path / "serve.log", free_port()
+    url, auth = f"http://127.0.0.1:{port}", {"Authorization": "Bearer env-key-2"}
+    proc = start_cli_server(model_dir, db, port, log)
+    try:
+        wait_up(url, proc)
+        assert httpx.get(f"{url}/v1/conversations").status_code == 401
+        assert httpx.get(f"{url}/v1/conversations", headers={"Authorization": "Bearer cli-key"}).status_code == 200
+        cid = httpx.post(f"{url}/v1/conversations", json={"title": "durable"}, headers=auth).json()["id"]
+        for i in range(20):
+            r = httpx.post(f"{url}/v1/conversations/{cid}/messages", headers=auth,
+                           json={"role": "user", "content": f"message {i}"})
+            assert r.status_code == 200
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        proc = start_cli_server(model_dir, db, port, log)
+        wait_up(url, proc)
+        conv = httpx.get(f"{url}/v1/conversations/{cid}", headers=auth).json()
+        assert conv["title"] == "durable"
+        assert [m["content"] for m in conv["messages"]] == [f"message {i}" for i in range(20)]
+    finally:
+        proc.kill()
+        proc.wait(10)
+    text = log.read_text()
+    assert "Serving" in text and "3 API key(s)" in text
+    assert not any(k in text for k in ("env-key-1", "env-key-2", "cli-key"))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--model", "/no/such/model"], "no model at"),
+    (["--rate-limit", "lots"], "--rate-limit"),
+    (["--port", "0"], "--port"),
+    (["--max-batch", "0"], "--max-batch"),
+])
+def test_cli_errors_are_one_line(model_dir, tmp_path, capsys, args, message):
+    assert main(["serve", "--model", str(model_dir), "--db", str(tmp_path / "c.db"), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

@@ -1,0 +1,409 @@
+"""The web chat in a real browser: Playwright drives Debian's chromium against a live server on 127.0.0.1
+with a tiny random model. Streaming, stop, the conversation kept across a reload, safe rendering of
+hostile text, keyboard-only use, edit/regenerate/rename/export/delete, the API-key field, a narrow screen.
+
+    PYTHONPATH=. python -m pytest tests/serve/test_web_chat.py
+
+Skipped when /usr/bin/chromium or the playwright package is missing (`make test` installs chromium)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+import uvicorn
+
+from colossus.model.config import ModelConfig
+from colossus.model.gpt import GPT
+from colossus.model.io import save_model
+from colossus.serve.app import ServeConfig, create_app
+
+CHROMIUM = "/usr/bin/chromium"
+if shutil.which(CHROMIUM) is None:
+    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium); the browser test needs it",
+                allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+
+CONTEXT = 2048  # long enough that a reply is still being generated when the test presses Stop
+LONG_REPLY = {"max_tokens": 1800, "ignore_eos": True, "temperature": 0.8, "seed": 7}
+SHORT_REPLY = {"max_tokens": 16, "ignore_eos": True, "temperature": 0.8, "seed": 7}
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run", "--disable-sync"]
+TIMEOUT_MS = 10_000
+TWO_MESSAGES_SETTLED = "document.querySelectorAll('.msg').length === 2 && !document.querySelector('.streaming')"
+
+
+# ---- a live server with a long-context tiny model --------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def long_model_dir(tmp_path_factory, tok) -> Path:
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=tok.vocab_size, seq_len=CONTEXT, n_layer=2, d_model=32, n_head=2, n_kv_head=1)
+    d = tmp_path_factory.mktemp("web-chat-model") / "tiny-long"
+    d.mkdir()
+    tok.save(d / "tokenizer.json")
+    save_model(d, GPT(cfg).eval())
+    return d
+
+
+def serve(app) -> tuple[str, uvicorn.Server, threading.Thread]:
+    """uvicorn in a thread on a socket bound to a free 127.0.0.1 port; returns once /health answers 200."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if server.started and httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return url, server, thread
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError("the test server did not become healthy")
+
+
+@pytest.fixture(scope="module")
+def chat_url(long_model_dir, tmp_path_factory):
+    url, server, thread = serve(create_app(ServeConfig(model=long_model_dir,
+                                                       db=tmp_path_factory.mktemp("web-db") / "c.db")))
+    yield url
+    server.should_exit = True
+    thread.join(15)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser context (empty localStorage); fails the test on any script error in the page."""
+    context = browser.new_context(viewport={"width": 1200, "height": 850}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    confirms: list[str] = []  # a word of each confirm() dialog a test expects, accepted in order
+
+    def on_dialog(dialog) -> None:
+        if confirms and dialog.type == "confirm" and confirms[0] in dialog.message.lower():
+            confirms.pop(0)
+            dialog.accept()
+        else:
+            errors.append(f"unexpected {dialog.type} dialog: {dialog.message}")
+            dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    page.expect_confirm = confirms.append
+    yield page
+    context.close()
+    assert not errors, errors
+
+
+# ---- helpers ------------------------------------------------------------------------------------------
+
+def api(url: str, method: str, path: str, body: dict | None = None):
+    r = httpx.request(method, f"{url}{path}", json=body, timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def new_conversation(url: str, title: str, settings: dict, messages: list[dict] | None = None) -> str:
+    """Created through the API just before the page loads, so it is the newest and the page opens it."""
+    body = {"title": title, "settings": settings} | ({"messages": messages} if messages else {})
+    return api(url, "POST", "/v1/conversations", body)["id"]
+
+
+def open_chat(page, url: str) -> None:
+    page.goto(url)
+    page.wait_for_selector("#app[data-ready='true']")
+
+
+def record_updates(page) -> None:
+    """Keeps every distinct text the streaming reply shows, in order, in window.__updates."""
+    page.evaluate("""() => {
+        window.__updates = [];
+        new MutationObserver(() => {
+            const body = document.querySelector('.msg.assistant.streaming .msg-body');
+            const text = body ? body.textContent : null;
+            if (text && text !== window.__updates[window.__updates.length - 1]) window.__updates.push(text);
+        }).observe(document.getElementById('messages'), {childList: true, subtree: true, characterData: true});
+    }""")
+
+
+def engine_metric(url: str, name: str) -> float:
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    m = re.search(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M)
+    assert m, f"{name} is not in /metrics"
+    return float(m.group(1))
+
+
+def eventually(get, ok, timeout: float = 5.0):
+    """get() again until ok(value) holds; the last value otherwise, for the assertion to show."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = get()
+        if ok(value) or time.monotonic() > deadline:
+            assert ok(value), value
+            return value
+        time.sleep(0.05)
+
+
+def messages_of(url: str, cid: str) -> list[dict]:
+    return api(url, "GET", f"/v1/conversations/{cid}")["messages"]
+
+
+# ---- tests --------------------------------------------------------------------------------------------
+
+def test_reply_streams_in_stop_keeps_it_and_a_reload_finds_the_conversation(page, chat_url):
+    cid = new_conversation(chat_url, "Streaming", LONG_REPLY)
+    aborted_before = engine_metric(chat_url, "colossus_requests_aborted_total")
+    open_chat(page, chat_url)
+    assert page.inner_text("#conversation-title") == "Streaming"
+    record_updates(page)
+
+    page.fill("#prompt", "Who is Sitor Vale?")
+    page.click("#send")
+    page.wait_for_function("() => window.__updates.length >= 4")  # several distinct texts while it streams
+    assert page.is_visible("#stop") and not page.is_visible("#send")
+    updates = page.evaluate("window.__updates")
+    assert len(set(updates)) == len(updates) >= 4
+
+    page.click("#stop")
+    page.wait_for_selector(".msg.assistant:not(.streaming) .msg-meta:has-text('stopped')")
+    assert page.is_visible("#send") and not page.is_visible("#stop")
+    shown = page.locator(".msg.assistant .msg-body").text_content()
+
+    stored = messages_of(chat_url, cid)
+    assert [m["role"] for m in stored] == ["user", "assistant"]
+    assert stored[0]["content"] == "Who is Sitor Vale?"
+    reply, meta = stored[1]["content"], stored[1]["meta"]
+    assert meta["stopped"] is True and meta["completion_tokens"] < LONG_REPLY["max_tokens"]
+    assert meta["tokens_per_second"] > 0
+    assert reply and len(reply) >= len(updates[-1])  # all that was shown before the stop is kept
+    # Closing the fetch made the server abort the engine request, long before its 1800 tokens.
+    deadline = time.monotonic() + 5
+    while engine_metric(chat_url, "colossus_requests_aborted_total") <= aborted_before:
+        assert time.monotonic() < deadline, "the server did not abort the stopped request"
+        time.sleep(0.05)
+    assert engine_metric(chat_url, "colossus_requests_running") == 0
+
+    page.reload()
+    page.wait_for_selector("#app[data-ready='true']")
+    assert page.inner_text("#conversation-title") == "Streaming"
+    assert page.inner_text(".msg.user .msg-body") == "Who is Sitor Vale?"
+    rendered = page.evaluate("(t) => { const d = document.createElement('div'); "
+                             "d.innerHTML = ColossusMarkdown.render(t); return d.textContent; }", reply)
+    assert page.locator(".msg.assistant .msg-body").text_content() == rendered == shown
+    assert re.search(r"tokens · [\d.]+ tok/s .*stopped", page.inner_text(".msg.assistant .msg-meta"))
+
+
+def test_hostile_text_is_shown_as_text_and_no_script_runs(page, chat_url):
+    hostile = ('<img src=x onerror="window.__xss=1"> <script>window.__xss=2</script> '
+               '[click](javascript:window.__xss=3) <a href="https://x.test" onclick="window.__xss=4">a</a>')
+    markdown = ("**bold** and *it* and `<b>code</b>`\n\n- one\n- two\n\n"
+                "```html\n<script>window.__xss=5</script>\n```\n\n[docs](https://example.com/a_b)")
+    cid = new_conversation(chat_url, "Hostile", SHORT_REPLY,
+                           [{"role": "user", "content": "earlier"}, {"role": "assistant", "content": hostile},
+                            {"role": "assistant", "content": markdown}])
+    open_chat(page, chat_url)
+    page.fill("#prompt", hostile)
+    page.press("#prompt", "Enter")
+    page.wait_for_selector(".msg.assistant:not(.streaming) >> nth=2")
+
+    msgs = page.locator("#messages")
+    assert msgs.locator("img, script, iframe, object, embed, [onerror], [onclick]").count() == 0
+    assert page.evaluate("window.__xss") is None
+    # And the page's Content-Security-Policy would stop an inline script even if one got in.
+    assert page.evaluate("""() => { const s = document.createElement('script'); s.textContent = 'window.__csp = 1';
+                                    document.body.append(s); return window.__csp; }""") is None
+    assert page.locator(".msg.user .msg-body").nth(1).text_content() == hostile  # the user's own text, as typed
+    first_reply = page.locator(".msg.assistant .msg-body").nth(0)
+    assert "<script>window.__xss=2</script>" in first_reply.text_content()
+    # The javascript: link stays text; the only link is the bare https URL, made by the renderer itself.
+    assert first_reply.locator("a").evaluate_all("as => as.map(a => [a.getAttribute('href'), a.rel])") == [
+        ["https://x.test", "noopener noreferrer"]]
+
+    rendered = page.locator(".msg.assistant .msg-body").nth(1)
+    assert rendered.locator("strong").text_content() == "bold" and rendered.locator("em").text_content() == "it"
+    assert rendered.locator("p code").text_content() == "<b>code</b>"
+    assert rendered.locator("ul li").all_text_contents() == ["one", "two"]
+    assert rendered.locator("pre code").text_content() == "<script>window.__xss=5</script>"
+    link = rendered.locator("a")
+    assert link.get_attribute("href") == "https://example.com/a_b" and "noopener" in link.get_attribute("rel")
+    copy = rendered.locator("button.copy-code")
+    assert copy.get_attribute("aria-label") == "Copy code"
+    assert [m["content"] for m in messages_of(chat_url, cid)][3] == hostile
+
+
+def test_markdown_renderer_emits_only_its_own_tags(page, chat_url):
+    """Many hostile inputs through ColossusMarkdown.render: only the allowed tags and attributes come out."""
+    open_chat(page, chat_url)
+    vectors = ["<img src=x onerror=alert(1)>", "<svg onload=alert(1)>", "[x](javascript:alert(1))",
+               "[x](https://a.test\" onmouseover=\"alert(1))", "[x](data:text/html,<script>alert(1)</script>)",
+               "https://a.test/<script>", "`</code><script>alert(1)</script>`", "```\n</pre><img src=x>\n```",
+               "**<b onclick=alert(1)>x</b>**", "<!-- x --> &lt;script&gt; &amp;", "# <h1>t</h1>\n1. <li>x",
+               "_<i>x</i>_ __<u>y</u>__ ***z***", "```js\" onload=\"x\n1\n```"]
+    report = page.evaluate("""(vectors) => vectors.map((v) => {
+        const d = document.createElement('div');
+        d.innerHTML = ColossusMarkdown.render(v);
+        const tags = new Set(), bad = [];
+        for (const e of d.querySelectorAll('*')) {
+            tags.add(e.tagName.toLowerCase());
+            for (const a of e.attributes) {
+                const ok = {a: ['href', 'target', 'rel'], ol: ['start'], button: ['type', 'class', 'aria-label'],
+                            div: ['class'], span: ['class']}[e.tagName.toLowerCase()] || [];
+                if (!ok.includes(a.name)) bad.push(e.tagName + ' ' + a.name);
+                if (a.name === 'href' && !/^https?:\\/\\//.test(a.value)) bad.push('href ' + a.value);
+            }
+        }
+        return {tags: [...tags], bad};
+    })""", vectors)
+    allowed = {"p", "br", "strong", "em", "code", "pre", "ul", "ol", "li", "h3", "h4", "h5", "h6", "a", "div",
+               "span", "button"}
+    for v, r in zip(vectors, report, strict=True):
+        assert set(r["tags"]) <= allowed and not r["bad"], (v, r)
+
+
+def test_keyboard_alone_sends_stops_and_starts_a_new_chat(page, chat_url):
+    cid = new_conversation(chat_url, "Keyboard", LONG_REPLY)
+    open_chat(page, chat_url)
+    assert page.evaluate("document.activeElement.id") == "prompt"  # the message box has the focus at load
+    page.keyboard.type("first line")
+    page.keyboard.press("Shift+Enter")  # a new line, not a send
+    page.keyboard.type("second line")
+    assert page.input_value("#prompt") == "first line\nsecond line"
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".msg.assistant.streaming .msg-body:not(:empty)")
+    page.keyboard.press("Escape")  # stops the reply
+    page.wait_for_selector(".msg.assistant:not(.streaming) .msg-meta:has-text('stopped')")
+    stored = messages_of(chat_url, cid)
+    assert stored[0]["content"] == "first line\nsecond line" and stored[1]["meta"]["stopped"] is True
+
+    page.keyboard.press("Control+k")  # a new conversation
+    assert page.inner_text("#conversation-title") == "New conversation"
+    assert page.locator(".msg").count() == 0 and page.evaluate("document.activeElement.id") == "prompt"
+    # Tab reaches the send button, a real <button> with a label, and focus is visible on it.
+    page.keyboard.press("Tab")
+    focused = page.evaluate("""() => { const e = document.activeElement;
+        return {tag: e.tagName, label: e.getAttribute('aria-label'), outline: getComputedStyle(e).outlineStyle}; }""")
+    assert focused == {"tag": "BUTTON", "label": "Send message", "outline": "solid"}
+    page.click(".shortcuts summary")
+    documented = page.inner_text(".shortcuts")
+    for shortcut in ("Enter", "send", "Shift", "new line", "Esc", "stop the reply", "Ctrl", "new conversation"):
+        assert shortcut in documented
+
+
+def test_edit_regenerate_rename_export_and_delete(page, chat_url, tmp_path):
+    cid = new_conversation(chat_url, "Manage", SHORT_REPLY,
+                           [{"role": "user", "content": "old question"}, {"role": "assistant", "content": "old answer"},
+                            {"role": "user", "content": "later"}, {"role": "assistant", "content": "later answer"}])
+    open_chat(page, chat_url)
+    assert page.locator(".conversation-list button[aria-current='true']").inner_text() == "Manage"
+
+    # Edit the first message: what followed is dropped, the edit is sent and answered.
+    page.locator(".msg.user").first.get_by_role("button", name="Edit message").click()
+    page.fill(".msg-edit textarea", "new question")
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"() => {TWO_MESSAGES_SETTLED} && "
+                           "document.querySelector('.msg.assistant .msg-meta').textContent.includes('tok')")
+    stored = messages_of(chat_url, cid)
+    assert [(m["role"], m["content"]) for m in stored][0] == ("user", "new question")
+    assert len(stored) == 2 and stored[1]["content"] not in ("old answer", "later answer")
+
+    # Regenerate replaces the last reply with a new message.
+    page.get_by_role("button", name="Regenerate reply").click()
+    page.wait_for_function(f"() => {TWO_MESSAGES_SETTLED} && !document.getElementById('send').hidden")
+    regenerated = messages_of(chat_url, cid)
+    assert len(regenerated) == 2 and regenerated[1]["id"] != stored[1]["id"]
+
+    page.click("#rename-chat")
+    page.fill("#rename-input", "Renamed <b>chat</b>")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".conversation-list button:has-text('Renamed <b>chat</b>')")
+    assert api(chat_url, "GET", f"/v1/conversations/{cid}")["title"] == "Renamed <b>chat</b>"
+
+    with page.expect_download() as download:
+        page.click("#export-chat")
+    exported = json.loads(Path(download.value.path()).read_text())
+    assert exported["id"] == cid and len(exported["messages"]) == 2
+
+    page.expect_confirm("delete")
+    page.click("#delete-chat")
+    page.wait_for_function(f"() => !document.querySelector(\".conversation-list button[data-id='{cid}']\")")
+    assert httpx.get(f"{chat_url}/v1/conversations/{cid}").status_code == 404
+
+
+def test_settings_are_kept_per_conversation(page, chat_url):
+    cid = new_conversation(chat_url, "Settings", SHORT_REPLY)
+    open_chat(page, chat_url)
+    page.click("#toggle-settings")
+    page.fill("#system-prompt", "Answer briefly.")
+    page.fill("#max-tokens", "12")
+    page.locator("#max-tokens").blur()
+    conv = eventually(lambda: api(chat_url, "GET", f"/v1/conversations/{cid}"),
+                      lambda c: c["settings"].get("max_tokens") == 12)
+    assert conv["system"] == "Answer briefly."
+    assert conv["settings"]["ignore_eos"] is True  # settings the page has no field for are kept
+    page.fill("#prompt", "hi")
+    page.press("#prompt", "Enter")
+    page.wait_for_selector(".msg.assistant:not(.streaming) .msg-meta:has-text('tokens')")
+    assert messages_of(chat_url, cid)[1]["meta"]["completion_tokens"] == 12
+
+
+def test_api_key_field_appears_on_401_and_is_kept(browser, live_server):
+    with live_server(api_keys=["sekret-key"]) as url:
+        context = browser.new_context()
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(url)
+        page.wait_for_selector("#auth:not([hidden])")
+        assert page.evaluate("document.activeElement.id") == "api-key"
+        page.fill("#api-key", "sekret-key")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#app[data-ready='true']")
+        assert page.is_hidden("#auth")
+        assert page.evaluate("localStorage.getItem('colossus.apiKey')") == "sekret-key"
+        page.reload()
+        page.wait_for_selector("#app[data-ready='true']")  # the stored key is used: no 401 this time
+        assert page.is_hidden("#auth")
+        context.close()
+
+
+def test_narrow_screen_has_no_sideways_scroll_and_a_conversation_drawer(browser, chat_url):
+    new_conversation(chat_url, "Narrow A", SHORT_REPLY, [{"role": "user", "content": "a" * 300}])
+    new_conversation(chat_url, "Narrow B", SHORT_REPLY, [{"role": "user", "content": "b" * 300}])
+    context = browser.new_context(viewport={"width": 375, "height": 740})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    open_chat(page, chat_url)
+    assert page.inner_text("#conversation-title") == "Narrow B"
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    assert page.is_hidden("#sidebar .conversation-list")
+    page.click("#toggle-sidebar")
+    page.click("#sidebar .conversation-list button:has-text('Narrow A')")  # switch; the drawer closes
+    page.wait_for_function("() => document.getElementById('conversation-title').textContent === 'Narrow A'")
+    page.wait_for_selector("#sidebar .conversation-list", state="hidden")
+    assert page.locator(".msg.user .msg-body").text_content() == "a" * 300
+    page.keyboard.press("Alt+ArrowUp")  # the previous conversation in the list, by keyboard
+    page.wait_for_function("() => document.getElementById('conversation-title').textContent === 'Narrow B'")
+    page.click("#toggle-sidebar")
+    page.wait_for_selector("#sidebar .conversation-list")
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#sidebar .conversation-list", state="hidden")
+    context.close()
