@@ -17,8 +17,8 @@ Every step of the loop:
 5. each request's Delta goes to its asyncio queue through loop.call_soon_threadsafe, so the event loop
    never waits on the model.
 
-Queueing: at most max_batch requests run and max_queue wait (FCFS); beyond that generate() raises
-EngineFull, which an HTTP server answers with 503 (retry later).
+Queueing: the engine holds at most max_batch + max_queue requests, running or waiting (FCFS); one more
+makes generate() raise EngineFull, which an HTTP server answers with 503 (retry later).
 
 KV memory: a fixed pool of max_batch slots of max_context tokens (colossus.infer.kv_pool), allocated
 once; kv_tokens (default: all of it) caps the tokens reserved at once. The prefix cache is a second,
@@ -116,6 +116,10 @@ class Engine:
         prefix_tokens = self.kv_total // 4 if prefix_cache_tokens is None else prefix_cache_tokens
         self.prefix = PrefixCache(cfg, prefix_tokens, device=self.device, dtype=dtype) \
             if prefix_tokens >= PrefixCache.BLOCK else None
+        prefix_held = self.prefix.capacity * self.prefix.block if self.prefix else 0
+        log.info("KV cache: %d slots x %d tokens (%.0f MiB) and a prefix cache of %d tokens (%.0f MiB)", max_batch,
+                 self.max_context, pool_tokens * self.pool.bytes_per_token / 2**20, prefix_held,
+                 prefix_held * self.pool.bytes_per_token / 2**20)
         self.table = TokenTable(tokenizer, cfg.vocab_size)
         self.stop_ids = frozenset({tokenizer.end, tokenizer.bos} if stop_ids is None else stop_ids)
         self.counts: torch.Tensor | None = None  # (slots, V) for penalties, made when first needed

@@ -45,6 +45,12 @@ class SlotPool:
         return DecodeView(self, positions)
 
 
+def additive_mask(visible: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """0 where visible, -inf elsewhere: SDPA converts a boolean mask to this in every layer; once a step
+    is enough."""
+    return torch.zeros(visible.shape, dtype=dtype, device=visible.device).masked_fill_(~visible, float("-inf"))
+
+
 class PrefillView:
     """One request's prompt (or what the prefix cache did not cover): n_new tokens after `start`."""
 
@@ -53,7 +59,7 @@ class PrefillView:
         self.mask = None  # from scratch: plain causal attention (the model sets is_causal)
         if start > 0:  # new queries see the cached prefix and the causal part of the new tokens
             q_pos = torch.arange(start, self.end, device=pool.device)[:, None]
-            self.mask = torch.arange(self.end, device=pool.device)[None, :] <= q_pos  # (T, end)
+            self.mask = additive_mask(torch.arange(self.end, device=pool.device)[None, :] <= q_pos, pool.k.dtype)
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
         s, a, b = self.slot, self.start, self.end
@@ -77,7 +83,7 @@ class DecodeView:
         self.mask = self.flat = None
         if not self.same:
             visible = torch.arange(self.L, device=dev)[None, :] <= self.positions[:, None]  # (B, L)
-            self.mask = visible[:, None, None]  # (B, 1, 1, L)
+            self.mask = additive_mask(visible, pool.k.dtype)[:, None, None]  # (B, 1, 1, L)
             _, _, hkv, max_len, _ = pool.k.shape
             heads = torch.arange(hkv, device=dev)[None, :] * max_len
             rows = torch.arange(self.B, device=dev)[:, None] * (hkv * max_len)

@@ -19,6 +19,8 @@ import torch
 
 from colossus.infer.sampling import SamplingParams
 
+U_MAX = 1.0 - 2.0**-20  # a draw is kept this far below the total, well clear of float32 rounding
+
 
 class RowParams:
     """The sampling parameters of the batch's rows as tensors; rebuilt only when rows join or leave."""
@@ -89,9 +91,9 @@ def sample_rows(logits: torch.Tensor, rp: RowParams) -> torch.Tensor:
         probs = probs.index_copy(0, rp.top_p_rows, sub.masked_fill(sub < floor, 0.0))
     if rp.use_min_p:
         probs = probs.masked_fill(probs < rp.min_p * probs.amax(-1, keepdim=True), 0.0)
-    cdf = probs.double().cumsum(-1)  # float64: a draw just below 1 never falls past the last kept token
-    u = torch.tensor([[g.random()] for g in rp.rngs], dtype=torch.float64, device=logits.device)
-    tokens = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).squeeze(1).clamp_(max=logits.size(-1) - 1)
+    cdf = probs.cumsum(-1)  # a dropped token adds 0 to it, so no draw can land on one...
+    u = torch.tensor([[min(g.random(), U_MAX)] for g in rp.rngs], device=logits.device)
+    tokens = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).squeeze(1)  # ...nor past the last kept one
     if rp.any_greedy:
         tokens = torch.where(rp.greedy, logits.argmax(-1), tokens)
     return tokens

@@ -1,7 +1,7 @@
 """A contiguous KV cache for generating a batch of rows that share one position.
 
 Every row holds the same number of tokens, so one integer is the whole state. (The serving engine
-keeps its own paged cache, with a position per request.)"""
+keeps its own pool of slots, with a position per request: colossus/infer/kv_pool.py.)"""
 
 from __future__ import annotations
 

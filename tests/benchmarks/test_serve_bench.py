@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from benchmarks.serve import Shape, payload, pick_conversations, save_ours, save_peer
+from benchmarks.serve import Shape, markdown, payload, pick_conversations, ratios, save_ours, save_peer
 from colossus.data.chat_template import render_prompt
 from colossus.model.config import ModelConfig
 from colossus.model.io import load_model
@@ -49,3 +49,17 @@ def test_only_our_payload_asks_to_ignore_eos():
     assert payload("colossus", "m", conv, 64)["ignore_eos"] is True
     peer = payload("transformers", "m", conv, 64)
     assert "ignore_eos" not in peer and peer["max_tokens"] == 64 and peer["stream"] is True
+
+
+def test_ratios_compare_with_the_peer_and_with_our_own_first_level():
+    def row(server, conc, tput):
+        return {"model": "m", "server": server, "concurrency": conc, "output_throughput": tput, "completed": 4,
+                "requests": 4, "request_throughput": 1.0, **{f"{s}_{k}_ms": 1.0 for s in ("median", "p99")
+                                                             for k in ("ttft", "tpot", "itl")}}
+    rows = [row("colossus", 1, 100.0), row("colossus", 32, 800.0), row("transformers", 1, 50.0),
+            row("transformers", 32, 200.0)]
+    rat = {r["concurrency"]: r for r in ratios(rows)}
+    assert rat[32]["ours_over_peer"] == 4.0 and rat[1]["ours_over_peer"] == 2.0
+    assert rat[32]["colossus_over_own_c1"] == 8.0 and rat[32]["transformers_over_own_c1"] == 4.0
+    table = markdown(rows, ratios(rows))
+    assert "| m | colossus | 32 | 4/4 | 1.00 | 800.0 | 4.00x |" in table
