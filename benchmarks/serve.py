@@ -323,33 +323,40 @@ def plot(results: list[dict], meta: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    colors = {OURS: "tab:blue", PEER: "tab:orange"}
     models = list(dict.fromkeys(r["model"] for r in results))
-    fig, axes = plt.subplots(2, len(models), figsize=(4.2 * len(models), 7), squeeze=False)
+    fig, axes = plt.subplots(2, len(models), figsize=(4.3 * len(models), 7.5), squeeze=False)
     for j, model in enumerate(models):
-        for side, style in ((OURS, "o-"), (PEER, "s--")):
+        top, bottom = axes[0][j], axes[1][j]
+        for side in (OURS, PEER):
             rows = sorted((r for r in results if r["model"] == model and r["server"] == side),
                           key=lambda r: r["concurrency"])
             if not rows:
                 continue
             c = [r["concurrency"] for r in rows]
-            axes[0][j].plot(c, [r["output_throughput"] for r in rows], style, label=side)
-            axes[1][j].plot(c, [r["median_tpot_ms"] for r in rows], style, label=f"{side} TPOT")
-            axes[1][j].plot(c, [r["median_ttft_ms"] for r in rows], style, alpha=0.45, label=f"{side} TTFT")
+            top.plot(c, [r["output_throughput"] for r in rows], "o-", color=colors[side], label=side)
+            bottom.plot(c, [r["median_tpot_ms"] for r in rows], "o-", color=colors[side], label=f"{side} TPOT")
+            bottom.plot(c, [r["median_ttft_ms"] for r in rows], "s--", color=colors[side], alpha=0.5,
+                        label=f"{side} TTFT")
         if model == "ref8.7m":
-            for label, figs in ISSUE_PEER.items():
+            for (label, figs), mark in zip(ISSUE_PEER.items(), ("x:", "*"), strict=True):
                 ks = sorted(figs)
-                axes[0][j].plot(ks, [figs[k] for k in ks], "x:", color="grey", label=f"issue: {label}")
+                top.plot(ks, [figs[k] for k in ks], mark, color="grey", label=f"issue's figure: {label}")
         params = meta["params"].get(model, {})
-        axes[0][j].set_title(f"{model} ({params.get(OURS, 0) / 1e6:.1f}M params)")
-        axes[0][j].set_ylabel("output tokens/s")
-        axes[1][j].set_ylabel("median ms (log)")
-        axes[1][j].set_yscale("log")
-        for ax in axes[:, j]:
+        top.set_title(f"{model} ({params.get(OURS, params.get(PEER, 0)) / 1e6:.1f}M params)")
+        top.set_ylabel("output tokens/s")
+        bottom.set_ylabel("median TPOT and TTFT, ms (log)")
+        bottom.set_yscale("log")
+        for ax in (top, bottom):
             ax.set_xscale("log", base=2)
+            ax.set_xticks(sorted({r["concurrency"] for r in results}))
+            ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
             ax.set_xlabel("concurrent requests")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
-    fig.suptitle(f"{meta['output_tokens']} output tokens per request; {meta['machine']}", fontsize=9)
+    load = meta.get("loadavg_start", [0.0])[0]
+    fig.suptitle(f"{meta['output_tokens']} output tokens per request; {meta['machine']};\n torch {meta['torch']}; "
+                 f"load average {load:.1f} at start; {meta['date'][:10]}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     print(f"plot -> {path}")
