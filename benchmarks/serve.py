@@ -205,6 +205,16 @@ class Server:
         except (httpx.HTTPError, ValueError, KeyError):
             return fallback
 
+    def peak_rss_mb(self) -> float | None:
+        """The server's peak resident memory (Linux's VmHWM), read before it stops."""
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return None
+
     def tail(self, n: int = 3000) -> str:
         return self.log.read_bytes()[-n:].decode("utf-8", "replace")
 
@@ -265,6 +275,10 @@ def bench_server(side: str, model_dir: Path, convs: list[list[dict]], levels: li
                   f"ITL med {row['median_itl_ms']:6.2f} ms  lengths {lengths}", flush=True)
             if row["errors"]:
                 print(f"    errors: {row['errors']}", flush=True)
+        rss = srv.peak_rss_mb()
+        for row in rows:
+            row["server_peak_rss_mb"] = rss
+        print(f"  {side}: peak resident memory {rss:,.0f} MiB" if rss else f"  {side}: peak memory unknown", flush=True)
     return rows
 
 
@@ -380,6 +394,8 @@ def main() -> None:
     p.add_argument("--plot", type=Path, default=None, help="PNG plot")
     p.add_argument("--keep", type=Path, default=None, help="keep model dirs and server logs here")
     args = p.parse_args()
+    # stopped with SIGTERM (timeout, kill): unwind, so that the servers' context managers stop them too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.requests and len(args.requests) not in (1, len(args.concurrency)):
         p.error("--requests takes one number, or one per --concurrency level")
     sides = [s for s, skip in ((OURS, args.skip_ours), (PEER, args.skip_peer)) if not skip]
