@@ -296,8 +296,8 @@ class Engine:
     def _decode(self) -> torch.Tensor:
         """One token for every running request -> logits (B, V)."""
         view = self.pool.decode_view([r.length for r in self._running])
-        idx = torch.tensor([[r.out[-1]] for r in self._running], device=self.device)
-        logits = self.model(idx, cache=view, positions=view.positions[:, None])[:, -1]
+        tokens = torch.tensor([r.out[-1] for r in self._running], device=self.device)
+        logits = self.model.decode_step(tokens, view.positions, view)
         for r in self._running:
             r.length += 1
         return logits

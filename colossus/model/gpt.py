@@ -1,5 +1,13 @@
 """Decoder-only GPT: RoPE, RMSNorm, grouped-query attention (SDPA), QK-norm, ReLU^2 or SwiGLU MLP,
-untied embeddings. A KV cache (colossus.model.kv_cache) makes generation one token per step."""
+untied embeddings. A KV cache (colossus.model.kv_cache) makes generation one token per step.
+
+`GPT.forward` serves training and prefill. `GPT.decode_step` is the same network for one new token per
+row (the serving engine's decode step), written for few rows, where the cost is the number of ops and
+not their size: the query, key and value projections are one matmul, the RMSNorm weights are folded
+into the matmuls that follow them, QK-norm and RoPE treat queries and keys together, RoPE comes from a
+table made once, and the residual adds ride on the matmuls (addmm). Its weights are packed once
+(transposed, fused and scaled: `DecodeWeights`, a second copy of the matmul weights) and repacked when a
+parameter changes."""
 
 from __future__ import annotations
 
@@ -27,6 +35,15 @@ def rope_tables(head_dim: int, positions: torch.Tensor, theta: float) -> tuple[t
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device).float() / head_dim))
     angles = positions.float()[..., None] * inv_freq  # (..., hd/2)
     return angles.cos(), angles.sin()
+
+
+def rope_step_tables(head_dim: int, n: int, theta: float, device: torch.device | str
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n, head_dim) tables for positions 0..n-1 such that rope(x) = x * cos + swap(x) * sin, swap(x) being x
+    with its two halves swapped: cos repeated over both halves, sin negated over the first (the same values
+    as apply_rope's, so the same rotation to the last bit)."""
+    cos, sin = rope_tables(head_dim, torch.arange(n, device=device), theta)
+    return torch.cat((cos, cos), -1), torch.cat((-sin, sin), -1)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -66,6 +83,26 @@ class Attention(nn.Module):
                                            enable_gqa=cfg.n_kv_head != cfg.n_head)
         return self.proj(y.transpose(1, 2).reshape(B, T, cfg.n_head * hd))
 
+    def step(self, x: torch.Tensor, r: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache,
+             w: _LayerWeights) -> torch.Tensor:
+        """x (B, C) one token per row, r (B, 1) its inverse RMS (the norm's weight is folded into w.qkv);
+        cos/sin (B, 1, hd) -> attention output (B, H*hd) before proj."""
+        B = x.size(0)
+        cfg, hd = self.cfg, self.cfg.head_dim
+        H, Hkv = cfg.n_head, cfg.n_kv_head
+        qkv = (x @ w.qkv).mul_(r)  # (B, (H + 2 Hkv) hd)
+        qk = qkv[:, :(H + Hkv) * hd].view(B, H + Hkv, hd)
+        v = qkv[:, (H + Hkv) * hd:].view(B, Hkv, 1, hd)
+        if w.qk_norm is not None:  # queries' and keys' norms at once
+            qk = (qk * _inv_rms(qk, cfg.norm_eps)).mul_(w.qk_norm)
+        half = qk.view(B, H + Hkv, 2, hd // 2).flip(2).view(B, H + Hkv, hd)  # (x2, x1): one op, roll is three
+        qk = (qk * cos).add_(half.mul_(sin))  # RoPE on queries and keys at once
+        k = qk[:, H:, None]  # (B, Hkv, 1, hd)
+        k, v, mask = cache.update(self.layer, k, v)  # (B, Hkv, L, hd), additive mask (B, 1, 1, L) or None
+        q = qk[:, :H].view(B, Hkv, H // Hkv, hd)  # a kv head's query heads side by side: GQA needs no repeat
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return y.reshape(B, H * hd)
+
 
 class MLP(nn.Module):
     def __init__(self, cfg: ModelConfig):
@@ -84,6 +121,13 @@ class MLP(nn.Module):
             h = F.relu(h).square()
         return self.down(h)
 
+    def act(self, h: torch.Tensor) -> torch.Tensor:
+        """The nonlinearity between up (already applied) and down."""
+        if self.kind == "swiglu":
+            gate, h = h.chunk(2, dim=-1)
+            return F.silu(gate).mul_(h)
+        return F.relu(h).square_()
+
 
 class Block(nn.Module):
     def __init__(self, cfg: ModelConfig, layer: int):
@@ -96,6 +140,57 @@ class Block(nn.Module):
     def forward(self, x, cos, sin, cache=None):
         x = x + self.attn(self.attn_norm(x), cos, sin, cache)
         return x + self.mlp(self.mlp_norm(x))
+
+    def step(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache, w: _LayerWeights) -> torch.Tensor:
+        """forward for one token per row, x (B, C); the norms' weights are folded into w."""
+        eps = self.attn_norm.eps
+        x = torch.addmm(x, self.attn.step(x, _inv_rms(x, eps), cos, sin, cache, w), w.proj)
+        return torch.addmm(x, self.mlp.act((x @ w.up).mul_(_inv_rms(x, eps))), w.down)
+
+
+def _inv_rms(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """sqrt(n) / RMS over the last dim (n long, keepdim): RMSNorm(x) = x * _inv_rms(x) * weight / sqrt(n), the
+    1/sqrt(n) being folded into the weights (DecodeWeights). F.rms_norm runs a dozen ops on CPU and mean
+    three; this is four."""
+    return (x * x).sum(-1, keepdim=True).add_(eps * x.size(-1)).rsqrt_()
+
+
+class _LayerWeights:
+    """One block's matmul weights as (in, out), contiguous: q, k and v fused into one, and the RMSNorm
+    weight before a matmul folded into its rows ((x * r * g) @ W = (x @ (g W)) * r for a row scale r)."""
+
+    def __init__(self, blk: Block):
+        a = blk.attn
+        c = math.sqrt(a.cfg.d_model)  # _inv_rms leaves out 1/sqrt(n)
+        self.qkv = (torch.cat((a.q.weight, a.kv.weight)) * (blk.attn_norm.weight * c)).t().contiguous()
+        self.proj = a.proj.weight.t().contiguous()
+        self.up = (blk.mlp.up.weight * (blk.mlp_norm.weight * c)).t().contiguous()
+        self.down = blk.mlp.down.weight.t().contiguous()
+        hd = a.cfg.head_dim
+        self.qk_norm = None  # (H + Hkv, hd): the query heads' weight, then the key heads'
+        if a.cfg.qk_norm:
+            self.qk_norm = torch.cat((a.q_norm.weight.expand(a.cfg.n_head, hd),
+                                      a.k_norm.weight.expand(a.cfg.n_kv_head, hd))) * math.sqrt(hd)
+
+
+class DecodeWeights:
+    """What `GPT.decode_step` multiplies by, packed from the parameters once. Transposed weights make
+    one-row products about twice as fast on CPU (MKL), and one fused QKV matmul replaces two. `key` tells
+    when a parameter changed and they must be repacked."""
+
+    def __init__(self, model: GPT):
+        self.params = [model.embed.weight, *(p for p in model.parameters() if p is not model.embed.weight)]
+        self.key = self.current_key()
+        with torch.no_grad():
+            self.layers = [_LayerWeights(blk) for blk in model.blocks]
+            self.head = (model.lm_head.weight * (model.norm.weight * math.sqrt(model.cfg.d_model))).t().contiguous()
+            n = model.cfg.seq_len
+            self.cos, self.sin = rope_step_tables(model.cfg.head_dim, n, model.cfg.rope_theta, self.head.device)
+
+    def current_key(self) -> tuple:
+        """Every parameter's version (bumped by in-place changes: optimizer steps, load_state_dict) and the
+        embedding's storage (new after .to(); a data_ptr for each parameter would cost ~40 us a step)."""
+        return self.params[0].data_ptr(), *(p._version for p in self.params)
 
 
 class GPT(nn.Module):
@@ -151,6 +246,31 @@ class GPT(nn.Module):
             return loss.mean()
         m = loss_mask.reshape(-1).to(loss.dtype)
         return (loss * m).sum() / m.sum().clamp(min=1.0)
+
+    def decode_weights(self) -> DecodeWeights:
+        """The packed weights for decode_step, repacked when a parameter changed in place (an optimizer step,
+        load_state_dict) or the model moved (.to()). (A module given a new Parameter object, or one
+        parameter's .data swapped, is not seen: checking for that costs more than a small model's step.)"""
+        dw = self.__dict__.get("_decode_weights")
+        if dw is None or dw.key != dw.current_key():
+            dw = self.__dict__["_decode_weights"] = DecodeWeights(self)
+        return dw
+
+    @torch.no_grad()
+    def decode_step(self, tokens: torch.Tensor, positions: torch.Tensor, cache) -> torch.Tensor:
+        """One new token per row: tokens (B,) at positions (B,) -> logits (B, V), as forward would give
+        (within float rounding). cache.update(layer, k, v) stores k, v (B, Hkv, 1, hd) and returns the keys
+        and values to attend to (B, Hkv, L, hd) with an additive mask (B, 1, 1, L) or None; the cache
+        tracks its own lengths (advance is not called). No autograd: inference only."""
+        w = self.decode_weights()
+        if int(positions.max()) >= w.cos.size(0):  # past the trained length: extend the table
+            w.cos, w.sin = rope_step_tables(self.cfg.head_dim, 2 * int(positions.max()) + 1, self.cfg.rope_theta,
+                                            w.cos.device)
+        cos, sin = w.cos[positions, None], w.sin[positions, None]  # (B, 1, hd), shared by every layer
+        x = F.embedding(tokens, self.embed.weight)  # (B, C)
+        for blk, lw in zip(self.blocks, w.layers, strict=True):
+            x = blk.step(x, cos, sin, cache, lw)
+        return (x @ w.head).mul_(_inv_rms(x, self.norm.eps)).float()
 
     def num_params(self, embedding: bool = True) -> int:
         n = sum(p.numel() for p in self.parameters())

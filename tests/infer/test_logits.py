@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from colossus.errors import ColossusError
-from colossus.infer.logits import RowParams, apply_penalties, sample_rows, token_logprobs
+from colossus.infer.logits import RowParams, apply_penalties, argmax_rows, sample_rows, token_logprobs
 from colossus.infer.sampling import SamplingParams
 
 LOGITS = torch.tensor([3.0, 2.0, 1.0, 0.5, 0.0, -1.0])
@@ -29,6 +29,21 @@ def test_draws_follow_the_tempered_distribution():
 
 def test_temperature_zero_is_greedy():
     assert draw(SamplingParams(temperature=0), n=5).tolist() == [0] * 5
+
+
+def test_chunked_argmax_is_argmax_with_ties_and_nan():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(9, 4096, generator=g)
+    x[0, 100] = x[0, 3000] = 50.0  # a tie across chunks: the first wins
+    x[1, 300] = x[1, 301] = 50.0  # a tie inside a chunk
+    x[2, 2000] = float("nan")  # NaN counts as the largest, as in argmax
+    x[3, :] = 1.0  # all equal: id 0
+    x[4, 4095] = 50.0  # the very last id
+    assert torch.equal(argmax_rows(x), x.argmax(-1))
+    assert argmax_rows(x)[:5].tolist() == [100, 300, 2000, 0, 4095]
+    for shape in [(2, 4096), (9, 1000), (9, 256)]:  # few rows or an odd vocabulary: the plain argmax
+        y = torch.randn(*shape, generator=g)
+        assert torch.equal(argmax_rows(y), y.argmax(-1))
 
 
 def test_top_k_keeps_only_the_k_most_likely():

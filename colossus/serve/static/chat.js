@@ -322,10 +322,18 @@
     const body = view.querySelector(".msg-body");
     const controller = new AbortController();
     state.controller = controller;
-    const r = await streamCompletion(requestBody(conv), controller.signal, (text) => {
-      setBody(body, "assistant", text);
+    let pending = null; // the newest text not yet shown: rendered once per frame, not once per token
+    const show = () => {
+      if (pending === null) return;
+      setBody(body, "assistant", pending);
       scrollToBottom(false);
+      pending = null;
+    };
+    const r = await streamCompletion(requestBody(conv), controller.signal, (text) => {
+      if (pending === null) requestAnimationFrame(show);
+      pending = text;
     });
+    show();
     if (state.controller === controller) state.controller = null;
     view.classList.remove("streaming");
     if (r.error && !r.text) {
