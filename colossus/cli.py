@@ -141,7 +141,9 @@ def cmd_serve(a) -> int:
     import torch
 
     # one core is left to the HTTP event loop: on 2 cores, 2 torch threads fighting it were 3-5x slower
-    torch.set_num_threads(a.threads or max(1, (os.cpu_count() or 2) - 1))
+    # (an explicit OMP_NUM_THREADS is respected, as torch itself does)
+    default = torch.get_num_threads() if "OMP_NUM_THREADS" in os.environ else max(1, (os.cpu_count() or 2) - 1)
+    torch.set_num_threads(a.threads or default)
     keys = keys_from(a.api_key, os.environ.get("COLOSSUS_API_KEY"))
     cfg = ServeConfig(model=a.model, api_keys=keys, db=a.db, max_batch=a.max_batch,
                       rate_limit=parse_rate(a.rate_limit), max_body=a.max_body, device=a.device)
