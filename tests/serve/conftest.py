@@ -26,16 +26,26 @@ from colossus.serve.app import ServeConfig, create_app
 CONTEXT = 128
 
 
-@pytest.fixture(scope="session")
-def model_dir(tmp_path_factory, tok) -> Path:
-    """A random 2-layer model with a 128-token context, saved with its tokenizer."""
+def write_tiny_model(d: Path, tok, context: int) -> Path:
+    """A random 2-layer model with the given context, saved in d with its tokenizer."""
     torch.manual_seed(0)
-    cfg = ModelConfig(vocab_size=tok.vocab_size, seq_len=CONTEXT, n_layer=2, d_model=32, n_head=2, n_kv_head=1)
-    d = tmp_path_factory.mktemp("serve-model") / "tiny"
+    cfg = ModelConfig(vocab_size=tok.vocab_size, seq_len=context, n_layer=2, d_model=32, n_head=2, n_kv_head=1)
     d.mkdir()
     tok.save(d / "tokenizer.json")
     save_model(d, GPT(cfg).eval())
     return d
+
+
+@pytest.fixture(scope="session")
+def tiny_model_writer():
+    """write_tiny_model, for test modules that need a model of another context."""
+    return write_tiny_model
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory, tok) -> Path:
+    """A random 2-layer model with a 128-token context, saved with its tokenizer."""
+    return write_tiny_model(tmp_path_factory.mktemp("serve-model") / "tiny", tok, CONTEXT)
 
 
 class LiveServer:

@@ -18,12 +18,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-import torch
 import uvicorn
 
-from colossus.model.config import ModelConfig
-from colossus.model.gpt import GPT
-from colossus.model.io import save_model
 from colossus.serve.app import ServeConfig, create_app
 
 CHROMIUM = "/usr/bin/chromium"
@@ -44,14 +40,8 @@ TWO_MESSAGES_SETTLED = "document.querySelectorAll('.msg').length === 2 && !docum
 # ---- a live server with a long-context tiny model --------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def long_model_dir(tmp_path_factory, tok) -> Path:
-    torch.manual_seed(0)
-    cfg = ModelConfig(vocab_size=tok.vocab_size, seq_len=CONTEXT, n_layer=2, d_model=32, n_head=2, n_kv_head=1)
-    d = tmp_path_factory.mktemp("web-chat-model") / "tiny-long"
-    d.mkdir()
-    tok.save(d / "tokenizer.json")
-    save_model(d, GPT(cfg).eval())
-    return d
+def long_model_dir(tmp_path_factory, tok, tiny_model_writer) -> Path:
+    return tiny_model_writer(tmp_path_factory.mktemp("web-chat-model") / "tiny-long", tok, CONTEXT)
 
 
 def serve(app) -> tuple[str, uvicorn.Server, threading.Thread]:
