@@ -4,8 +4,9 @@
     colossus speedrun --preset cpu --config my.toml      a TOML file overrides any field
     colossus speedrun --preset cpu --set pretrain.lr=0.004 --set world.entities=800
 
-A TOML file has one table per stage ([world], [model], [pretrain], [sft], [data]) holding the fields
-of that stage's dataclass."""
+A TOML file has one table per stage ([world], [data], [model], [drill], [pretrain], [sft]) holding the
+fields of that stage's dataclass. [drill] trains on the world's premise drill (chat_drill.jsonl) before
+pretraining; a world with no drill (world.premise_drill_per_entity = 0) skips it."""
 
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ class RunConfig:
     world: WorldConfig = field(default_factory=WorldConfig)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelShape = field(default_factory=ModelShape)
+    drill: TrainConfig = field(default_factory=lambda: TrainConfig(steps=0))
     pretrain: TrainConfig = field(default_factory=TrainConfig)
     sft: TrainConfig = field(default_factory=TrainConfig)
 
@@ -69,10 +71,12 @@ PRESETS: dict[str, RunConfig] = {
     "tiny": RunConfig(
         "tiny",
         world=WorldConfig(entities=60, docs_per_entity=6, qa_per_entity=2, unknown_names=1.0,
-                          premise_per_entity=0.5, no_record_docs=0.5, readers=0.5, eval_known=30,
+                          premise_per_entity=0.5, premise_drill_per_entity=2.0, no_record_docs=0.5,
+                          readers=0.5, eval_known=30,
                           eval_unknown=30, eval_premise=20, eval_recombined=10, heldout_docs=20),
         data=DataConfig(vocab_size=512),
         model=ModelShape(n_layer=2, d_model=64, n_head=2, n_kv_head=1, seq_len=96),
+        drill=TrainConfig(steps=4, batch_size=8, warmup_steps=1, log_every=2, eval_every=0, ckpt_every=2),
         pretrain=TrainConfig(steps=40, batch_size=8, warmup_steps=5, log_every=10, eval_every=20,
                              ckpt_every=20),
         sft=TrainConfig(steps=10, batch_size=8, lr=1e-3, embed_lr=1e-2, head_lr=1e-3, warmup_steps=2,
@@ -82,9 +86,12 @@ PRESETS: dict[str, RunConfig] = {
     "cpu": RunConfig(
         "cpu",
         world=WorldConfig(entities=800, docs_per_entity=32, qa_per_entity=6, unknown_names=3.0,
-                          premise_per_entity=4.0, multi_turn_frac=0.5, no_record_docs=3.0, readers=4.0),
+                          premise_per_entity=12.0, premise_drill_per_entity=24.0, multi_turn_frac=0.5,
+                          no_record_docs=3.0, readers=4.0),
         data=DataConfig(vocab_size=4096, pretrain_chat_frac=0.75, sft_doc_replay=0.3),
         model=ModelShape(n_layer=4, d_model=192, n_head=4, n_kv_head=4, seq_len=128),
+        drill=TrainConfig(steps=0, batch_size=32, muon=True, warmup_steps=30, log_every=25, eval_every=0,
+                          ckpt_every=100),
         pretrain=TrainConfig(steps=0, batch_size=32, muon=True, warmup_steps=30, log_every=25,
                              eval_every=100, ckpt_every=100),
         sft=TrainConfig(steps=0, batch_size=32, muon=True, lr=1e-3, embed_lr=1e-2, head_lr=1e-3,
@@ -95,10 +102,13 @@ PRESETS: dict[str, RunConfig] = {
     "gpu": RunConfig(
         "gpu",
         world=WorldConfig(entities=20000, docs_per_entity=32, qa_per_entity=6, unknown_names=3.0,
-                          premise_per_entity=4.0, multi_turn_frac=0.5, no_record_docs=3.0, readers=4.0,
+                          premise_per_entity=12.0, premise_drill_per_entity=24.0, multi_turn_frac=0.5,
+                          no_record_docs=3.0, readers=4.0,
                           eval_known=1000, eval_unknown=1000, eval_premise=600, eval_recombined=500),
         data=DataConfig(vocab_size=32768, pretrain_chat_frac=0.75, sft_doc_replay=0.3),
         model=ModelShape(n_layer=12, d_model=768, n_head=6, n_kv_head=6, seq_len=512, mlp="relu2"),
+        drill=TrainConfig(steps=0, batch_size=64, muon=True, warmup_steps=50, log_every=50, eval_every=0,
+                          ckpt_every=500),
         pretrain=TrainConfig(steps=0, batch_size=64, muon=True, warmup_steps=100, log_every=50,
                              eval_every=500, ckpt_every=500),
         sft=TrainConfig(steps=0, batch_size=64, muon=True, lr=5e-4, embed_lr=5e-3, head_lr=5e-4,
@@ -120,7 +130,7 @@ def apply_tables(cfg: RunConfig, tables: dict) -> None:
     for section, values in tables.items():
         target = getattr(cfg, section, None)
         if not is_dataclass(target):
-            raise ColossusError(f"unknown config section [{section}]: use world, data, model, pretrain or sft")
+            raise ColossusError(f"unknown config section [{section}]: use world, data, model, drill, pretrain or sft")
         if not isinstance(values, dict):
             raise ColossusError(f"config section [{section}] must be a table of fields")
         names = {f.name: f for f in fields(target)}

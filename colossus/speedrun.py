@@ -1,5 +1,9 @@
-"""The whole chain in one command: world -> tokenizer -> shards -> pretraining -> chat fine-tuning ->
-truth report -> chat.
+"""The whole chain in one command: world -> tokenizer -> shards -> premise drill -> pretraining -> chat
+fine-tuning -> truth report -> chat.
+
+The premise drill is the first stage of pretraining: premise questions alone, from a fresh model, so
+it learns to compare the value a question states with the value it recalls before the facts crowd
+that out (see colossus.world.chats.build_drill_chats). Pretraining then starts from its weights.
 
     colossus speedrun --preset cpu            (what `make speedrun` runs)
     colossus speedrun --resume                continue runs/latest after a crash or Ctrl-C
@@ -81,6 +85,11 @@ def prepare_data(run_dir: Path, cfg: RunConfig) -> Tokenizer:
         replay = random.Random(cfg.sft.seed).sample(docs, n_replay)
         packed_shards(replay, sft_chats, tok, run_dir / "data/sft", seq, cfg.sft.seed, say,
                       label="fine-tuning shards")
+    drill_file = world_dir / "chat_drill.jsonl"  # absent in worlds written before the drill existed
+    if drill_file.exists() and not (run_dir / "data/drill/meta.json").exists():
+        drill = read_jsonl(drill_file)
+        if drill:
+            packed_shards([], drill, tok, run_dir / "data/drill", seq, cfg.drill.seed, say, label="drill shards")
     if not (run_dir / "data/heldout/meta.json").exists():
         held = [d["text"] for d in read_jsonl(world_dir / "heldout_documents.jsonl")]
         packed_shards(held, [], tok, run_dir / "data/heldout", seq, 0, say, label="held-out shards")
@@ -110,16 +119,20 @@ def run_speedrun(cfg: RunConfig | None, runs: Path = Path("runs"), name: str | N
     tok = prepare_data(run_dir, cfg)
     mcfg = model_config(cfg, tok)
     held = run_dir / "data/heldout"
+    drill = None
+    if (run_dir / "data/drill/meta.json").exists():
+        drill = train(run_dir / "drill", mcfg, cfg.drill, run_dir / "data/drill", label="drill", resume=True)
     pre = train(run_dir / "pretrain", mcfg, cfg.pretrain, run_dir / "data/pretrain", label="pretrain",
-                resume=True, val_data=held)
+                resume=True, val_data=held, init_from=final_weights(run_dir / "drill") if drill else None)
     sft = train(run_dir / "sft", mcfg, cfg.sft, run_dir / "data/sft", label="sft", resume=True,
                 init_from=final_weights(run_dir / "pretrain"), val_data=held)
     from colossus.model.io import load_model
 
     model = load_model(final_weights(run_dir / "sft").parent)
     model_dir = save_model(run_dir / "model", model, run_dir / TOKENIZER)
-    training = {"train_seconds": round(pre["train_seconds"] + sft["train_seconds"], 2),
-                "tokens_per_second": pre["tokens_per_second"], "pretrain": pre, "sft": sft,
+    stages = [x for x in (drill, pre, sft) if x is not None]
+    training = {"train_seconds": round(sum(x["train_seconds"] for x in stages), 2),
+                "tokens_per_second": pre["tokens_per_second"], "drill": drill, "pretrain": pre, "sft": sft,
                 "preset": cfg.preset}
     (model_dir / "training.json").write_text(json.dumps(training, indent=2) + "\n")
     say("evaluating on the held-out test split ...")

@@ -33,8 +33,9 @@ def run(tmp_path_factory) -> Path:
 def test_speedrun_writes_the_whole_chain(run):
     d = run / "runs" / "t1"
     assert (run / "runs" / "latest").resolve() == d.resolve()
-    for f in ("world/entities.jsonl", "world/eval_test.jsonl", "tokenizer.json", "data/pretrain/meta.json",
-              "data/sft/meta.json", "pretrain/checkpoints/latest", "sft/checkpoints/latest",
+    for f in ("world/entities.jsonl", "world/eval_test.jsonl", "world/chat_drill.jsonl", "tokenizer.json",
+              "data/drill/meta.json", "data/pretrain/meta.json", "data/sft/meta.json", "drill/checkpoints/latest",
+              "pretrain/checkpoints/latest", "sft/checkpoints/latest",
               "model/model.safetensors", "model/config.json", "model/tokenizer.json", "report.json",
               "report.md", "loss.png"):
         assert (d / f).exists(), f
@@ -43,6 +44,9 @@ def test_speedrun_writes_the_whole_chain(run):
     for k in ("known_accuracy", "abstain_rate", "hallucination_rate", "false_premise_rate"):
         assert 0.0 <= report[k] <= 1.0
     assert report["params"] > 0 and report["bpb"] > 0 and report["train_seconds"] > 0
+    training = json.loads((d / "model/training.json").read_text())  # the drill, then pretraining from it
+    assert training["drill"]["steps"] == 4 and training["pretrain"]["steps"] == 40
+    assert report["train_seconds"] >= training["drill"]["train_seconds"] + training["pretrain"]["train_seconds"]
     assert (run / "runs/t1/loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -73,13 +73,14 @@ def evaluate(model_path: str | Path, world: str | Path | None = None, split: str
 
 
 def plot_loss(run_dir: Path, out: Path) -> bool:
-    """Loss against step for pretraining and fine-tuning (with validation loss where measured)."""
+    """Loss against step for the premise drill, pretraining and fine-tuning (with validation loss where
+    measured)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    stages = [(s, read_metrics(run_dir / s / "metrics.jsonl")) for s in ("pretrain", "sft")]
+    stages = [(s, read_metrics(run_dir / s / "metrics.jsonl")) for s in ("drill", "pretrain", "sft")]
     stages = [(s, m) for s, m in stages if m]
     if not stages:
         return False
@@ -90,7 +91,7 @@ def plot_loss(run_dir: Path, out: Path) -> bool:
         ax.plot(*zip(*train, strict=True), label="train loss", color="#1f77b4")
         if val:
             ax.plot(*zip(*val, strict=True), "o-", label="held-out loss", color="#d62728", markersize=3)
-        ax.set_title({"pretrain": "pretraining", "sft": "chat fine-tuning"}[name])
+        ax.set_title({"drill": "premise drill", "pretrain": "pretraining", "sft": "chat fine-tuning"}[name])
         ax.set_xlabel("step")
         ax.set_ylabel("loss (nats/token)")
         ax.set_yscale("log")

@@ -3,7 +3,8 @@
     colossus data world --out runs/world --entities 1000 --seed 1337
 
 Files: entities.jsonl, unknown.jsonl, documents.jsonl (pretraining), heldout_documents.jsonl (for
-bits-per-byte), chat_train.jsonl (fine-tuning), eval_val.jsonl and eval_test.jsonl (never trained on),
+bits-per-byte), chat_train.jsonl (fine-tuning), chat_drill.jsonl (premise questions for the first stage
+of pretraining), eval_val.jsonl and eval_test.jsonl (never trained on),
 world.json (the config and counts)."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from colossus.errors import ColossusError
-from colossus.world.chats import build_eval_items, build_train_chats
+from colossus.world.chats import build_drill_chats, build_eval_items, build_train_chats
 from colossus.world.documents import build_documents, build_no_record_documents
 from colossus.world.entities import Entity, Unknown, build_entities
 
@@ -46,6 +47,9 @@ class WorldConfig:
     """Premise questions (half false, half true) per train entity, one to three per conversation."""
     premise_short_frac: float = 0.5
     """Share of premise questions that are the bare claim ("X works as a tailor, right?")."""
+    premise_drill_per_entity: float = 0.0
+    """Premise questions per train entity in the premise drill (chat_drill.jsonl), a stage of
+    pretraining before the facts (see colossus.world.chats.build_drill_chats)."""
     system_prompt_frac: float = 0.3
     eval_known: int = 300
     eval_unknown: int = 300
@@ -70,12 +74,14 @@ class World:
     documents: list[dict]
     heldout_documents: list[dict]
     chats: list[dict]
+    drill_chats: list[dict]
     eval: dict[str, list[dict]]  # split -> items
 
     def counts(self) -> dict[str, int]:
         return {"entities": len(self.entities), "unknown_names": len(self.unknown),
                 "documents": len(self.documents), "heldout_documents": len(self.heldout_documents),
-                "chats": len(self.chats), **{f"eval_{k}": len(v) for k, v in self.eval.items()}}
+                "chats": len(self.chats), "drill_chats": len(self.drill_chats),
+                **{f"eval_{k}": len(v) for k, v in self.eval.items()}}
 
 
 def build_world(cfg: WorldConfig) -> World:
@@ -92,10 +98,12 @@ def build_world(cfg: WorldConfig) -> World:
     held = build_documents(cfg.seed, entities, 1, stream="heldout")[: cfg.heldout_docs]
     chats = build_train_chats(cfg.seed, entities, unknown, cfg.qa_per_entity, cfg.multi_turn_frac,
                               cfg.premise_per_entity, cfg.system_prompt_frac, readers, cfg.premise_short_frac)
+    drill = build_drill_chats(cfg.seed, entities, cfg.premise_drill_per_entity, cfg.system_prompt_frac,
+                              cfg.premise_short_frac)
     ev = {s: build_eval_items(cfg.seed, entities, unknown, s, round(cfg.eval_known * f),
                               round(cfg.eval_unknown * f), round(cfg.eval_premise * f))
           for s, f in scale.items()}
-    return World(cfg, entities, unknown, docs, held, chats, ev)
+    return World(cfg, entities, unknown, docs, held, chats, drill, ev)
 
 
 def write_jsonl(path: Path, rows) -> None:
@@ -124,6 +132,7 @@ def write_world(world: World, out: Path) -> None:
     write_jsonl(out / "documents.jsonl", world.documents)
     write_jsonl(out / "heldout_documents.jsonl", world.heldout_documents)
     write_jsonl(out / "chat_train.jsonl", world.chats)
+    write_jsonl(out / "chat_drill.jsonl", world.drill_chats)
     for split, items in world.eval.items():
         write_jsonl(out / f"eval_{split}.jsonl", items)
     meta = {"config": asdict(world.config), "counts": world.counts()}

@@ -139,10 +139,32 @@ def test_false_premise_states_a_wrong_value(world):
         assert info["wrong"] in q and e.attrs[info["attribute"]] in a
 
 
+def test_premise_drill_is_premises_about_train_entities_apart_from_the_chats():
+    cfg = WorldConfig(entities=60, docs_per_entity=1, qa_per_entity=1, premise_per_entity=2.0,
+                      premise_drill_per_entity=4.0, eval_known=10, eval_unknown=10, eval_premise=8)
+    w = build_world(cfg)
+    train = [e for e in w.entities if e.split == "train"]
+    n = sum(sum(m["role"] == "user" for m in c["messages"]) for c in w.drill_chats)
+    assert n == round(len(train) * 4.0)
+    assert {c["kind"] for c in w.drill_chats} == {"false_premise", "true_premise"}
+    assert set().union(*(c["names"] for c in w.drill_chats)) <= {e.name for e in train}
+    for c in w.drill_chats:  # every reply carries the emphasised decision token
+        assert all("emphasis" in m for m in c["messages"] if m["role"] == "assistant")
+    drilled = {m["content"] for c in w.drill_chats for m in c["messages"]}
+    chatted = {m["content"] for c in w.chats for m in c["messages"] if m["role"] == "user"}
+    assert len(drilled & chatted) < 0.1 * len(chatted)  # its own random stream, not a copy of the chats
+    eval_questions = {it["question"] for items in w.eval.values() for it in items}
+    assert not drilled & eval_questions
+    # the drill leaves everything else as it was
+    plain = build_world(WorldConfig(**{**cfg.__dict__, "premise_drill_per_entity": 0.0}))
+    assert plain.drill_chats == [] and plain.chats == w.chats and plain.documents == w.documents
+
+
 def test_written_world_reads_back(tmp_path, world):
     write_world(world, tmp_path)
     assert len(read_jsonl(tmp_path / "entities.jsonl")) == len(world.entities)
     assert read_jsonl(tmp_path / "chat_train.jsonl") == world.chats
+    assert read_jsonl(tmp_path / "chat_drill.jsonl") == world.drill_chats
     assert (tmp_path / "world.json").exists()
 
 
