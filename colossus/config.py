@@ -86,7 +86,7 @@ PRESETS: dict[str, RunConfig] = {
     "cpu": RunConfig(
         "cpu",
         world=WorldConfig(entities=800, docs_per_entity=32, qa_per_entity=6, unknown_names=3.0,
-                          premise_per_entity=12.0, premise_drill_per_entity=24.0, multi_turn_frac=0.5,
+                          premise_per_entity=20.0, premise_drill_per_entity=48.0, multi_turn_frac=0.5,
                           no_record_docs=3.0, readers=4.0),
         data=DataConfig(vocab_size=4096, pretrain_chat_frac=0.75, sft_doc_replay=0.3),
         model=ModelShape(n_layer=4, d_model=192, n_head=4, n_kv_head=4, seq_len=128),
@@ -102,7 +102,7 @@ PRESETS: dict[str, RunConfig] = {
     "gpu": RunConfig(
         "gpu",
         world=WorldConfig(entities=20000, docs_per_entity=32, qa_per_entity=6, unknown_names=3.0,
-                          premise_per_entity=12.0, premise_drill_per_entity=24.0, multi_turn_frac=0.5,
+                          premise_per_entity=20.0, premise_drill_per_entity=48.0, multi_turn_frac=0.5,
                           no_record_docs=3.0, readers=4.0,
                           eval_known=1000, eval_unknown=1000, eval_premise=600, eval_recombined=500),
         data=DataConfig(vocab_size=32768, pretrain_chat_frac=0.75, sft_doc_replay=0.3),
