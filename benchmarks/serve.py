@@ -2,7 +2,8 @@
 the same streamed chat workload sent to both, one server after the other, in one run.
 
     .venv/bin/pip install -e '.[bench]'
-    .venv/bin/python benchmarks/serve.py --out docs/serve_bench.json --plot docs/serve_bench.png
+    .venv/bin/python benchmarks/serve.py --weights float32 bfloat16 --out docs/serve_bench.json \
+        --plot docs/serve_bench.png
     .venv/bin/python benchmarks/serve.py --models ref8.7m --concurrency 1 8 --requests 8 16 --skip-peer
 
 Metrics (TTFT, TPOT, ITL, E2E latency, request and output-token throughput) follow vLLM's serving
@@ -229,12 +230,15 @@ class Server:
         self._log.close()
 
 
-def server_argv(side: str, model_dir: Path, port: int) -> list[str]:
+def server_argv(side: str, model_dir: Path, port: int, weights: str) -> list[str]:
+    """weights: float32, or bfloat16 (ours rounds its matmul weights and keeps float32 arithmetic; the peer
+    loads the whole model in bfloat16)."""
     if side == OURS:  # conversations go to a database of the run's own, not the user's
         return [sys.executable, "-m", "colossus.cli", "serve", "--model", str(model_dir), "--host", "127.0.0.1",
-                "--port", str(port), "--db", str(model_dir.parent / f"{model_dir.name}.sqlite")]
+                "--port", str(port), "--db", str(model_dir.parent / f"{model_dir.name}.sqlite"), "--weights", weights]
     return [sys.executable, "-m", "transformers.cli.transformers", "serve", str(model_dir), "--continuous-batching",
-            "--device", "cpu", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+            "--device", "cpu", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+            "--dtype", weights]
 
 
 def payload(side: str, model: str, conv: list[dict], max_tokens: int) -> dict:
@@ -246,10 +250,10 @@ def payload(side: str, model: str, conv: list[dict], max_tokens: int) -> dict:
 
 
 def bench_server(side: str, model_dir: Path, convs: list[list[dict]], levels: list[tuple[int, int]],
-                 args, log: Path) -> list[dict]:
+                 args, log: Path, weights: str) -> list[dict]:
     rows = []
     port = free_port()
-    with Server(side, server_argv(side, model_dir, port), port, log, args.threads) as srv:
+    with Server(side, server_argv(side, model_dir, port, weights), port, log, args.threads) as srv:
         load_s = srv.wait_healthy()
         # the peer answers /v1/models by scanning the Hugging Face cache; it is pinned to its one model anyway
         model = srv.model_id(str(model_dir)) if side == OURS else str(model_dir)
@@ -266,11 +270,11 @@ def bench_server(side: str, model_dir: Path, convs: list[list[dict]], levels: li
             batch = convs[offset:offset + n]
             offset += n
             res, dur = asyncio.run(run_level(url, [payload(side, model, c, args.output_tokens) for c in batch], conc))
-            row = {"server": side, "concurrency": conc, "requests": n, **summarize(res, dur)}
+            row = {"server": side, "weights": weights, "concurrency": conc, "requests": n, **summarize(res, dur)}
             lengths = row["output_tokens_per_request"]
             row["fixed_length"] = lengths == [args.output_tokens]
             rows.append(row)
-            print(f"  {side} c={conc:<3} {row['completed']}/{n} ok  {row['output_throughput']:8.1f} tok/s  "
+            print(f"  {side} {weights} c={conc:<3} {row['completed']}/{n} ok  {row['output_throughput']:8.1f} tok/s  "
                   f"TTFT med {row['median_ttft_ms']:7.1f} ms  TPOT med {row['median_tpot_ms']:6.2f} ms  "
                   f"ITL med {row['median_itl_ms']:6.2f} ms  lengths {lengths}", flush=True)
             if row["errors"]:
@@ -285,14 +289,14 @@ def bench_server(side: str, model_dir: Path, convs: list[list[dict]], levels: li
 # ---- report ---------------------------------------------------------------------------------------
 
 def table(results: list[dict]) -> str:
-    head = (f"{'model':<9} {'server':<12} {'conc':>4} {'ok':>7} {'req/s':>6} {'out tok/s':>9} "
+    head = (f"{'model':<9} {'weights':<8} {'server':<12} {'conc':>4} {'ok':>7} {'req/s':>6} {'out tok/s':>9} "
             f"{'TTFT mean/med/p99 ms':>22} {'TPOT mean/med/p99 ms':>21} {'ITL mean/med/p99 ms':>21}")
     lines = [head, "-" * len(head)]
     def trio(r: dict, k: str) -> str:
         return f"{r[f'mean_{k}_ms']:.1f}/{r[f'median_{k}_ms']:.1f}/{r[f'p99_{k}_ms']:.1f}"
 
     for r in results:
-        lines.append(f"{r['model']:<9} {r['server']:<12} {r['concurrency']:>4} "
+        lines.append(f"{r['model']:<9} {r['weights']:<8} {r['server']:<12} {r['concurrency']:>4} "
                      f"{str(r['completed']) + '/' + str(r['requests']):>7} {r['request_throughput']:>6.2f} "
                      f"{r['output_throughput']:>9.1f} {trio(r, 'ttft'):>22} {trio(r, 'tpot'):>21} "
                      f"{trio(r, 'itl'):>21}")
@@ -301,12 +305,13 @@ def table(results: list[dict]) -> str:
 
 def markdown(results: list[dict], rat: list[dict]) -> str:
     """The table for docs/benchmarks.md, straight from the measured rows."""
-    ratio = {(r["model"], r["concurrency"]): r.get("ours_over_peer") for r in rat}
-    lines = ["| model | server | conc. | ok | req/s | output tok/s | ours / peer | TTFT median / p99 ms "
-             "| TPOT median / p99 ms | ITL median / p99 ms |", "|" + "---|" * 10]
+    ratio = {(r["model"], r["weights"], r["concurrency"]): r.get("ours_over_peer") for r in rat}
+    lines = ["| model | weights | server | conc. | ok | req/s | output tok/s | ours / peer | TTFT median / p99 ms "
+             "| TPOT median / p99 ms | ITL median / p99 ms |", "|" + "---|" * 11]
     for r in results:
-        x = ratio.get((r["model"], r["concurrency"])) if r["server"] == OURS else None
-        lines.append(f"| {r['model']} | {r['server']} | {r['concurrency']} | {r['completed']}/{r['requests']} "
+        x = ratio.get((r["model"], r["weights"], r["concurrency"])) if r["server"] == OURS else None
+        lines.append(f"| {r['model']} | {r['weights']} | {r['server']} | {r['concurrency']} "
+                     f"| {r['completed']}/{r['requests']} "
                      f"| {r['request_throughput']:.2f} | {r['output_throughput']:.1f} | "
                      f"{f'{x:.2f}x' if x else ''} | {r['median_ttft_ms']:.0f} / {r['p99_ttft_ms']:.0f} "
                      f"| {r['median_tpot_ms']:.1f} / {r['p99_tpot_ms']:.1f} "
@@ -315,18 +320,18 @@ def markdown(results: list[dict], rat: list[dict]) -> str:
 
 
 def ratios(results: list[dict]) -> list[dict]:
-    """Per model and level: ours over the peer's output throughput, and each server's output throughput
-    over its own at the lowest level measured (the scaling continuous batching buys)."""
-    tput = {(r["model"], r["server"], r["concurrency"]): r["output_throughput"] for r in results}
+    """Per model, weights and level: ours over the peer's output throughput, and each server's output
+    throughput over its own at the lowest level measured (the scaling continuous batching buys)."""
+    tput = {((r["model"], r["weights"]), r["server"], r["concurrency"]): r["output_throughput"] for r in results}
     out = []
-    for model, conc in dict.fromkeys((r["model"], r["concurrency"]) for r in results):
-        item: dict = {"model": model, "concurrency": conc}
-        if tput.get((model, PEER, conc)) and (model, OURS, conc) in tput:
-            item["ours_over_peer"] = tput[(model, OURS, conc)] / tput[(model, PEER, conc)]
+    for mw, conc in dict.fromkeys(((r["model"], r["weights"]), r["concurrency"]) for r in results):
+        item: dict = {"model": mw[0], "weights": mw[1], "concurrency": conc}
+        if tput.get((mw, PEER, conc)) and (mw, OURS, conc) in tput:
+            item["ours_over_peer"] = tput[(mw, OURS, conc)] / tput[(mw, PEER, conc)]
         for side in (OURS, PEER):
-            levels = sorted(c for (m, s, c) in tput if m == model and s == side)
-            if levels and (model, side, conc) in tput and tput[(model, side, levels[0])] > 0:
-                item[f"{side}_over_own_c{levels[0]}"] = tput[(model, side, conc)] / tput[(model, side, levels[0])]
+            levels = sorted(c for (m, s, c) in tput if m == mw and s == side)
+            if levels and (mw, side, conc) in tput and tput[(mw, side, levels[0])] > 0:
+                item[f"{side}_over_own_c{levels[0]}"] = tput[(mw, side, conc)] / tput[(mw, side, levels[0])]
         out.append(item)
     return out
 
@@ -338,12 +343,12 @@ def plot(results: list[dict], meta: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     colors = {OURS: "tab:blue", PEER: "tab:orange"}
-    models = list(dict.fromkeys(r["model"] for r in results))
-    fig, axes = plt.subplots(2, len(models), figsize=(4.3 * len(models), 7.5), squeeze=False)
-    for j, model in enumerate(models):
+    panels = list(dict.fromkeys((r["model"], r["weights"]) for r in results))
+    fig, axes = plt.subplots(2, len(panels), figsize=(4.3 * len(panels), 7.5), squeeze=False)
+    for j, (model, weights) in enumerate(panels):
         top, bottom = axes[0][j], axes[1][j]
         for side in (OURS, PEER):
-            rows = sorted((r for r in results if r["model"] == model and r["server"] == side),
+            rows = sorted((r for r in results if (r["model"], r["weights"], r["server"]) == (model, weights, side)),
                           key=lambda r: r["concurrency"])
             if not rows:
                 continue
@@ -352,12 +357,12 @@ def plot(results: list[dict], meta: dict, path: Path) -> None:
             bottom.plot(c, [r["median_tpot_ms"] for r in rows], "o-", color=colors[side], label=f"{side} TPOT")
             bottom.plot(c, [r["median_ttft_ms"] for r in rows], "s--", color=colors[side], alpha=0.5,
                         label=f"{side} TTFT")
-        if model == "ref8.7m":
+        if model == "ref8.7m" and weights == "float32":
             for (label, figs), mark in zip(ISSUE_PEER.items(), ("x:", "*"), strict=True):
                 ks = sorted(figs)
                 top.plot(ks, [figs[k] for k in ks], mark, color="grey", label=f"issue's figure: {label}")
         params = meta["params"].get(model, {})
-        top.set_title(f"{model} ({params.get(OURS, params.get(PEER, 0)) / 1e6:.1f}M params)")
+        top.set_title(f"{model} ({params.get(OURS, params.get(PEER, 0)) / 1e6:.1f}M params), {weights}", fontsize=9)
         top.set_ylabel("output tokens/s")
         bottom.set_ylabel("median TPOT and TTFT, ms (log)")
         bottom.set_yscale("log")
@@ -386,6 +391,8 @@ def main() -> None:
                         "(default: 16/32/64, and 4/16/32 for 100m)")
     p.add_argument("--output-tokens", type=int, default=64)
     p.add_argument("--warmup", type=int, default=4, help="warm-up requests per server, not measured")
+    p.add_argument("--weights", nargs="+", default=["float32"], choices=["float32", "bfloat16"],
+                   help="weight precisions to measure, each on both sides (ours: --weights, the peer: --dtype)")
     p.add_argument("--skip-peer", action="store_true")
     p.add_argument("--skip-ours", action="store_true")
     p.add_argument("--seed", type=int, default=0)
@@ -435,13 +442,17 @@ def main() -> None:
         meta["params"][shape.name] = {}
         print(f"\n== {shape.name}: {shape.cfg.n_layer} layers, width {shape.cfg.d_model}, {shape.cfg.n_head} heads, "
               f"vocab {shape.cfg.vocab_size}, swiglu {shape.cfg.mlp_hidden}; levels {levels}", flush=True)
+        dirs = {}
         for side in sides:
-            d = work / f"{shape.name}-{side}"
+            dirs[side] = d = work / f"{shape.name}-{side}"
             n_params = (save_ours if side == OURS else save_peer)(shape, toks[shape.cfg.vocab_size], d)
             meta["params"][shape.name][side] = n_params
             print(f"  {side}: {n_params / 1e6:.2f}M parameters -> {d}", flush=True)
-            rows = bench_server(side, d, convs, levels, args, work / f"{shape.name}-{side}.log")
-            results += [{"model": shape.name, **r} for r in rows]
+        for weights in args.weights:
+            for side in sides:
+                rows = bench_server(side, dirs[side], convs, levels, args,
+                                    work / f"{shape.name}-{side}-{weights}.log", weights)
+                results += [{"model": shape.name, **r} for r in rows]
     meta["wall_s"] = time.perf_counter() - t_start
     meta["loadavg_end"] = os.getloadavg()
 
@@ -450,7 +461,7 @@ def main() -> None:
     for r in rat:
         print("  " + ", ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
     print("\n" + markdown(results, rat) + "\n")
-    bad = [f"{r['model']}/{r['server']}/c{r['concurrency']}" for r in results if not r["fixed_length"]]
+    bad = [f"{r['model']}/{r['weights']}/{r['server']}/c{r['concurrency']}" for r in results if not r["fixed_length"]]
     if bad:
         print(f"WARNING: output lengths differ from {args.output_tokens} in {bad}")
     print(f"total wall time {meta['wall_s']:.0f}s; load average at start {meta['loadavg_start']}, "

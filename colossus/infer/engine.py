@@ -8,17 +8,24 @@ requests (continuous batching: requests join and leave at any step).
 
 Every step of the loop:
 1. aborted requests leave and their KV slots are freed (a client that goes away aborts its request);
-2. waiting requests are admitted first come, first served, while a batch slot is free and the KV
-   budget holds their prompt + max_tokens (reserved up front, so a running request never runs out
-   of cache and nothing is ever preempted); each is prefilled, the prefix cache supplying the KV of
-   any prefix it holds;
-3. one forward pass feeds the last token of every running request at its own position;
+2. waiting requests are admitted first come, first served, while a batch slot is free, the KV budget
+   holds their prompt + max_tokens (reserved up front, so a running request never runs out of cache and
+   nothing is ever preempted), and the step's prompts stay within PREFILL_TOKENS (one longer prompt is
+   admitted alone); the prefix cache supplies the KV of any prefix of their prompts it holds;
+3. one forward pass feeds the last token of every running request at its own position, and prefills the
+   admitted requests' prompts;
 4. one sampling pass chooses every row's next token with that row's parameters (colossus.infer.logits);
 5. each request's Delta goes to its asyncio queue through loop.call_soon_threadsafe, so the event loop
    never waits on the model.
 
 Queueing: the engine holds at most max_batch + max_queue requests, running or waiting (FCFS); one more
 makes generate() raise EngineFull, which an HTTP server answers with 503 (retry later).
+
+The forward pass (3.) is one C call on CPU (colossus.infer.cpu_decode) when a C compiler is found: the
+decode rows and the new prompts' tokens together, with the GIL released. Otherwise (or kernel="torch")
+it is GPT.decode_step's PyTorch ops, then one GPT.forward per new prompt. weights="bfloat16" rounds the
+model's matmul weights to bfloat16 (in place, so that every path computes the same model) and lets the
+C step read them at half the bytes; arithmetic stays float32.
 
 KV memory: a fixed pool of max_batch slots of max_context tokens (colossus.infer.kv_pool), allocated
 once; kv_tokens (default: all of it) caps the tokens reserved at once. The prefix cache is a second,
@@ -39,6 +46,7 @@ import torch
 
 from colossus.data.tokenizer import Tokenizer
 from colossus.errors import ColossusError
+from colossus.infer.cpu_decode import WEIGHTS, CpuDecoder
 from colossus.infer.detokenize import TextStream, TokenTable
 from colossus.infer.kv_pool import SlotPool
 from colossus.infer.logits import RowParams, apply_penalties, sample_rows, token_logprobs
@@ -47,6 +55,9 @@ from colossus.infer.sampling import SamplingParams
 from colossus.model.gpt import GPT
 
 log = logging.getLogger(__name__)
+
+KERNELS = ("auto", "c", "torch")
+PREFILL_TOKENS = 512  # prompt tokens admitted into one step (one longer prompt is admitted alone)
 
 
 @dataclass
@@ -99,9 +110,13 @@ class _Request:
 class Engine:
     def __init__(self, model: GPT, tokenizer: Tokenizer, *, max_batch: int = 32, max_queue: int = 256,
                  kv_tokens: int | None = None, prefix_cache_tokens: int | None = None,
-                 device: str = "cpu", stop_ids: set[int] | None = None):
+                 device: str = "cpu", stop_ids: set[int] | None = None, weights: str = "float32",
+                 kernel: str = "auto"):
         if max_batch < 1 or max_queue < 0:
             raise ColossusError(f"max_batch must be >= 1 and max_queue >= 0, not {max_batch} and {max_queue}")
+        if weights not in WEIGHTS or kernel not in KERNELS:
+            raise ColossusError(f"weights must be one of {', '.join(WEIGHTS)} and kernel one of {', '.join(KERNELS)}, "
+                                f"not {weights!r} and {kernel!r}")
         self.model, self.tok = model.eval(), tokenizer
         cfg = model.cfg
         self.max_context, self.max_batch, self.max_queue = cfg.seq_len, max_batch, max_queue
@@ -112,7 +127,19 @@ class Engine:
             raise ColossusError(f"kv_tokens {kv_tokens} is less than the model's context of {self.max_context} "
                                 "tokens: a long request could never run")
         dtype = next(model.parameters()).dtype
+        if weights == "bfloat16":
+            with torch.no_grad():
+                for w in model.matmul_weights():
+                    w.copy_(w.to(torch.bfloat16))
+        self.weights = weights
         self.pool = SlotPool(cfg, max_batch, self.max_context, self.device, dtype)
+        self.cdec: CpuDecoder | None = None
+        if kernel != "torch" and self.device.type == "cpu" and dtype == torch.float32:
+            self.cdec = CpuDecoder.create(model, self.pool, weights)
+        if kernel == "c" and self.cdec is None:
+            raise ColossusError("kernel 'c' needs a C compiler ($CC, cc, gcc or clang) and a float32 model on CPU")
+        self.kernel = "c" if self.cdec is not None else "torch"
+        log.info("decode step: %s, %s matmul weights", "one C call" if self.cdec else "PyTorch ops", weights)
         prefix_tokens = self.kv_total // 4 if prefix_cache_tokens is None else prefix_cache_tokens
         self.prefix = PrefixCache(cfg, prefix_tokens, device=self.device, dtype=dtype) \
             if prefix_tokens >= PrefixCache.BLOCK else None
@@ -257,12 +284,18 @@ class Engine:
         self._deliver(events)
 
     def _admit(self) -> list[_Request]:
-        """Pop the waiting requests that fit now, in arrival order (called with the lock held)."""
+        """Pop the waiting requests that fit now, in arrival order (called with the lock held). Prompts of
+        at most PREFILL_TOKENS tokens in all join one step (a longer one alone), so that the running
+        requests' next token waits for a bounded prefill."""
         out: list[_Request] = []
+        prompt_tokens = 0
         while self._waiting and len(self._running) + len(out) < self.max_batch:
             req = self._waiting[0]
             if self._reserved + req.reserved > self.kv_total:
                 break  # FCFS: nobody overtakes the head of the queue
+            if out and prompt_tokens + len(req.prompt) > PREFILL_TOKENS:
+                break
+            prompt_tokens += len(req.prompt)
             self._waiting.popleft()
             req.state = "running"
             self._reserved += req.reserved
@@ -270,15 +303,18 @@ class Engine:
         return out
 
     def _step(self, admitted: list[_Request], events: dict) -> None:
-        logits = [self._decode()] if self._running else []
-        for req in admitted:
-            req.slot = len(self._running)
-            self._running.append(req)
-            self._rows = None
-            logits.append(self._prefill(req))
-        if not self._running:
+        if not self._running and not admitted:
             return
-        raw = torch.cat(logits) if len(logits) > 1 else logits[0]  # (B, V) in slot order
+        if self.cdec is not None:
+            raw = self._forward_c(admitted)
+        else:
+            logits = [self._decode()] if self._running else []
+            for req in admitted:
+                self._place(req)
+                logits.append(self._prefill(req))
+            if not self._running:
+                return
+            raw = torch.cat(logits) if len(logits) > 1 else logits[0]  # (B, V) in slot order
         if self._rows is None:
             self._rows = RowParams([r.params for r in self._running], [r.rng or self.rng for r in self._running],
                                    raw.size(-1), self.device)
@@ -293,6 +329,36 @@ class Engine:
         lps = token_logprobs(raw, tokens, rows)
         self._emit(tokens.tolist(), lps, rows, events)
 
+    def _place(self, req: _Request) -> None:
+        """A newly admitted request takes the next slot (running requests hold slots 0..B-1)."""
+        req.slot = len(self._running)
+        self._running.append(req)
+        self._rows = None
+
+    def _forward_c(self, admitted: list[_Request]) -> torch.Tensor:
+        """The C step: every running request's next token and every admitted request's prompt (what the
+        prefix cache does not hold) in one call -> logits (B, V) in slot order."""
+        tokens = [r.out[-1] for r in self._running]
+        positions = [r.length for r in self._running]
+        slots = list(range(len(self._running)))
+        out_rows = list(slots)
+        starts = []
+        for req in admitted:
+            self._place(req)
+            start = self._load_prefix(req)
+            starts.append(start)
+            n = len(req.prompt)
+            tokens += req.prompt[start:]
+            positions += range(start, n)
+            slots += [req.slot] * (n - start)
+            out_rows.append(len(tokens) - 1)
+        logits = self.cdec.step(tokens, positions, slots, out_rows)
+        for r in self._running[:len(self._running) - len(admitted)]:
+            r.length += 1
+        for req, start in zip(admitted, starts, strict=True):
+            self._prefilled(req, start)
+        return logits
+
     def _decode(self) -> torch.Tensor:
         """One token for every running request -> logits (B, V)."""
         view = self.pool.decode_view([r.length for r in self._running])
@@ -302,16 +368,26 @@ class Engine:
             r.length += 1
         return logits
 
+    def _load_prefix(self, req: _Request) -> int:
+        """Copy the KV of the longest cached prefix of req's prompt into its slot -> its length (0: none)."""
+        if self.prefix is None:  # the last prompt token is always computed: it gives the logits
+            return 0
+        return self.prefix.load(self.prefix.match(req.prompt, len(req.prompt) - 1), self.pool, req.slot)
+
     def _prefill(self, req: _Request) -> torch.Tensor:
         """Prompt of a newly admitted request -> logits (1, V) of its last token."""
         n = len(req.prompt)
-        start = 0
-        if self.prefix is not None:  # the last prompt token is always computed: it gives the logits
-            start = self.prefix.load(self.prefix.match(req.prompt, n - 1), self.pool, req.slot)
+        start = self._load_prefix(req)
         view = self.pool.prefill_view(req.slot, start, n - start)
         idx = torch.tensor([req.prompt[start:]], device=self.device)
         positions = torch.arange(start, n, device=self.device)
         logits = self.model(idx, cache=view, positions=positions, last_only=True)[:, -1]
+        self._prefilled(req, start)
+        return logits
+
+    def _prefilled(self, req: _Request, start: int) -> None:
+        """Bookkeeping once req's prompt is in its slot: its length, the prefix cache, penalty counts."""
+        n = len(req.prompt)
         req.length, req.cached = n, start
         if self.prefix is not None:
             self.prefix.store(req.prompt, self.pool, req.slot)
@@ -322,10 +398,9 @@ class Engine:
                 self.prompt_seen = torch.zeros(self.max_batch, V, dtype=torch.bool, device=self.device)
             self.counts[req.slot] = 0
             self.prompt_seen[req.slot] = False
-            self.prompt_seen[req.slot, idx.new_tensor(req.prompt)] = True
+            self.prompt_seen[req.slot, torch.tensor(req.prompt, device=self.device)] = True
         self._totals["prompt_tokens_total"] += n
         self._totals["prefix_hit_tokens_total"] += start
-        return logits
 
     def _emit(self, tokens: list[int], lps, rows: RowParams, events: dict) -> None:
         lp_lists = [x.tolist() for x in lps] if lps is not None else None

@@ -37,13 +37,13 @@ def rope_tables(head_dim: int, positions: torch.Tensor, theta: float) -> tuple[t
     return angles.cos(), angles.sin()
 
 
-def rope_step_tables(head_dim: int, n: int, theta: float, device: torch.device | str
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_step_tables(head_dim: int, n: int, theta: float, device: torch.device | str,
+                     dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
     """(n, head_dim) tables for positions 0..n-1 such that rope(x) = x * cos + swap(x) * sin, swap(x) being x
     with its two halves swapped: cos repeated over both halves, sin negated over the first (the same values
     as apply_rope's, so the same rotation to the last bit)."""
     cos, sin = rope_tables(head_dim, torch.arange(n, device=device), theta)
-    return torch.cat((cos, cos), -1), torch.cat((-sin, sin), -1)
+    return torch.cat((cos, cos), -1).to(dtype), torch.cat((-sin, sin), -1).to(dtype)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -185,7 +185,8 @@ class DecodeWeights:
             self.layers = [_LayerWeights(blk) for blk in model.blocks]
             self.head = (model.lm_head.weight * (model.norm.weight * math.sqrt(model.cfg.d_model))).t().contiguous()
             n = model.cfg.seq_len
-            self.cos, self.sin = rope_step_tables(model.cfg.head_dim, n, model.cfg.rope_theta, self.head.device)
+            self.cos, self.sin = rope_step_tables(model.cfg.head_dim, n, model.cfg.rope_theta, self.head.device,
+                                                  self.head.dtype)
 
     def current_key(self) -> tuple:
         """Every parameter's version (bumped by in-place changes: optimizer steps, load_state_dict) and the
@@ -265,12 +266,19 @@ class GPT(nn.Module):
         w = self.decode_weights()
         if int(positions.max()) >= w.cos.size(0):  # past the trained length: extend the table
             w.cos, w.sin = rope_step_tables(self.cfg.head_dim, 2 * int(positions.max()) + 1, self.cfg.rope_theta,
-                                            w.cos.device)
+                                            w.cos.device, w.cos.dtype)
         cos, sin = w.cos[positions, None], w.sin[positions, None]  # (B, 1, hd), shared by every layer
         x = F.embedding(tokens, self.embed.weight)  # (B, C)
         for blk, lw in zip(self.blocks, w.layers, strict=True):
             x = blk.step(x, cos, sin, cache, lw)
         return (x @ w.head).mul_(_inv_rms(x, self.norm.eps)).float()
+
+    def matmul_weights(self) -> list[nn.Parameter]:
+        """The weights that multiply activations (not the embedding table, not the norms' gains)."""
+        out = [self.lm_head.weight]
+        for blk in self.blocks:
+            out += [blk.attn.q.weight, blk.attn.kv.weight, blk.attn.proj.weight, blk.mlp.up.weight, blk.mlp.down.weight]
+        return out
 
     def num_params(self, embedding: bool = True) -> int:
         n = sum(p.numel() for p in self.parameters())

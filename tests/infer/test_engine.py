@@ -11,6 +11,8 @@ import pytest
 import torch
 
 from colossus.errors import ColossusError
+from colossus.infer import engine as engine_module
+from colossus.infer.cpu_decode import load_library
 from colossus.infer.engine import Delta, Engine, EngineFull, PromptTooLong
 from colossus.infer.generate import stream
 from colossus.infer.sampling import SamplingParams
@@ -18,6 +20,9 @@ from colossus.model.config import ModelConfig
 from colossus.model.gpt import GPT
 
 GREEDY = SamplingParams(temperature=0, max_tokens=24, ignore_eos=True)
+# the engine's two forward paths: one C call (prefills with the decode rows), and PyTorch ops
+KERNELS = pytest.mark.parametrize("kernel", [
+    pytest.param("c", marks=pytest.mark.skipif(load_library() is None, reason="no C compiler")), "torch"])
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +81,9 @@ def test_last_only_logits_are_the_last_row_of_the_full_logits(model):
         assert torch.allclose(model(idx, last_only=True), model(idx)[:, -1:], atol=1e-5)
 
 
-def test_greedy_equals_a_plain_kv_cache_run_and_the_text_is_the_decoded_ids(model, tok):
-    with running(model, tok) as engine:
+@KERNELS
+def test_greedy_equals_a_plain_kv_cache_run_and_the_text_is_the_decoded_ids(model, tok, kernel):
+    with running(model, tok, kernel=kernel) as engine:
         got = alone(engine, PROMPTS[0])
     ref = [t for t, _ in stream(model, PROMPTS[0], GREEDY, set())]
     assert ids(got) == ref and len(got) == GREEDY.max_tokens
@@ -86,8 +92,9 @@ def test_greedy_equals_a_plain_kv_cache_run_and_the_text_is_the_decoded_ids(mode
     assert all(d.finish_reason is None for d in got[:-1]) and got[-1].prompt_tokens == len(PROMPTS[0])
 
 
-def test_requests_joining_mid_run_get_the_same_output_as_alone(model, tok):
-    with running(model, tok) as engine:
+@KERNELS
+def test_requests_joining_mid_run_get_the_same_output_as_alone(model, tok, kernel):
+    with running(model, tok, kernel=kernel) as engine:
         refs = [ids(alone(engine, p)) for p in PROMPTS]
 
         async def staggered():
@@ -109,9 +116,10 @@ def test_requests_joining_mid_run_get_the_same_output_as_alone(model, tok):
     assert any(n == "1" for n, _, _ in log[:first_done])  # they really overlapped
 
 
-def test_same_seed_same_text_alone_and_batched_with_others(model, tok):
+@KERNELS
+def test_same_seed_same_text_alone_and_batched_with_others(model, tok, kernel):
     p = SamplingParams(temperature=1.0, top_p=0.95, max_tokens=24, seed=7, ignore_eos=True)
-    with running(model, tok) as engine:
+    with running(model, tok, kernel=kernel) as engine:
         a = ids(alone(engine, PROMPTS[0], p))
         b = ids(alone(engine, PROMPTS[0], p))
         c = ids(alone(engine, PROMPTS[0], SamplingParams(temperature=1.0, top_p=0.95, max_tokens=24, seed=8,
@@ -128,8 +136,9 @@ def test_same_seed_same_text_alone_and_batched_with_others(model, tok):
     assert a == b == d and a != c
 
 
-def test_penalties_change_the_output_and_only_their_own_row(model, tok):
-    with running(model, tok) as engine:
+@KERNELS
+def test_penalties_change_the_output_and_only_their_own_row(model, tok, kernel):
+    with running(model, tok, kernel=kernel) as engine:
         plain = ids(alone(engine, PROMPTS[1]))
         rep = SamplingParams(temperature=0, max_tokens=24, ignore_eos=True, repetition_penalty=1000.0)
         penalised = ids(alone(engine, PROMPTS[1], rep))
@@ -215,13 +224,14 @@ def test_logprobs_are_the_models_distribution(model, tok):
         assert len(lp.top) == 3 and lp.top[0][1] == pytest.approx(lp.logprob) and lp.top[0][1] >= lp.top[2][1]
 
 
-def test_prefix_cache_reuses_a_shared_system_prompt_with_the_same_output(model, tok):
+@KERNELS
+def test_prefix_cache_reuses_a_shared_system_prompt_with_the_same_output(model, tok, kernel):
     system = [1, 2, *range(200, 240)]  # 42 tokens: two full blocks of 16
     first, second = system + [3, 60, 61, 62, 5], system + [3, 70, 71, 5]
-    with running(model, tok, prefix_cache_tokens=0) as plain:
+    with running(model, tok, prefix_cache_tokens=0, kernel=kernel) as plain:
         ref = ids(alone(plain, second))
         assert plain.stats()["prefix_cache_tokens"] == 0
-    with running(model, tok) as engine:
+    with running(model, tok, kernel=kernel) as engine:
         a = alone(engine, first)
         alone(engine, list(range(300, 350)))  # overwrites the slot: b's prefix must come from the cache
         b = alone(engine, second)
@@ -314,6 +324,25 @@ def test_kv_budget_queues_requests_that_do_not_fit_yet(model, tok):
         assert engine.stats()["kv_total_tokens"] == 128
     names = [n for n, _, _ in log]
     assert names.index("b") > max(i for i, n in enumerate(names) if n == "a")  # b waited for a
+
+
+def test_one_step_admits_prompts_up_to_the_prefill_budget_and_a_longer_one_alone(model, tok, monkeypatch):
+    monkeypatch.setattr(engine_module, "PREFILL_TOKENS", 12)
+    engine = Engine(model, tok, max_batch=8)
+    engine._thread = object()  # accept submissions without running the loop: the steps are taken by hand
+    loop = asyncio.new_event_loop()
+    try:
+        for prompt in (PROMPTS[0], PROMPTS[1], PROMPTS[0], PROMPTS[2], PROMPTS[1]):  # 5, 2, 5, 31, 2 tokens
+            engine._submit(prompt, GREEDY, None, loop)
+        steps = []
+        while engine._waiting:
+            with engine._cv:
+                admitted = engine._admit()
+            engine._running += admitted
+            steps.append([len(r.prompt) for r in admitted])
+    finally:
+        loop.close()
+    assert steps == [[5, 2, 5], [31], [2]]
 
 
 def test_prompt_too_long_names_both_lengths(model, tok):

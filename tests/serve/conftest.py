@@ -26,10 +26,12 @@ from colossus.serve.app import ServeConfig, create_app
 CONTEXT = 128
 
 
-def write_tiny_model(d: Path, tok, context: int) -> Path:
-    """A random 2-layer model with the given context, saved in d with its tokenizer."""
+def write_tiny_model(d: Path, tok, context: int, **shape) -> Path:
+    """A random model (2 layers of width 32 unless shape says otherwise) with the given context, saved in d
+    with its tokenizer."""
     torch.manual_seed(0)
-    cfg = ModelConfig(vocab_size=tok.vocab_size, seq_len=context, n_layer=2, d_model=32, n_head=2, n_kv_head=1)
+    cfg = ModelConfig(vocab_size=tok.vocab_size, seq_len=context, **{"n_layer": 2, "d_model": 32, "n_head": 2,
+                                                                     "n_kv_head": 1, **shape})
     d.mkdir()
     tok.save(d / "tokenizer.json")
     save_model(d, GPT(cfg).eval())

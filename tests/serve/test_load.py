@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 
 import httpx
+import pytest
 
 from colossus.serve.metrics import parse_metrics
 
@@ -77,16 +79,25 @@ def test_many_streams_with_hang_ups(server_url):
     assert after["colossus_kv_cache_usage_ratio"] == idle["colossus_kv_cache_usage_ratio"]
 
 
-def test_a_waiting_client_that_hangs_up_is_aborted(live_server):
+@pytest.fixture(scope="module")
+def slow_model_dir(tmp_path_factory, tok, tiny_model_writer) -> Path:
+    """Big enough that 450 tokens take a good fraction of a second with any decode kernel."""
+    return tiny_model_writer(tmp_path_factory.mktemp("slow-model") / "slow", tok, 512, n_layer=8, d_model=256,
+                             n_head=4, n_kv_head=4)
+
+
+def test_a_waiting_client_that_hangs_up_is_aborted(live_server, slow_model_dir):
     """Not streamed: the server notices the closed connection while the request waits, and aborts it
     (max_batch=1: it waits behind a long request, so it cannot have finished before the hang-up)."""
-    body = {"messages": [{"role": "user", "content": "Where is Sitor Vale?"}], "max_tokens": 100, "ignore_eos": True}
-    with live_server(max_batch=1) as url:
+    body = {"messages": [{"role": "user", "content": "Where is Sitor Vale?"}], "max_tokens": 450, "ignore_eos": True}
+    with live_server(max_batch=1, model=slow_model_dir) as url:
         async def scenario():
             async with httpx.AsyncClient(base_url=url, timeout=60) as c:
                 idle = await metrics(c)
                 first = asyncio.ensure_future(c.post("/v1/chat/completions", json=body))
+                deadline = time.monotonic() + 20
                 while (await metrics(c))["colossus_requests_running"] < 1:
+                    assert time.monotonic() < deadline and not first.done(), "the first request never ran"
                     await asyncio.sleep(0.005)
                 try:  # the second waits behind the first; give up on it at once
                     await c.post("/v1/chat/completions", json=body, timeout=0.05)

@@ -1,0 +1,271 @@
+/* One decode step of colossus.model.gpt.GPT on CPU, in one call: the same network as GPT.forward for one
+ * new token per row (embedding, RMSNorm, q/kv projections, QK-norm, RoPE, attention over the KV pool,
+ * output projection, ReLU^2 or SwiGLU MLP, final norm, output head), written for few rows, where PyTorch
+ * spends more on launching ~200 small ops and on streaming fp32 weights than on arithmetic.
+ *
+ * Matmul weights are packed in panels (see matmul), float32 or bfloat16 (upper half of a float32: widened on load,
+ * half the memory traffic); every product and sum is float32. A row's result does not depend on the other
+ * rows of the batch: each output is the same dot product in the same order whatever the batch holds.
+ *
+ * C with GCC/Clang vector extensions, no intrinsics: 16-wide vectors that the compiler maps onto the
+ * machine's (AVX-512, AVX2 or NEON with -march=native). Built and loaded by colossus/infer/cpu_decode.py. */
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LANES 16
+
+typedef struct {
+    const void *q, *kv, *proj, *up, *down; /* packed panels of (out, in) */
+    const float *attn_norm, *mlp_norm;    /* (C,) */
+    const float *q_norm, *k_norm;         /* (hd,), or NULL without QK-norm */
+} Layer;
+
+typedef struct {
+    int n_layer, C, H, Hkv, hd, F, V, swiglu, bf16, n_rope, slots, max_len;
+    float eps;
+    const float *embed;      /* (V, C) float32 */
+    const float *final_norm; /* (C,) */
+    const void *head;        /* (V, C), packed */
+    const float *cos, *sin;  /* (n_rope, hd / 2): rope_tables of positions 0..n_rope-1 */
+    float *k_pool, *v_pool;  /* (n_layer, slots, Hkv, max_len, hd); row b of the batch is slot b */
+    const Layer *layers;
+} Model;
+
+/* exp(x) for x <= 0 (softmax, sigmoid of a non-negative argument), branch-free so that loops of it
+ * vectorise: 2^n * p(r), r = x - n ln2 in [-ln2/2, ln2/2], p of degree 6 (relative error < 2e-7). */
+static inline float exp_neg(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    float n = floorf(x * 1.44269504f + 0.5f);
+    float r = x - n * 0.693145752f - n * 1.42860677e-6f;
+    float p = 1.0f + r * (1.0f + r * (0.5f + r * (0.166666672f + r * (0.0416666679f + r * (0.00833333377f
+              + r * 0.00138888892f)))));
+    int32_t e = ((int32_t)n + 127) << 23;
+    float s;
+    memcpy(&s, &e, sizeof s);
+    return p * s;
+}
+
+/* GCC/Clang vector extensions: 16 floats, lowered to whatever the target has (AVX-512, AVX2, NEON). */
+typedef float v16 __attribute__((vector_size(64)));
+typedef float v16u __attribute__((vector_size(64), aligned(4)));        /* an unaligned load */
+typedef uint32_t w16 __attribute__((vector_size(64)));
+typedef uint32_t w16u __attribute__((vector_size(64), aligned(4)));
+
+static inline v16 load(const float *p) { return *(const v16u *)p; }
+
+/* The P = 64 weights of panel row i (float32), or the same from bfloat16 stored as pairs (out j, out j + 16)
+ * per 32-bit word: a bfloat16 is the upper half of a float32, so a shift and a mask widen 32 of them. */
+static inline void load_w(const void *W, int bf16, size_t i, v16 w[4]) {
+    if (bf16) {
+        const uint32_t *p = (const uint32_t *)((const uint16_t *)W + i);
+        w16 a = *(const w16u *)p, b = *(const w16u *)(p + LANES);
+        w[0] = (v16)(a << 16), w[1] = (v16)(a & 0xffff0000u), w[2] = (v16)(b << 16), w[3] = (v16)(b & 0xffff0000u);
+    } else {
+        for (int j = 0; j < 4; j++) w[j] = load((const float *)W + i + j * LANES);
+    }
+}
+
+typedef float v8 __attribute__((vector_size(32)));
+typedef float v4 __attribute__((vector_size(16)));
+
+static inline float hsum(v16 a) { /* a tree: four dependent adds instead of sixteen */
+    v8 lo, hi;
+    memcpy(&lo, &a, sizeof lo);
+    memcpy(&hi, (const char *)&a + sizeof lo, sizeof hi);
+    v8 s8 = lo + hi;
+    v4 l4, h4;
+    memcpy(&l4, &s8, sizeof l4);
+    memcpy(&h4, (const char *)&s8 + sizeof l4, sizeof h4);
+    v4 s4 = l4 + h4;
+    return (s4[0] + s4[2]) + (s4[1] + s4[3]);
+}
+
+static float sum(const float *a, int n) {
+    v16 acc = {0};
+    int k = 0;
+    for (; k + LANES <= n; k += LANES) acc += load(a + k);
+    float s = hsum(acc);
+    for (; k < n; k++) s += a[k];
+    return s;
+}
+
+static float dot(const float *a, const float *b, int n) {
+    v16 acc = {0};
+    int k = 0;
+    for (; k + LANES <= n; k += LANES) acc += load(a + k) * load(b + k);
+    float s = hsum(acc);
+    for (; k < n; k++) s += a[k] * b[k];
+    return s;
+}
+
+/* Matmul weights come packed in panels of P output rows: panel p holds W[p P + j, k] at [(p K + k) P + j]
+ * (the last panel padded with zeros), so that a panel streams from memory in order and every k gives P
+ * outputs at once without horizontal sums. */
+#define P (4 * LANES)
+
+/* R (1..4) rows of X against one panel: Y[r, j] (+)= sum_k W[j, k] X[r, k] for j < n (n <= P). Each output
+ * is the same chain of multiply-adds over k whatever R is: a row's result does not depend on the batch. */
+static inline __attribute__((always_inline)) void panel(const void *Wp, int bf16, const float *X, int K, float *Y,
+                                                      int ldy, int add, int R,
+                         int n) {
+    v16 acc[4][4] = {{{0}}};
+    for (int k = 0; k < K; k++) {
+        v16 w[4];
+        load_w(Wp, bf16, (size_t)k * P, w);
+        for (int r = 0; r < R; r++) {
+            float x = X[(size_t)r * K + k];
+            for (int j = 0; j < 4; j++) acc[r][j] += x * w[j];
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        float *y = Y + (size_t)r * ldy;
+        if (n == P) {
+            for (int j = 0; j < 4; j++) {
+                v16u *yj = (v16u *)(y + j * LANES);
+                *yj = add ? *yj + acc[r][j] : acc[r][j];
+            }
+        } else {
+            for (int i = 0; i < n; i++) y[i] = add ? y[i] + acc[r][i / LANES][i % LANES] : acc[r][i / LANES][i % LANES];
+        }
+    }
+}
+
+/* Y[m, n] (+)= sum_k W[n, k] X[m, k] for m < M, n < N, W packed; rows of X and Y are K and ldy apart. A
+ * panel stays in cache while the rows of X pass over it, four at a time. */
+static void matmul(const void *W, int bf16, const float *X, float *Y, int M, int N, int K, int ldy, int add) {
+    for (int n0 = 0; n0 < N; n0 += P) {
+        const void *Wp = bf16 ? (const void *)((const uint16_t *)W + (size_t)n0 * K)
+                              : (const void *)((const float *)W + (size_t)n0 * K);
+        int n = N - n0 < P ? N - n0 : P;
+        for (int m0 = 0; m0 < M; m0 += 4) {
+            const float *x = X + (size_t)m0 * K;
+            float *y = Y + (size_t)m0 * ldy + n0;
+            switch ((M - m0 < 4 ? M - m0 : 4) * 2 + (bf16 != 0)) { /* constant R and format: unrolled code */
+            case 8: panel(Wp, 0, x, K, y, ldy, add, 4, n); break;
+            case 9: panel(Wp, 1, x, K, y, ldy, add, 4, n); break;
+            case 6: panel(Wp, 0, x, K, y, ldy, add, 3, n); break;
+            case 7: panel(Wp, 1, x, K, y, ldy, add, 3, n); break;
+            case 4: panel(Wp, 0, x, K, y, ldy, add, 2, n); break;
+            case 5: panel(Wp, 1, x, K, y, ldy, add, 2, n); break;
+            case 2: panel(Wp, 0, x, K, y, ldy, add, 1, n); break;
+            default: panel(Wp, 1, x, K, y, ldy, add, 1, n); break;
+            }
+        }
+    }
+}
+
+/* out = x * rsqrt(mean(x^2) + eps) * w, as F.rms_norm */
+static void rms_norm(const float *x, const float *w, float *out, int n, float eps) {
+    float r = 1.0f / sqrtf(dot(x, x, n) / (float)n + eps);
+    for (int i = 0; i < n; i++) out[i] = x[i] * r * w[i];
+}
+
+/* apply_rope on one head: halves (x1, x2) -> (x1 cos - x2 sin, x1 sin + x2 cos) */
+static void rope(float *x, const float *cos, const float *sin, int hd) {
+    int h = hd / 2;
+    for (int i = 0; i < h; i++) {
+        float a = x[i], b = x[i + h];
+        x[i] = a * cos[i] - b * sin[i];
+        x[i + h] = a * sin[i] + b * cos[i];
+    }
+}
+
+/* B rows: row b feeds tokens[b] at positions[b] of KV pool slot slots[b], its key and value go into the pool,
+ * and it attends to positions 0..positions[b] of its slot. A prompt is several rows of one slot in rising
+ * positions (each row writes its key and value before the rows after it attend): prefills and decode steps
+ * share one call. logits (n_out, V) for the rows out_rows[0..n_out). 0 on success, 1 when out of memory, 2 for
+ * a position outside the pool or the RoPE table or a slot outside the pool, 3 for a token out of range, 4 for
+ * an out_rows entry out of range. */
+int colossus_decode(const Model *m, int B, const int64_t *tokens, const int64_t *positions, const int64_t *slots,
+                    int n_out, const int64_t *out_rows, float *logits) {
+    const int C = m->C, H = m->H, Hkv = m->Hkv, hd = m->hd, F = m->F;
+    const int nq = H * hd, nkv = 2 * Hkv * hd, nup = m->swiglu ? 2 * F : F;
+    int L = 0;
+    for (int b = 0; b < B; b++) {
+        if (positions[b] < 0 || positions[b] >= m->max_len || positions[b] >= m->n_rope) return 2;
+        if (slots[b] < 0 || slots[b] >= m->slots) return 2;
+        if (tokens[b] < 0 || tokens[b] >= m->V) return 3;
+        if (positions[b] + 1 > L) L = (int)positions[b] + 1;
+    }
+    for (int i = 0; i < n_out; i++)
+        if (out_rows[i] < 0 || out_rows[i] >= B) return 4;
+    size_t floats = (size_t)B * (2 * C + nq + nkv + nq + nup + F) + L;
+    float *buf = malloc(floats * sizeof(float));
+    if (!buf) return 1;
+    float *x = buf, *xn = x + (size_t)B * C, *q = xn + (size_t)B * C, *kv = q + (size_t)B * nq;
+    float *att = kv + (size_t)B * nkv, *up = att + (size_t)B * nq, *act = up + (size_t)B * nup;
+    float *p = act + (size_t)B * F;
+    const int group = H / Hkv;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const size_t head_stride = (size_t)m->max_len * hd, slot_stride = Hkv * head_stride;
+
+    for (int b = 0; b < B; b++) memcpy(x + (size_t)b * C, m->embed + (size_t)tokens[b] * C, C * sizeof(float));
+    for (int l = 0; l < m->n_layer; l++) {
+        const Layer *w = &m->layers[l];
+        float *kl = m->k_pool + (size_t)l * m->slots * slot_stride, *vl = m->v_pool + (size_t)l * m->slots * slot_stride;
+        for (int b = 0; b < B; b++) rms_norm(x + (size_t)b * C, w->attn_norm, xn + (size_t)b * C, C, m->eps);
+        matmul(w->q, m->bf16, xn, q, B, nq, C, nq, 0);
+        matmul(w->kv, m->bf16, xn, kv, B, nkv, C, nkv, 0);
+        for (int b = 0; b < B; b++) {
+            const int pos = (int)positions[b];
+            const size_t slot = (size_t)slots[b];
+            const float *cs = m->cos + (size_t)pos * (hd / 2), *sn = m->sin + (size_t)pos * (hd / 2);
+            float *qb = q + (size_t)b * nq, *kb = kv + (size_t)b * nkv, *vb = kb + Hkv * hd;
+            for (int h = 0; h < H; h++) {
+                if (w->q_norm) rms_norm(qb + h * hd, w->q_norm, qb + h * hd, hd, m->eps);
+                rope(qb + h * hd, cs, sn, hd);
+            }
+            for (int g = 0; g < Hkv; g++) {
+                if (w->k_norm) rms_norm(kb + g * hd, w->k_norm, kb + g * hd, hd, m->eps);
+                rope(kb + g * hd, cs, sn, hd);
+                memcpy(kl + slot * slot_stride + g * head_stride + (size_t)pos * hd, kb + g * hd, hd * sizeof(float));
+                memcpy(vl + slot * slot_stride + g * head_stride + (size_t)pos * hd, vb + g * hd, hd * sizeof(float));
+            }
+            for (int h = 0; h < H; h++) {
+                const float *qh = qb + h * hd;
+                const float *K = kl + slot * slot_stride + (h / group) * head_stride;
+                const float *Vv = vl + slot * slot_stride + (h / group) * head_stride;
+                const int n = pos + 1;
+                float mx = -INFINITY;
+                for (int t = 0; t < n; t++) {
+                    p[t] = dot(qh, K + (size_t)t * hd, hd) * scale;
+                    mx = p[t] > mx ? p[t] : mx;
+                }
+                for (int t = 0; t < n; t++) p[t] = exp_neg(p[t] - mx);
+                const float inv = 1.0f / sum(p, n);
+                float *o = att + (size_t)b * nq + h * hd;
+                memset(o, 0, hd * sizeof(float));
+                for (int t = 0; t < n; t++)
+                    for (int i = 0; i < hd; i++) o[i] += p[t] * Vv[(size_t)t * hd + i];
+                for (int i = 0; i < hd; i++) o[i] *= inv;
+            }
+        }
+        matmul(w->proj, m->bf16, att, x, B, C, nq, C, 1);
+        for (int b = 0; b < B; b++) rms_norm(x + (size_t)b * C, w->mlp_norm, xn + (size_t)b * C, C, m->eps);
+        matmul(w->up, m->bf16, xn, up, B, nup, C, nup, 0);
+        for (int b = 0; b < B; b++) {
+            const float *u = up + (size_t)b * nup;
+            float *a = act + (size_t)b * F;
+            if (m->swiglu) /* gate, value = chunk(2): silu(gate) * value */
+                for (int i = 0; i < F; i++) {
+                    float g = u[i], e = exp_neg(g > 0 ? -g : g); /* sigmoid from exp of -|g| */
+                    float sig = g > 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
+                    a[i] = g * sig * u[F + i];
+                }
+            else
+                for (int i = 0; i < F; i++) {
+                    float r = u[i] > 0 ? u[i] : 0.0f;
+                    a[i] = r * r;
+                }
+        }
+        matmul(w->down, m->bf16, act, x, B, C, F, C, 1);
+    }
+    for (int i = 0; i < n_out; i++) /* only the rows that want logits: a prompt's last */
+        rms_norm(x + (size_t)out_rows[i] * C, m->final_norm, xn + (size_t)i * C, C, m->eps);
+    matmul(m->head, m->bf16, xn, logits, n_out, m->V, C, m->V, 0);
+    free(buf);
+    return 0;
+}

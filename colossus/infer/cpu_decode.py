@@ -1,0 +1,209 @@
+"""The engine's forward step on CPU as one C call (colossus/infer/cpu_decode.c) instead of ~200 PyTorch ops.
+
+    decoder = CpuDecoder.create(model, pool, weights="bfloat16")  # None where no C compiler is found
+    logits = decoder.step(tokens=[5, 9], positions=[40, 17])       # (2, V); rows are pool slots 0 and 1
+    # slot 0 decodes one token while slot 1 takes a 3-token prompt; logits of rows 0 and 3
+    logits = decoder.step([5, 1, 2, 3], [41, 0, 1, 2], slots=[0, 1, 1, 1], out_rows=[0, 3])
+
+At a few rows a small model's step is overhead and memory traffic, not arithmetic: PyTorch launches an op
+for every norm, rotation and residual add, and streams 4-byte weights. The C step does the same network
+in one call with the GIL released, the prompts of newly admitted requests in the same call as the decode
+rows, and can read the matmul weights as bfloat16 (weights="bfloat16": half the bytes; products and sums
+stay float32). Its results equal GPT.forward's within float rounding, and a row's result never depends
+on the other rows of the batch (the same bits alone or batched).
+
+The library is compiled once per source, compiler and machine (-O3 -march=native) with the system's C
+compiler (`$CC`, else cc, gcc or clang) into ~/.cache/colossus/kernels (or $COLOSSUS_CACHE/kernels) and
+loaded with ctypes: no build step at install, and no dependency beyond a C compiler. Without one,
+`create` returns None and the engine keeps GPT.decode_step."""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import torch
+
+from colossus.infer.kv_pool import SlotPool
+from colossus.model.gpt import GPT, rope_tables
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("cpu_decode.c")
+WEIGHTS = ("float32", "bfloat16")
+_P = ctypes.c_void_p
+_F = ctypes.POINTER(ctypes.c_float)
+
+
+class _Layer(ctypes.Structure):
+    _fields_ = [("q", _P), ("kv", _P), ("proj", _P), ("up", _P), ("down", _P), ("attn_norm", _F), ("mlp_norm", _F),
+                ("q_norm", _F), ("k_norm", _F)]
+
+
+class _Model(ctypes.Structure):
+    _fields_ = [*((name, ctypes.c_int) for name in ("n_layer", "C", "H", "Hkv", "hd", "F", "V", "swiglu", "bf16",
+                                                     "n_rope", "slots", "max_len")),
+                ("eps", ctypes.c_float), ("embed", _F), ("final_norm", _F), ("head", _P), ("cos", _F), ("sin", _F),
+                ("k_pool", _F), ("v_pool", _F), ("layers", ctypes.POINTER(_Layer))]
+
+
+_ERRORS = {1: "out of memory", 2: "a position or slot outside the KV pool", 3: "a token id out of range",
+           4: "an output row out of range"}
+_lock = threading.Lock()
+_lib: ctypes.CDLL | None = None
+_tried = False
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("COLOSSUS_CACHE")
+    return (Path(root) if root else Path.home() / ".cache" / "colossus") / "kernels"
+
+
+def compiler() -> str | None:
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _flags() -> list[str]:
+    flags = ["-O3", "-shared", "-fPIC", "-std=gnu99", "-march=native"]
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        flags.append("-mprefer-vector-width=512")  # gcc keeps 256-bit vectors on recent x86 unless asked
+    return flags
+
+
+def _compile(cc: str, out: Path) -> None:
+    flags = _flags()
+    for attempt in (flags, [f for f in flags if f not in ("-march=native", "-mprefer-vector-width=512")]):
+        r = subprocess.run([cc, *attempt, str(SOURCE), "-o", str(out), "-lm"], capture_output=True, text=True)
+        if r.returncode == 0:
+            return
+    raise OSError(f"{cc} failed: {r.stderr.strip()[-500:]}")
+
+
+def load_library() -> ctypes.CDLL | None:
+    """The compiled step, built on first use and cached; None (with a warning) when it cannot be built."""
+    global _lib, _tried
+    with _lock:
+        if _tried:
+            return _lib
+        _tried = True
+        cc = compiler()
+        if cc is None:
+            log.warning("no C compiler found ($CC, cc, gcc, clang): decoding with PyTorch ops, which is slower")
+            return None
+        version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
+        key = hashlib.sha256("\0".join([SOURCE.read_text(), version, " ".join(_flags()), platform.machine(),
+                                        platform.node()]).encode()).hexdigest()[:16]
+        path = cache_dir() / f"cpu_decode-{key}.so"
+        try:
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                log.info("compiling the CPU decode step with %s -> %s", cc, path)
+                with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+                    part = Path(tmp) / path.name
+                    _compile(cc, part)
+                    os.replace(part, path)  # atomic: another process sees all of it or none
+            lib = ctypes.CDLL(str(path))
+        except OSError as e:
+            log.warning("the CPU decode step could not be built (%s): decoding with PyTorch ops, which is slower", e)
+            return None
+        lib.colossus_decode.argtypes = [ctypes.POINTER(_Model), ctypes.c_int, _P, _P, _P, ctypes.c_int, _P, _P]
+        lib.colossus_decode.restype = ctypes.c_int
+        _lib = lib
+        return lib
+
+
+PANEL = 64  # output rows per panel: P in cpu_decode.c
+
+
+def pack(w: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(out, in) weight -> panels of PANEL output rows, each (in, PANEL) contiguous, zero-padded at the end.
+    In bfloat16 each 32 outputs of a panel row are stored as pairs (j, j + 16), the order cpu_decode.c's
+    load_w widens them in."""
+    n, k = w.shape
+    pad = -n % PANEL
+    if pad:
+        w = torch.cat((w, w.new_zeros(pad, k)))
+    panels = w.view(-1, PANEL, k).transpose(1, 2).to(dtype)  # (panels, in, PANEL)
+    if dtype == torch.bfloat16:
+        panels = panels.reshape(-1, k, PANEL // 32, 2, 16).transpose(3, 4)
+    return panels.contiguous()
+
+
+def _ptr(t: torch.Tensor | None, kind=_P):
+    return ctypes.cast(t.data_ptr(), kind) if t is not None else None
+
+
+class CpuDecoder:
+    """GPT.decode_step for a SlotPool on CPU, as one C call. Holds its own copies of the matmul weights (made at
+    construction: a model changed afterwards needs a new decoder)."""
+
+    def __init__(self, lib: ctypes.CDLL, model: GPT, pool: SlotPool, weights: str = "float32"):
+        if weights not in WEIGHTS:
+            raise ValueError(f"weights must be one of {WEIGHTS}, not {weights!r}")
+        cfg = model.cfg
+        self.lib, self.cfg, self.pool = lib, cfg, pool
+        wdt = torch.bfloat16 if weights == "bfloat16" else torch.float32
+
+        def mat(t: torch.Tensor) -> torch.Tensor:
+            return pack(t.detach(), wdt)
+
+        def vec(t: torch.Tensor) -> torch.Tensor:
+            return t.detach().float().contiguous()
+
+        keep: list[torch.Tensor] = []  # every tensor a pointer below points into
+        layers = (_Layer * cfg.n_layer)()
+        for i, blk in enumerate(model.blocks):
+            a = blk.attn
+            ts = [mat(a.q.weight), mat(a.kv.weight), mat(a.proj.weight), mat(blk.mlp.up.weight),
+                  mat(blk.mlp.down.weight), vec(blk.attn_norm.weight), vec(blk.mlp_norm.weight)]
+            norms = [vec(a.q_norm.weight), vec(a.k_norm.weight)] if cfg.qk_norm else [None, None]
+            keep += ts + [t for t in norms if t is not None]
+            layers[i] = _Layer(*(_ptr(t) for t in ts[:5]), *(_ptr(t, _F) for t in ts[5:]),
+                               *(_ptr(t, _F) for t in norms))
+        embed, final, head = vec(model.embed.weight), vec(model.norm.weight), mat(model.lm_head.weight)
+        keep += [embed, final, head]
+        if pool.k.dtype != torch.float32 or not pool.k.is_contiguous() or pool.k.device.type != "cpu":
+            raise ValueError("the C decode step needs a contiguous float32 KV pool on CPU")
+        self._keep, self._layers = keep, layers
+        self.model = _Model(cfg.n_layer, cfg.d_model, cfg.n_head, cfg.n_kv_head, cfg.head_dim, cfg.mlp_hidden,
+                            cfg.vocab_size, cfg.mlp == "swiglu", wdt == torch.bfloat16, 0, pool.slots, pool.max_len,
+                            cfg.norm_eps, _ptr(embed, _F), _ptr(final, _F), _ptr(head), None, None,
+                            _ptr(pool.k, _F), _ptr(pool.v, _F), layers)
+        self._rope(pool.max_len)
+
+    @classmethod
+    def create(cls, model: GPT, pool: SlotPool, weights: str = "float32") -> CpuDecoder | None:
+        lib = load_library()
+        return cls(lib, model, pool, weights) if lib is not None else None
+
+    def _rope(self, n: int) -> None:
+        cos, sin = rope_tables(self.cfg.head_dim, torch.arange(n), self.cfg.rope_theta)  # forward's values
+        self._cos, self._sin = cos.contiguous(), sin.contiguous()
+        self.model.cos, self.model.sin, self.model.n_rope = _ptr(self._cos, _F), _ptr(self._sin, _F), n
+
+    def step(self, tokens: list[int], positions: list[int], slots: list[int] | None = None,
+             out_rows: list[int] | None = None) -> torch.Tensor:
+        """Row i feeds tokens[i] at positions[i] of pool slot slots[i] (default: slot i) -> the logits of the
+        rows in out_rows (default: all), (len(out_rows), V) float32. Rows of one slot go in rising positions."""
+        B = len(tokens)
+        if len(positions) != B or (slots is not None and len(slots) != B):
+            raise ValueError("tokens, positions and slots must have one entry per row")
+        ints = torch.tensor([tokens, positions, list(range(B)) if slots is None else slots], dtype=torch.int64)
+        rows = torch.arange(B) if out_rows is None else torch.tensor(out_rows, dtype=torch.int64)
+        out = torch.empty(len(rows), self.cfg.vocab_size)
+        rc = self.lib.colossus_decode(ctypes.byref(self.model), B, ints[0].data_ptr(), ints[1].data_ptr(),
+                                      ints[2].data_ptr(), len(rows), rows.data_ptr(), out.data_ptr())
+        if rc:
+            raise RuntimeError(f"the C decode step failed: {_ERRORS.get(rc, rc)}")
+        return out
