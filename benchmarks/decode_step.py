@@ -1,6 +1,8 @@
 """Time of one engine decode step, the model alone (no HTTP, no sampling), for the serving benchmark's
-reference shape: GPT.decode_step (packed weights) against GPT.forward with the same KV pool (the peer,
-measured in the same run). Shows how much of a served token is the model and how much the server.
+reference shape, four ways from the same KV pool, in one run: GPT.forward with the cache (the peer: what
+PyTorch gives without our work), GPT.decode_step (packed weights, PyTorch ops), and the C step
+(colossus/infer/cpu_decode.c) with float32 and with bfloat16 matmul weights. Shows how much of a served
+token is the model and how much the server.
 
     PYTHONPATH=. python benchmarks/decode_step.py [--threads 1] [--steps 200]
 """
@@ -12,56 +14,79 @@ import time
 
 import torch
 
+from colossus.infer.cpu_decode import CpuDecoder, load_library
 from colossus.infer.kv_pool import SlotPool
 from colossus.model.config import ModelConfig
 from colossus.model.gpt import GPT
 
 REF = ModelConfig(vocab_size=8192, seq_len=512, n_layer=6, d_model=256, n_head=4, n_kv_head=4, mlp="swiglu",
                   mlp_ratio=3.75)
+BATCHES = (1, 8, 32)
 
 
-def time_steps(step, pool: SlotPool, positions: list[int], n: int) -> float:
+def time_steps(step, positions: list[int], n: int) -> float:
     """Mean seconds per decode step (logits, then the greedy token) of one row per position."""
     tokens = torch.randint(0, REF.vocab_size, (len(positions),))
     for _ in range(10):
-        step(tokens, positions, pool).argmax(-1)
+        step(tokens, positions).argmax(-1)
     t = time.perf_counter()
     for _ in range(n):
-        step(tokens, positions, pool).argmax(-1)
+        step(tokens, positions).argmax(-1)
     return (time.perf_counter() - t) / n
+
+
+def steps(model: GPT, bf16_model: GPT, pool: SlotPool, threads: int) -> dict:
+    """name -> step(tokens, positions) -> logits (B, V), every one on the same pool."""
+    def forward(tokens, positions):
+        view = pool.decode_view(positions)
+        return model(tokens[:, None], cache=view, positions=view.positions[:, None])[:, -1]
+
+    def packed(tokens, positions):
+        view = pool.decode_view(positions)
+        return model.decode_step(tokens, view.positions, view)
+
+    out = {"forward(cache)": forward, "decode_step": packed}
+    if load_library() is not None:
+        for name, m, w in (("C float32", model, "float32"), ("C bfloat16", bf16_model, "bfloat16")):
+            dec = CpuDecoder.create(m, pool, w, threads)
+            out[name] = lambda tokens, positions, dec=dec: dec.step(tokens.tolist(), positions)
+    return out
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--threads", type=int, default=1, help="torch threads (colossus serve uses cores - 1)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads, and the C step's")
     p.add_argument("--steps", type=int, default=200)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     model = GPT(REF).eval()
-
-    def packed(tokens, positions, pool):
-        view = pool.decode_view(positions)
-        return model.decode_step(tokens, view.positions, view)
-
-    def forward(tokens, positions, pool):
-        view = pool.decode_view(positions)
-        return model(tokens[:, None], cache=view, positions=view.positions[:, None])[:, -1]
-
-    print(f"ref8.7m ({model.num_params() / 1e6:.2f}M parameters), {a.threads} thread(s), {a.steps} steps each")
-    print("| rows | decode_step ms | tok/s | forward(cache) ms | tok/s | speed-up |")
-    print("|---|---|---|---|---|---|")
+    bf16_model = GPT(REF).eval()
+    bf16_model.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        for w in bf16_model.matmul_weights():
+            w.copy_(w.to(torch.bfloat16))
+    pool = SlotPool(REF, 32, REF.seq_len)
+    fns = steps(model, bf16_model, pool, a.threads)
+    print(f"ref8.7m ({model.num_params() / 1e6:.2f}M parameters), {a.threads} thread(s), {a.steps} steps each, "
+          f"rows at positions 60, 61, ...; tok/s = rows / step time; speed-up over forward(cache)")
+    print("| rows | " + " | ".join(f"{n} ms | tok/s" for n in fns) + " | " + " | ".join(
+        f"{n} speed-up" for n in list(fns)[1:]) + " |")
+    print("|---" * (1 + 2 * len(fns) + len(fns) - 1) + "|")
     with torch.inference_mode():
-        for batch in (1, 8, 32):
-            pool = SlotPool(REF, 32, REF.seq_len)
+        for batch in BATCHES:
             positions = [60 + i for i in range(batch)]
             zeros = torch.zeros(batch, dtype=torch.long)
-            assert torch.allclose(forward(zeros, positions, pool), packed(zeros, positions, pool), atol=1e-4), \
-                "decode_step and forward disagree"
-            tp = time_steps(packed, pool, positions, a.steps)
-            tf = time_steps(forward, pool, positions, a.steps)
-            print(f"| {batch} | {tp * 1e3:.2f} | {batch / tp:,.0f} | {tf * 1e3:.2f} | {batch / tf:,.0f} "
-                  f"| {tf / tp:.2f}x |")
+            ref = fns["forward(cache)"](zeros, positions)
+            for name, fn in fns.items():  # the same logits (bfloat16: the same model rounded) before any timing
+                tol = 2e-2 if "bfloat16" in name else 1e-4
+                assert torch.allclose(fn(zeros, positions), ref, atol=tol * ref.abs().max().item()), \
+                    f"{name} and forward disagree"
+            t = {name: time_steps(fn, positions, a.steps) for name, fn in fns.items()}
+            base = t["forward(cache)"]
+            cells = [f"{t[n] * 1e3:.2f} | {batch / t[n]:,.0f}" for n in fns]
+            ups = [f"{base / t[n]:.2f}x" for n in list(fns)[1:]]
+            print(f"| {batch} | " + " | ".join(cells) + " | " + " | ".join(ups) + " |")
 
 
 if __name__ == "__main__":

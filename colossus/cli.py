@@ -138,6 +138,8 @@ def cmd_serve(a) -> int:
         raise ColossusError("--max-batch and --max-body must be >= 1")
     if a.threads is not None and a.threads < 1:
         raise ColossusError(f"--threads must be >= 1, not {a.threads}")
+    if a.kernel_threads is not None and a.kernel_threads < 1:
+        raise ColossusError(f"--kernel-threads must be >= 1, not {a.kernel_threads}")
     import torch
 
     # one core is left to the HTTP event loop: on 2 cores, 2 torch threads fighting it were 3-5x slower
@@ -147,7 +149,7 @@ def cmd_serve(a) -> int:
     keys = keys_from(a.api_key, os.environ.get("COLOSSUS_API_KEY"))
     cfg = ServeConfig(model=a.model, api_keys=keys, db=a.db, max_batch=a.max_batch,
                       rate_limit=parse_rate(a.rate_limit), max_body=a.max_body, device=a.device,
-                      weights=a.weights, kernel=a.kernel)
+                      weights=a.weights, kernel=a.kernel, kernel_threads=a.kernel_threads)
     app = create_app(cfg)
     print(f"Serving {a.model} on http://{a.host}:{a.port} ({len(keys)} API key(s)"
           f"{'' if keys else ': open to anyone who can reach it'}; conversations in {cfg.db})", flush=True)
@@ -236,7 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="matmul weights: float32 (as trained, the default) or bfloat16 (rounded; several times "
                          "faster decoding on CPU, arithmetic still float32)")
     sv.add_argument("--kernel", choices=("auto", "c", "torch"), default="auto",
-                    help="decode step: auto (one C call on CPU when a C compiler is found), c, or torch ops")
+                    help="forward step: auto (one C call on CPU when a C compiler is found), c, or torch ops")
+    sv.add_argument("--kernel-threads", type=int,
+                    help="threads of the C forward step (default: the cores, up to 8; it runs with the GIL released)")
     sv.set_defaults(func=cmd_serve)
 
     from colossus.plan.cli import add_parser as add_plan_parser

@@ -11,6 +11,9 @@
  * machine's (AVX-512, AVX2 or NEON with -march=native). Built and loaded by colossus/infer/cpu_decode.py. */
 
 #include <math.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +28,7 @@ typedef struct {
 
 typedef struct {
     int n_layer, C, H, Hkv, hd, F, V, swiglu, bf16, n_rope, slots, max_len;
+    int threads; /* OpenMP threads for one call (where built with OpenMP): panels and heads are shared out */
     float eps;
     const float *embed;      /* (V, C) float32 */
     const float *final_norm; /* (C,) */
@@ -55,18 +59,6 @@ typedef uint32_t w16 __attribute__((vector_size(64)));
 typedef uint32_t w16u __attribute__((vector_size(64), aligned(4)));
 
 static inline v16 load(const float *p) { return *(const v16u *)p; }
-
-/* The P = 64 weights of panel row i (float32), or the same from bfloat16 stored as pairs (out j, out j + 16)
- * per 32-bit word: a bfloat16 is the upper half of a float32, so a shift and a mask widen 32 of them. */
-static inline void load_w(const void *W, int bf16, size_t i, v16 w[4]) {
-    if (bf16) {
-        const uint32_t *p = (const uint32_t *)((const uint16_t *)W + i);
-        w16 a = *(const w16u *)p, b = *(const w16u *)(p + LANES);
-        w[0] = (v16)(a << 16), w[1] = (v16)(a & 0xffff0000u), w[2] = (v16)(b << 16), w[3] = (v16)(b & 0xffff0000u);
-    } else {
-        for (int j = 0; j < 4; j++) w[j] = load((const float *)W + i + j * LANES);
-    }
-}
 
 typedef float v8 __attribute__((vector_size(32)));
 typedef float v4 __attribute__((vector_size(16)));
@@ -101,29 +93,47 @@ static float dot(const float *a, const float *b, int n) {
     return s;
 }
 
-/* Matmul weights come packed in panels of P output rows: panel p holds W[p P + j, k] at [(p K + k) P + j]
- * (the last panel padded with zeros), so that a panel streams from memory in order and every k gives P
- * outputs at once without horizontal sums. */
-#define P (4 * LANES)
+#ifndef NV
+#define NV 4   /* vectors per panel row (even): P = 64 outputs, PANEL in cpu_decode.py */
+#endif
+#ifndef RMAX
+#define RMAX 4 /* rows of X per pass over a panel (at most 8); 2 x 8 measured no faster than 4 x 4 */
+#endif
+#define P (NV * LANES)
 
-/* R (1..4) rows of X against one panel: Y[r, j] (+)= sum_k W[j, k] X[r, k] for j < n (n <= P). Each output
- * is the same chain of multiply-adds over k whatever R is: a row's result does not depend on the batch. */
+/* The P weights of panel row i (float32), or the same from bfloat16 stored as pairs (out j, out j + 16) per
+ * 32-bit word in each 32 outputs: a bfloat16 is the upper half of a float32, so a shift and a mask widen
+ * 32 of them. */
+static inline void load_w(const void *W, int bf16, size_t i, v16 w[NV]) {
+    if (bf16) {
+        const uint32_t *p = (const uint32_t *)((const uint16_t *)W + i);
+        for (int j = 0; j < NV / 2; j++) {
+            w16 a = *(const w16u *)(p + j * LANES);
+            w[2 * j] = (v16)(a << 16), w[2 * j + 1] = (v16)(a & 0xffff0000u);
+        }
+    } else {
+        for (int j = 0; j < NV; j++) w[j] = load((const float *)W + i + j * LANES);
+    }
+}
+
+/* R (1..RMAX) rows of X against one panel: Y[r, j] (+)= sum_k W[j, k] X[r, k] for j < n (n <= P). Each
+ * output is the same chain of multiply-adds over k whatever R is: a row's result does not depend on the
+ * batch. */
 static inline __attribute__((always_inline)) void panel(const void *Wp, int bf16, const float *X, int K, float *Y,
-                                                      int ldy, int add, int R,
-                         int n) {
-    v16 acc[4][4] = {{{0}}};
+                                                      int ldy, int add, int R, int n) {
+    v16 acc[RMAX][NV] = {{{0}}};
     for (int k = 0; k < K; k++) {
-        v16 w[4];
+        v16 w[NV];
         load_w(Wp, bf16, (size_t)k * P, w);
         for (int r = 0; r < R; r++) {
             float x = X[(size_t)r * K + k];
-            for (int j = 0; j < 4; j++) acc[r][j] += x * w[j];
+            for (int j = 0; j < NV; j++) acc[r][j] += x * w[j];
         }
     }
     for (int r = 0; r < R; r++) {
         float *y = Y + (size_t)r * ldy;
         if (n == P) {
-            for (int j = 0; j < 4; j++) {
+            for (int j = 0; j < NV; j++) {
                 v16u *yj = (v16u *)(y + j * LANES);
                 *yj = add ? *yj + acc[r][j] : acc[r][j];
             }
@@ -134,24 +144,24 @@ static inline __attribute__((always_inline)) void panel(const void *Wp, int bf16
 }
 
 /* Y[m, n] (+)= sum_k W[n, k] X[m, k] for m < M, n < N, W packed; rows of X and Y are K and ldy apart. A
- * panel stays in cache while the rows of X pass over it, four at a time. */
+ * panel stays in cache while the rows of X pass over it, RMAX at a time; threads share out the panels. */
 static void matmul(const void *W, int bf16, const float *X, float *Y, int M, int N, int K, int ldy, int add) {
+#pragma omp for schedule(static)
     for (int n0 = 0; n0 < N; n0 += P) {
         const void *Wp = bf16 ? (const void *)((const uint16_t *)W + (size_t)n0 * K)
                               : (const void *)((const float *)W + (size_t)n0 * K);
         int n = N - n0 < P ? N - n0 : P;
-        for (int m0 = 0; m0 < M; m0 += 4) {
+        for (int m0 = 0; m0 < M; m0 += RMAX) {
             const float *x = X + (size_t)m0 * K;
             float *y = Y + (size_t)m0 * ldy + n0;
-            switch ((M - m0 < 4 ? M - m0 : 4) * 2 + (bf16 != 0)) { /* constant R and format: unrolled code */
-            case 8: panel(Wp, 0, x, K, y, ldy, add, 4, n); break;
-            case 9: panel(Wp, 1, x, K, y, ldy, add, 4, n); break;
-            case 6: panel(Wp, 0, x, K, y, ldy, add, 3, n); break;
-            case 7: panel(Wp, 1, x, K, y, ldy, add, 3, n); break;
-            case 4: panel(Wp, 0, x, K, y, ldy, add, 2, n); break;
-            case 5: panel(Wp, 1, x, K, y, ldy, add, 2, n); break;
-            case 2: panel(Wp, 0, x, K, y, ldy, add, 1, n); break;
-            default: panel(Wp, 1, x, K, y, ldy, add, 1, n); break;
+            const int rows = M - m0 < RMAX ? M - m0 : RMAX;
+            switch (rows) { /* a constant R and format in each case: fully unrolled code */
+#define ROWS(R) case R: if (bf16) panel(Wp, 1, x, K, y, ldy, add, R, n); else panel(Wp, 0, x, K, y, ldy, add, R, n); break;
+            ROWS(1) ROWS(2) ROWS(3) ROWS(4)
+#if RMAX > 4
+            ROWS(5) ROWS(6) ROWS(7) ROWS(8)
+#endif
+#undef ROWS
             }
         }
     }
@@ -192,7 +202,8 @@ int colossus_decode(const Model *m, int B, const int64_t *tokens, const int64_t 
     }
     for (int i = 0; i < n_out; i++)
         if (out_rows[i] < 0 || out_rows[i] >= B) return 4;
-    size_t floats = (size_t)B * (2 * C + nq + nkv + nq + nup + F) + L;
+    const int nt = m->threads > 0 ? m->threads : 1;
+    size_t floats = (size_t)B * (2 * C + nq + nkv + nq + nup + F) + (size_t)nt * L;
     float *buf = malloc(floats * sizeof(float));
     if (!buf) return 1;
     float *x = buf, *xn = x + (size_t)B * C, *q = xn + (size_t)B * C, *kv = q + (size_t)B * nq;
@@ -203,12 +214,22 @@ int colossus_decode(const Model *m, int B, const int64_t *tokens, const int64_t 
     const size_t head_stride = (size_t)m->max_len * hd, slot_stride = Hkv * head_stride;
 
     for (int b = 0; b < B; b++) memcpy(x + (size_t)b * C, m->embed + (size_t)tokens[b] * C, C * sizeof(float));
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+#ifdef _OPENMP
+    float *pt = p + (size_t)omp_get_thread_num() * L; /* this thread's attention probabilities */
+#else
+    float *pt = p;
+#endif
     for (int l = 0; l < m->n_layer; l++) {
         const Layer *w = &m->layers[l];
         float *kl = m->k_pool + (size_t)l * m->slots * slot_stride, *vl = m->v_pool + (size_t)l * m->slots * slot_stride;
+#pragma omp for schedule(static)
         for (int b = 0; b < B; b++) rms_norm(x + (size_t)b * C, w->attn_norm, xn + (size_t)b * C, C, m->eps);
         matmul(w->q, m->bf16, xn, q, B, nq, C, nq, 0);
         matmul(w->kv, m->bf16, xn, kv, B, nkv, C, nkv, 0);
+        /* every row's key and value go into the pool before any row attends: a prompt's rows see each other */
+#pragma omp for schedule(static)
         for (int b = 0; b < B; b++) {
             const int pos = (int)positions[b];
             const size_t slot = (size_t)slots[b];
@@ -224,28 +245,32 @@ int colossus_decode(const Model *m, int B, const int64_t *tokens, const int64_t 
                 memcpy(kl + slot * slot_stride + g * head_stride + (size_t)pos * hd, kb + g * hd, hd * sizeof(float));
                 memcpy(vl + slot * slot_stride + g * head_stride + (size_t)pos * hd, vb + g * hd, hd * sizeof(float));
             }
-            for (int h = 0; h < H; h++) {
-                const float *qh = qb + h * hd;
-                const float *K = kl + slot * slot_stride + (h / group) * head_stride;
-                const float *Vv = vl + slot * slot_stride + (h / group) * head_stride;
-                const int n = pos + 1;
-                float mx = -INFINITY;
-                for (int t = 0; t < n; t++) {
-                    p[t] = dot(qh, K + (size_t)t * hd, hd) * scale;
-                    mx = p[t] > mx ? p[t] : mx;
-                }
-                for (int t = 0; t < n; t++) p[t] = exp_neg(p[t] - mx);
-                const float inv = 1.0f / sum(p, n);
-                float *o = att + (size_t)b * nq + h * hd;
-                memset(o, 0, hd * sizeof(float));
-                for (int t = 0; t < n; t++)
-                    for (int i = 0; i < hd; i++) o[i] += p[t] * Vv[(size_t)t * hd + i];
-                for (int i = 0; i < hd; i++) o[i] *= inv;
+        }
+#pragma omp for schedule(dynamic, 4)
+        for (int bh = 0; bh < B * H; bh++) {
+            const int b = bh / H, h = bh % H, n = (int)positions[b] + 1;
+            const size_t slot = (size_t)slots[b];
+            const float *qh = q + (size_t)b * nq + h * hd;
+            const float *K = kl + slot * slot_stride + (h / group) * head_stride;
+            const float *Vv = vl + slot * slot_stride + (h / group) * head_stride;
+            float mx = -INFINITY;
+            for (int t = 0; t < n; t++) {
+                pt[t] = dot(qh, K + (size_t)t * hd, hd) * scale;
+                mx = pt[t] > mx ? pt[t] : mx;
             }
+            for (int t = 0; t < n; t++) pt[t] = exp_neg(pt[t] - mx);
+            const float inv = 1.0f / sum(pt, n);
+            float *o = att + (size_t)b * nq + h * hd;
+            memset(o, 0, hd * sizeof(float));
+            for (int t = 0; t < n; t++)
+                for (int i = 0; i < hd; i++) o[i] += pt[t] * Vv[(size_t)t * hd + i];
+            for (int i = 0; i < hd; i++) o[i] *= inv;
         }
         matmul(w->proj, m->bf16, att, x, B, C, nq, C, 1);
+#pragma omp for schedule(static)
         for (int b = 0; b < B; b++) rms_norm(x + (size_t)b * C, w->mlp_norm, xn + (size_t)b * C, C, m->eps);
         matmul(w->up, m->bf16, xn, up, B, nup, C, nup, 0);
+#pragma omp for schedule(static)
         for (int b = 0; b < B; b++) {
             const float *u = up + (size_t)b * nup;
             float *a = act + (size_t)b * F;
@@ -263,9 +288,11 @@ int colossus_decode(const Model *m, int B, const int64_t *tokens, const int64_t 
         }
         matmul(w->down, m->bf16, act, x, B, C, F, C, 1);
     }
+#pragma omp for schedule(static)
     for (int i = 0; i < n_out; i++) /* only the rows that want logits: a prompt's last */
         rms_norm(x + (size_t)out_rows[i] * C, m->final_norm, xn + (size_t)i * C, C, m->eps);
     matmul(m->head, m->bf16, xn, logits, n_out, m->V, C, m->V, 0);
+    }
     free(buf);
     return 0;
 }

@@ -12,10 +12,12 @@ rows, and can read the matmul weights as bfloat16 (weights="bfloat16": half the 
 stay float32). Its results equal GPT.forward's within float rounding, and a row's result never depends
 on the other rows of the batch (the same bits alone or batched).
 
-The library is compiled once per source, compiler and machine (-O3 -march=native) with the system's C
-compiler (`$CC`, else cc, gcc or clang) into ~/.cache/colossus/kernels (or $COLOSSUS_CACHE/kernels) and
-loaded with ctypes: no build step at install, and no dependency beyond a C compiler. Without one,
-`create` returns None and the engine keeps GPT.decode_step."""
+`threads` OpenMP threads share one call's work (output panels, attention heads); a row's result is the
+same bits whatever their number. The library is compiled once per source, compiler and machine (-O3
+-march=native, and -fopenmp where the compiler has it) with the system's C compiler (`$CC`, else cc, gcc
+or clang) into ~/.cache/colossus/kernels (or $COLOSSUS_CACHE/kernels) and loaded with ctypes: no build
+step at install, and no dependency beyond a C compiler. Without one, `create` returns None and the
+engine keeps GPT.decode_step."""
 
 from __future__ import annotations
 
@@ -50,7 +52,7 @@ class _Layer(ctypes.Structure):
 
 class _Model(ctypes.Structure):
     _fields_ = [*((name, ctypes.c_int) for name in ("n_layer", "C", "H", "Hkv", "hd", "F", "V", "swiglu", "bf16",
-                                                     "n_rope", "slots", "max_len")),
+                                                     "n_rope", "slots", "max_len", "threads")),
                 ("eps", ctypes.c_float), ("embed", _F), ("final_norm", _F), ("head", _P), ("cos", _F), ("sin", _F),
                 ("k_pool", _F), ("v_pool", _F), ("layers", ctypes.POINTER(_Layer))]
 
@@ -75,7 +77,7 @@ def compiler() -> str | None:
 
 
 def _flags() -> list[str]:
-    flags = ["-O3", "-shared", "-fPIC", "-std=gnu99", "-march=native"]
+    flags = ["-O3", "-shared", "-fPIC", "-std=gnu99", "-march=native", "-fopenmp"]
     if platform.machine().lower() in ("x86_64", "amd64"):
         flags.append("-mprefer-vector-width=512")  # gcc keeps 256-bit vectors on recent x86 unless asked
     return flags
@@ -83,7 +85,8 @@ def _flags() -> list[str]:
 
 def _compile(cc: str, out: Path) -> None:
     flags = _flags()
-    for attempt in (flags, [f for f in flags if f not in ("-march=native", "-mprefer-vector-width=512")]):
+    for attempt in (flags, [f for f in flags if f != "-fopenmp"],
+                    [f for f in flags if f not in ("-fopenmp", "-march=native", "-mprefer-vector-width=512")]):
         r = subprocess.run([cc, *attempt, str(SOURCE), "-o", str(out), "-lm"], capture_output=True, text=True)
         if r.returncode == 0:
             return
@@ -148,9 +151,11 @@ class CpuDecoder:
     """GPT.decode_step for a SlotPool on CPU, as one C call. Holds its own copies of the matmul weights (made at
     construction: a model changed afterwards needs a new decoder)."""
 
-    def __init__(self, lib: ctypes.CDLL, model: GPT, pool: SlotPool, weights: str = "float32"):
+    def __init__(self, lib: ctypes.CDLL, model: GPT, pool: SlotPool, weights: str = "float32", threads: int = 1):
         if weights not in WEIGHTS:
             raise ValueError(f"weights must be one of {WEIGHTS}, not {weights!r}")
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, not {threads}")
         cfg = model.cfg
         self.lib, self.cfg, self.pool = lib, cfg, pool
         wdt = torch.bfloat16 if weights == "bfloat16" else torch.float32
@@ -178,14 +183,25 @@ class CpuDecoder:
         self._keep, self._layers = keep, layers
         self.model = _Model(cfg.n_layer, cfg.d_model, cfg.n_head, cfg.n_kv_head, cfg.head_dim, cfg.mlp_hidden,
                             cfg.vocab_size, cfg.mlp == "swiglu", wdt == torch.bfloat16, 0, pool.slots, pool.max_len,
+                            threads,
                             cfg.norm_eps, _ptr(embed, _F), _ptr(final, _F), _ptr(head), None, None,
                             _ptr(pool.k, _F), _ptr(pool.v, _F), layers)
         self._rope(pool.max_len)
 
     @classmethod
-    def create(cls, model: GPT, pool: SlotPool, weights: str = "float32") -> CpuDecoder | None:
+    def create(cls, model: GPT, pool: SlotPool, weights: str = "float32", threads: int = 1) -> CpuDecoder | None:
         lib = load_library()
-        return cls(lib, model, pool, weights) if lib is not None else None
+        return cls(lib, model, pool, weights, threads) if lib is not None else None
+
+    @property
+    def threads(self) -> int:
+        return self.model.threads
+
+    @threads.setter
+    def threads(self, n: int) -> None:
+        if n < 1:
+            raise ValueError(f"threads must be >= 1, not {n}")
+        self.model.threads = n
 
     def _rope(self, n: int) -> None:
         cos, sin = rope_tables(self.cfg.head_dim, torch.arange(n), self.cfg.rope_theta)  # forward's values

@@ -22,7 +22,8 @@ Queueing: the engine holds at most max_batch + max_queue requests, running or wa
 makes generate() raise EngineFull, which an HTTP server answers with 503 (retry later).
 
 The forward pass (3.) is one C call on CPU (colossus.infer.cpu_decode) when a C compiler is found: the
-decode rows and the new prompts' tokens together, with the GIL released. Otherwise (or kernel="torch")
+decode rows and the new prompts' tokens together, with the GIL released, on kernel_threads threads
+(default: the cores, up to MAX_KERNEL_THREADS). Otherwise (or kernel="torch")
 it is GPT.decode_step's PyTorch ops, then one GPT.forward per new prompt. weights="bfloat16" rounds the
 model's matmul weights to bfloat16 (in place, so that every path computes the same model) and lets the
 C step read them at half the bytes; arithmetic stays float32.
@@ -36,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import random
 import threading
 from collections import deque
@@ -57,6 +59,7 @@ from colossus.model.gpt import GPT
 log = logging.getLogger(__name__)
 
 KERNELS = ("auto", "c", "torch")
+MAX_KERNEL_THREADS = 8  # the C step's default threads: the cores, up to this many (a small model gains no more)
 PREFILL_TOKENS = 512  # prompt tokens admitted into one step (one longer prompt is admitted alone)
 
 
@@ -111,7 +114,7 @@ class Engine:
     def __init__(self, model: GPT, tokenizer: Tokenizer, *, max_batch: int = 32, max_queue: int = 256,
                  kv_tokens: int | None = None, prefix_cache_tokens: int | None = None,
                  device: str = "cpu", stop_ids: set[int] | None = None, weights: str = "float32",
-                 kernel: str = "auto"):
+                 kernel: str = "auto", kernel_threads: int | None = None):
         if max_batch < 1 or max_queue < 0:
             raise ColossusError(f"max_batch must be >= 1 and max_queue >= 0, not {max_batch} and {max_queue}")
         if weights not in WEIGHTS or kernel not in KERNELS:
@@ -134,12 +137,16 @@ class Engine:
         self.weights = weights
         self.pool = SlotPool(cfg, max_batch, self.max_context, self.device, dtype)
         self.cdec: CpuDecoder | None = None
+        if kernel_threads is not None and kernel_threads < 1:
+            raise ColossusError(f"kernel_threads must be >= 1, not {kernel_threads}")
         if kernel != "torch" and self.device.type == "cpu" and dtype == torch.float32:
-            self.cdec = CpuDecoder.create(model, self.pool, weights)
+            threads = kernel_threads or min(os.cpu_count() or 1, MAX_KERNEL_THREADS)
+            self.cdec = CpuDecoder.create(model, self.pool, weights, threads)
         if kernel == "c" and self.cdec is None:
             raise ColossusError("kernel 'c' needs a C compiler ($CC, cc, gcc or clang) and a float32 model on CPU")
         self.kernel = "c" if self.cdec is not None else "torch"
-        log.info("decode step: %s, %s matmul weights", "one C call" if self.cdec else "PyTorch ops", weights)
+        log.info("forward step: %s, %s matmul weights", f"one C call on {self.cdec.threads} thread(s)" if self.cdec
+                 else "PyTorch ops", weights)
         prefix_tokens = self.kv_total // 4 if prefix_cache_tokens is None else prefix_cache_tokens
         self.prefix = PrefixCache(cfg, prefix_tokens, device=self.device, dtype=dtype) \
             if prefix_tokens >= PrefixCache.BLOCK else None

@@ -56,7 +56,9 @@ class ServeConfig:
     """Precision of the matmul weights: float32 (the model as trained) or bfloat16 (rounded: half the bytes
     to read each step, several times faster decoding on CPU; arithmetic stays float32)."""
     kernel: str = "auto"
-    """Decode step: auto (one C call on CPU when a C compiler is found), c (that, or fail) or torch."""
+    """Forward step: auto (one C call on CPU when a C compiler is found), c (that, or fail) or torch."""
+    kernel_threads: int | None = None
+    """Threads of the C step; None: the cores, up to 8."""
 
 
 def model_name(model_dir: Path) -> str:
@@ -96,7 +98,8 @@ class ModelSlot:
             tok = Tokenizer.load(self.dir / TOKENIZER)
             model = load_model(self.dir, self.cfg.device)
             engine = Engine(model, tok, max_batch=self.cfg.max_batch, max_queue=self.cfg.max_queue,
-                            device=self.cfg.device, weights=self.cfg.weights, kernel=self.cfg.kernel)
+                            device=self.cfg.device, weights=self.cfg.weights, kernel=self.cfg.kernel,
+                            kernel_threads=self.cfg.kernel_threads)
             served = ServedModel(self.name, tok, engine, engine.max_context, fingerprint(self.dir),
                                  int((self.dir / WEIGHTS).stat().st_mtime))
             with self.lock:

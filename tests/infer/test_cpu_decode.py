@@ -93,11 +93,28 @@ def test_a_rows_logits_are_the_same_bits_alone_or_in_any_batch():
     pool = SlotPool(cfg, 8, cfg.seq_len)
     pool.k.normal_(), pool.v.normal_()
     dec = CpuDecoder.create(model, pool, "bfloat16")
-    alone = dec.step([42], [30], [5])
+    alone = dec.step([42], [30], [7])
     for others in (1, 3, 6):  # 1 + others rows: each block of rows takes a different code path
-        slots = [5, *range(others)]
+        slots = [7, *range(others)]
         batched = dec.step([42, *range(100, 100 + others)], [30, *range(10, 10 + others)], slots)
         assert torch.equal(batched[0], alone[0])
+
+
+@needs_c
+def test_more_threads_give_the_same_bits():
+    cfg = SHAPES["relu2-mha-plain"]
+    model = random_model(cfg)
+    outs = []
+    for threads in (1, 2, 3):
+        pool = SlotPool(cfg, 4, cfg.seq_len)
+        dec = CpuDecoder.create(model, pool, threads=threads)
+        assert dec.threads == threads
+        prompt = dec.step(list(range(7, 20)), list(range(13)), [2] * 13, out_rows=[12])
+        outs.append((prompt, dec.step([5, 6, 7], [13, 0, 0], [2, 0, 1]), pool.k.clone()))
+    for other in outs[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(outs[0], other, strict=True))
+    with pytest.raises(ValueError, match="threads"):
+        dec.threads = 0
 
 
 @needs_c
