@@ -137,19 +137,25 @@ CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}{{ '<|' + m['role'] + '|
                  "<|end|>{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}")
 
 
+def llama_config(c: ModelConfig):
+    """The LlamaConfig of our shape c (untied embeddings, SwiGLU of the same hidden size), with no special
+    token ids: generation runs to max_tokens."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(vocab_size=c.vocab_size, hidden_size=c.d_model, intermediate_size=c.mlp_hidden,
+                       num_hidden_layers=c.n_layer, num_attention_heads=c.n_head, num_key_value_heads=c.n_kv_head,
+                       max_position_embeddings=c.seq_len, rope_theta=c.rope_theta, rms_norm_eps=c.norm_eps,
+                       tie_word_embeddings=False, bos_token_id=None, eos_token_id=None, pad_token_id=None)
+
+
 def save_peer(shape: Shape, tokenizer: Path, out: Path) -> int:
     """A LlamaForCausalLM of the same shape, and a tokenizer transformers can load (our tokenizer.json
     wrapped in PreTrainedTokenizerFast, with our chat template). No end-of-sequence id: generation runs
     to max_tokens, since the server has no ignore_eos."""
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
-    c = shape.cfg
-    hf = LlamaConfig(vocab_size=c.vocab_size, hidden_size=c.d_model, intermediate_size=c.mlp_hidden,
-                     num_hidden_layers=c.n_layer, num_attention_heads=c.n_head, num_key_value_heads=c.n_kv_head,
-                     max_position_embeddings=c.seq_len, rope_theta=c.rope_theta, rms_norm_eps=c.norm_eps,
-                     tie_word_embeddings=False, bos_token_id=None, eos_token_id=None, pad_token_id=None)
     torch.manual_seed(0)
-    model = LlamaForCausalLM(hf)
+    model = LlamaForCausalLM(llama_config(shape.cfg))
     model.generation_config.eos_token_id = None
     model.generation_config.bos_token_id = None
     model.generation_config.pad_token_id = None
