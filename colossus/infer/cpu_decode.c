@@ -1,14 +1,18 @@
-/* One decode step of colossus.model.gpt.GPT on CPU, in one call: the same network as GPT.forward for one
- * new token per row (embedding, RMSNorm, q/kv projections, QK-norm, RoPE, attention over the KV pool,
- * output projection, ReLU^2 or SwiGLU MLP, final norm, output head), written for few rows, where PyTorch
- * spends more on launching ~200 small ops and on streaming fp32 weights than on arithmetic.
+/* One forward step of colossus.model.gpt.GPT on CPU, in one call: the same network as GPT.forward
+ * (embedding, RMSNorm, q/kv projections, QK-norm, RoPE, attention over the KV pool, output projection,
+ * ReLU^2 or SwiGLU MLP, final norm, output head) for a batch of rows, each one token of one KV-pool slot:
+ * the running requests' next tokens and the prompts of newly admitted ones together. Written for few
+ * rows, where PyTorch spends more on launching ~200 small ops and on streaming float32 weights than on
+ * arithmetic.
  *
- * Matmul weights are packed in panels (see matmul), float32 or bfloat16 (upper half of a float32: widened on load,
- * half the memory traffic); every product and sum is float32. A row's result does not depend on the other
- * rows of the batch: each output is the same dot product in the same order whatever the batch holds.
+ * Matmul weights are packed in panels (see matmul), float32 or bfloat16 (the upper half of a float32:
+ * widened on load, half the memory traffic); every product and sum is float32. A row's result does not
+ * depend on the other rows of the batch nor on the number of threads: each output is the same chain of
+ * multiply-adds in the same order, computed by one thread.
  *
  * C with GCC/Clang vector extensions, no intrinsics: 16-wide vectors that the compiler maps onto the
- * machine's (AVX-512, AVX2 or NEON with -march=native). Built and loaded by colossus/infer/cpu_decode.py. */
+ * machine's (AVX-512, AVX2 or NEON with -march=native); OpenMP where the compiler has it. Built and
+ * loaded by colossus/infer/cpu_decode.py. */
 
 #include <math.h>
 #ifdef _OPENMP
@@ -34,7 +38,7 @@ typedef struct {
     const float *final_norm; /* (C,) */
     const void *head;        /* (V, C), packed */
     const float *cos, *sin;  /* (n_rope, hd / 2): rope_tables of positions 0..n_rope-1 */
-    float *k_pool, *v_pool;  /* (n_layer, slots, Hkv, max_len, hd); row b of the batch is slot b */
+    float *k_pool, *v_pool;  /* (n_layer, slots, Hkv, max_len, hd) */
     const Layer *layers;
 } Model;
 
@@ -188,7 +192,7 @@ static void rope(float *x, const float *cos, const float *sin, int hd) {
  * positions (each row writes its key and value before the rows after it attend): prefills and decode steps
  * share one call. logits (n_out, V) for the rows out_rows[0..n_out). 0 on success, 1 when out of memory, 2 for
  * a position outside the pool or the RoPE table or a slot outside the pool, 3 for a token out of range, 4 for
- * an out_rows entry out of range. */
+ * an out_rows entry out of range or more of them than rows. */
 int colossus_decode(const Model *m, int B, const int64_t *tokens, const int64_t *positions, const int64_t *slots,
                     int n_out, const int64_t *out_rows, float *logits) {
     const int C = m->C, H = m->H, Hkv = m->Hkv, hd = m->hd, F = m->F;
@@ -200,6 +204,7 @@ int colossus_decode(const Model *m, int B, const int64_t *tokens, const int64_t 
         if (tokens[b] < 0 || tokens[b] >= m->V) return 3;
         if (positions[b] + 1 > L) L = (int)positions[b] + 1;
     }
+    if (n_out > B) return 4;
     for (int i = 0; i < n_out; i++)
         if (out_rows[i] < 0 || out_rows[i] >= B) return 4;
     const int nt = m->threads > 0 ? m->threads : 1;

@@ -58,7 +58,7 @@ class _Model(ctypes.Structure):
 
 
 _ERRORS = {1: "out of memory", 2: "a position or slot outside the KV pool", 3: "a token id out of range",
-           4: "an output row out of range"}
+           4: "an output row out of range, or more output rows than rows"}
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
 _tried = False

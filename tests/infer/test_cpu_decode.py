@@ -128,8 +128,9 @@ def test_bad_rows_are_refused_with_a_reason_and_nothing_written():
                                              ([-1], [0], [0], "token id")):
         with pytest.raises(RuntimeError, match=reason):
             dec.step(tokens, positions, slots)
-    with pytest.raises(RuntimeError, match="output row"):
-        dec.step([1], [0], [0], out_rows=[1])
+    for out_rows in ([1], [0, 0]):
+        with pytest.raises(RuntimeError, match="output row"):
+            dec.step([1], [0], [0], out_rows=out_rows)
     with pytest.raises(ValueError, match="one entry per row"):
         dec.step([1, 2], [0], [0])
     assert not pool.k.any() and not pool.v.any()

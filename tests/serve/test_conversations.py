@@ -140,6 +140,7 @@ def test_sigkill_loses_nothing_acknowledged(model_dir, tmp_path):
     (["--rate-limit", "lots"], "--rate-limit"),
     (["--port", "0"], "--port"),
     (["--max-batch", "0"], "--max-batch"),
+    (["--kernel-threads", "0"], "--kernel-threads"),
 ])
 def test_cli_errors_are_one_line(model_dir, tmp_path, capsys, args, message):
     assert main(["serve", "--model", str(model_dir), "--db", str(tmp_path / "c.db"), *args]) == 2

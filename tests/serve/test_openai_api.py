@@ -209,3 +209,18 @@ def test_static_page_and_open_routes(server_url):
     assert r.status_code == 200 and "html" in r.headers["content-type"]
     missing = httpx.get(f"{server_url}/static/no-such-file.js")
     assert missing.status_code == 404 and missing.json()["error"]["message"]
+
+
+def test_forward_step_and_weights_settings_reach_the_engine(live_server, client, model_name):
+    """The default server (the C step where it builds) and one on PyTorch ops give the same greedy text;
+    a server with bfloat16 weights answers too (the same model rounded)."""
+    body = {"model": model_name, "messages": HELLO, "max_tokens": 12, "temperature": 0, **FIXED}
+    default = client.chat.completions.create(**{k: v for k, v in body.items() if k != "ignore_eos"},
+                                             extra_body=FIXED).choices[0].message.content
+    for fields in ({"kernel": "torch"}, {"weights": "bfloat16"}):
+        with live_server(**fields) as url:
+            r = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30)
+            assert r.status_code == 200, r.text
+            assert r.json()["usage"]["completion_tokens"] == 12
+            if fields == {"kernel": "torch"}:
+                assert r.json()["choices"][0]["message"]["content"] == default
