@@ -15,6 +15,7 @@ A problem the user can fix is reported in one line on stderr with exit code 2; n
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -150,6 +151,14 @@ def cmd_serve(a) -> int:
     cfg = ServeConfig(model=a.model, api_keys=keys, db=a.db, max_batch=a.max_batch,
                       rate_limit=parse_rate(a.rate_limit), max_body=a.max_body, device=a.device,
                       weights=a.weights, kernel=a.kernel, kernel_threads=a.kernel_threads)
+    # the server's own lines (model loaded, KV cache, which forward step) beside uvicorn's, in its format
+    ours = logging.getLogger("colossus")
+    if not ours.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+        ours.addHandler(handler)
+        ours.setLevel(logging.INFO)
+        ours.propagate = False
     app = create_app(cfg)
     print(f"Serving {a.model} on http://{a.host}:{a.port} ({len(keys)} API key(s)"
           f"{'' if keys else ': open to anyone who can reach it'}; conversations in {cfg.db})", flush=True)
