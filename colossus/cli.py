@@ -158,7 +158,6 @@ def cmd_serve(a) -> int:
         handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
         ours.addHandler(handler)
         ours.setLevel(logging.INFO)
-        ours.propagate = False
     app = create_app(cfg)
     print(f"Serving {a.model} on http://{a.host}:{a.port} ({len(keys)} API key(s)"
           f"{'' if keys else ': open to anyone who can reach it'}; conversations in {cfg.db})", flush=True)
