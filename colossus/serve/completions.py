@@ -15,7 +15,7 @@ import math
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from fastapi import Request, Response
@@ -290,26 +290,39 @@ class CompletionService:
                     "finish_reason": r.finish_reason} for i, r in enumerate(results)]
         return JSONResponse(head | {"choices": choices, "usage": self.usage(jobs, results)})
 
-    async def chat_chunks(self, run: GenerationRun, jobs: list[Job], head: dict, include_usage: bool,
-                          logprobs: bool) -> AsyncIterator[str]:
-        results = [ChoiceResult() for _ in jobs]
+    def chat_chunks(self, run: GenerationRun, jobs: list[Job], head: dict, include_usage: bool,
+                    logprobs: bool) -> AsyncIterator[str]:
         extra = {"usage": None} if include_usage else {}
+        started: set[int] = set()
 
         def chunk(i: int, delta: dict, lp=None, finish: str | None = None) -> str:
             return event(head | {"choices": [{"index": i, "delta": delta, "logprobs": lp, "finish_reason": finish}]}
                          | extra)
 
+        def chunks_of(i: int, d: Delta, r: ChoiceResult) -> list[str]:
+            r.add(d)
+            out = []
+            if i not in started:  # a choice opens with its role
+                started.add(i)
+                out.append(chunk(i, {"role": "assistant", "content": ""}))
+            if d.text or d.logprobs:
+                out.append(chunk(i, {"content": d.text}, chat_logprobs(d.logprobs or []) if logprobs else None))
+            if d.finish_reason is not None:
+                out.append(chunk(i, {}, None, d.finish_reason))
+            return out
+
+        return self.stream(run, jobs, head, include_usage, chunks_of)
+
+    async def stream(self, run: GenerationRun, jobs: list[Job], head: dict, include_usage: bool,
+                     chunks_of: Callable[[int, Delta, ChoiceResult], list[str]]) -> AsyncIterator[str]:
+        """What both streamed routes send: each event's chunks (chunks_of also adds the event to its choice's
+        result), the usage chunk when asked for, then [DONE]; an error mid-stream becomes an error event
+        before [DONE]. However the stream ends, what still runs in the engine is cancelled."""
+        results = [ChoiceResult() for _ in jobs]
         try:
-            started: set[int] = set()
             async for i, d in run.events():
-                results[i].add(d)
-                if i not in started:
-                    started.add(i)
-                    yield chunk(i, {"role": "assistant", "content": ""})
-                if d.text or d.logprobs:
-                    yield chunk(i, {"content": d.text}, chat_logprobs(d.logprobs or []) if logprobs else None)
-                if d.finish_reason is not None:
-                    yield chunk(i, {}, None, d.finish_reason)
+                for c in chunks_of(i, d, results[i]):
+                    yield c
             if include_usage:
                 yield event(head | {"choices": [], "usage": self.usage(jobs, results)})
             yield DONE
@@ -358,27 +371,20 @@ class CompletionService:
                                param="prompt")
         return [list(ids) for ids in prompts]
 
-    async def completion_chunks(self, run: GenerationRun, jobs: list[Job], head: dict, include_usage: bool,
-                                k: int | None) -> AsyncIterator[str]:
-        results = [ChoiceResult() for _ in jobs]
+    def completion_chunks(self, run: GenerationRun, jobs: list[Job], head: dict, include_usage: bool,
+                          k: int | None) -> AsyncIterator[str]:
         extra = {"usage": None} if include_usage else {}
-        try:
-            async for i, d in run.events():
-                r = results[i]
-                lp = completion_logprobs(d.logprobs or [], r.text_offset, k) if k is not None else None
-                r.add(d)
-                r.text_offset += sum(len(t.token) for t in d.logprobs or [])
-                if d.text or d.logprobs or d.finish_reason is not None:
-                    choice = {"index": i, "text": d.text, "logprobs": lp, "finish_reason": d.finish_reason}
-                    yield event(head | {"choices": [choice]} | extra)
-            if include_usage:
-                yield event(head | {"choices": [], "usage": self.usage(jobs, results)})
-            yield DONE
-        except APIError as e:
-            yield event(e.body())
-            yield DONE
-        finally:
-            run.close()
+
+        def chunks_of(i: int, d: Delta, r: ChoiceResult) -> list[str]:
+            lp = completion_logprobs(d.logprobs or [], r.text_offset, k) if k is not None else None
+            r.add(d)
+            r.text_offset += sum(len(t.token) for t in d.logprobs or [])
+            if not (d.text or d.logprobs or d.finish_reason is not None):
+                return []
+            choice = {"index": i, "text": d.text, "logprobs": lp, "finish_reason": d.finish_reason}
+            return [event(head | {"choices": [choice]} | extra)]
+
+        return self.stream(run, jobs, head, include_usage, chunks_of)
 
     # POST /tokenize
 
