@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import platform
 import sys
 import tempfile
@@ -27,6 +28,7 @@ sys.path.insert(0, str(REPO))  # run as a script
 
 from benchmarks.serve import llama_config, shapes, world_tokenizers  # noqa: E402
 from colossus.data.tokenizer import Tokenizer  # noqa: E402
+from colossus.infer.cpu_decode import load_library  # noqa: E402
 from colossus.infer.engine import Engine  # noqa: E402
 from colossus.infer.sampling import SamplingParams  # noqa: E402
 from colossus.model.gpt import GPT  # noqa: E402
@@ -92,6 +94,15 @@ async def collect_many(engine: Engine, prompts: list[list[int]], tokens: int) ->
 
 
 def peer(cfg, device: torch.device, dtype: torch.dtype, prompts, levels, tokens: int) -> list[dict]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)  # the peer's own best: every core to its ops
+    try:
+        return _peer(cfg, device, dtype, prompts, levels, tokens)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _peer(cfg, device: torch.device, dtype: torch.dtype, prompts, levels, tokens: int) -> list[dict]:
     from transformers import LlamaForCausalLM
 
     torch.manual_seed(0)
@@ -130,6 +141,10 @@ def main() -> None:
     p.add_argument("--skip-peer", action="store_true")
     a = p.parse_args()
     device, dtype = torch.device(a.device), getattr(torch, a.dtype)
+    if device.type == "cpu" and load_library() is not None:
+        # as `colossus serve` does beside the C step (which has its own threads): torch only samples, and a
+        # pool of torch threads made before this point would spin against the C step's (up to 4x slower)
+        torch.set_num_threads(1)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()} CPU"
     print(f"engine throughput on {name}, {a.dtype}, torch {torch.__version__}; {a.output_tokens} output tokens, "
           f"{PROMPT_TOKENS}-token prompts", flush=True)

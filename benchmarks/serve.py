@@ -236,12 +236,13 @@ class Server:
         self._log.close()
 
 
-def server_argv(side: str, model_dir: Path, port: int, weights: str) -> list[str]:
+def server_argv(side: str, model_dir: Path, port: int, weights: str, extra: list[str] | None = None) -> list[str]:
     """weights: float32, or bfloat16 (ours rounds its matmul weights and keeps float32 arithmetic; the peer
-    loads the whole model in bfloat16)."""
+    loads the whole model in bfloat16). extra: more arguments for our server."""
     if side == OURS:  # conversations go to a database of the run's own, not the user's
         return [sys.executable, "-m", "colossus.cli", "serve", "--model", str(model_dir), "--host", "127.0.0.1",
-                "--port", str(port), "--db", str(model_dir.parent / f"{model_dir.name}.sqlite"), "--weights", weights]
+                "--port", str(port), "--db", str(model_dir.parent / f"{model_dir.name}.sqlite"), "--weights", weights,
+                *(extra or [])]
     return [sys.executable, "-m", "transformers.cli.transformers", "serve", str(model_dir), "--continuous-batching",
             "--device", "cpu", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
             "--dtype", weights]
@@ -259,7 +260,7 @@ def bench_server(side: str, model_dir: Path, convs: list[list[dict]], levels: li
                  args, log: Path, weights: str) -> list[dict]:
     rows = []
     port = free_port()
-    with Server(side, server_argv(side, model_dir, port, weights), port, log, args.threads) as srv:
+    with Server(side, server_argv(side, model_dir, port, weights, args.ours_args), port, log, args.threads) as srv:
         load_s = srv.wait_healthy()
         # the peer answers /v1/models by scanning the Hugging Face cache; it is pinned to its one model anyway
         model = srv.model_id(str(model_dir)) if side == OURS else str(model_dir)
@@ -399,6 +400,8 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=4, help="warm-up requests per server, not measured")
     p.add_argument("--weights", nargs="+", default=["float32"], choices=["float32", "bfloat16"],
                    help="weight precisions to measure, each on both sides (ours: --weights, the peer: --dtype)")
+    p.add_argument("--ours-args", nargs="+", default=[], metavar="ARG",
+                   help="more arguments for `colossus serve`, e.g. --ours-args=--kernel-threads=1")
     p.add_argument("--skip-peer", action="store_true")
     p.add_argument("--skip-ours", action="store_true")
     p.add_argument("--seed", type=int, default=0)

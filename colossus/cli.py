@@ -143,9 +143,14 @@ def cmd_serve(a) -> int:
         raise ColossusError(f"--kernel-threads must be >= 1, not {a.kernel_threads}")
     import torch
 
-    # one core is left to the HTTP event loop: on 2 cores, 2 torch threads fighting it were 3-5x slower
-    # (an explicit OMP_NUM_THREADS is respected, as torch itself does)
-    default = torch.get_num_threads() if "OMP_NUM_THREADS" in os.environ else max(1, (os.cpu_count() or 2) - 1)
+    # torch's own threads. With PyTorch ops (--kernel torch, or a GPU) one core is left to the HTTP event
+    # loop: on 2 cores, 2 torch threads fighting it were 3-5x slower. With the C step (the default on CPU)
+    # torch only samples, and a second OpenMP pool spinning beside the C step's slowed both by up to 4x:
+    # one thread. An explicit OMP_NUM_THREADS is respected, as torch itself does.
+    cores = os.cpu_count() or 2
+    default = 1 if a.kernel != "torch" and a.device == "cpu" else max(1, cores - 1)
+    if "OMP_NUM_THREADS" in os.environ:
+        default = torch.get_num_threads()
     torch.set_num_threads(a.threads or default)
     keys = keys_from(a.api_key, os.environ.get("COLOSSUS_API_KEY"))
     cfg = ServeConfig(model=a.model, api_keys=keys, db=a.db, max_batch=a.max_batch,
@@ -241,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-body", type=int, default=1 << 20, metavar="BYTES",
                     help="largest request body (default: 1 MiB)")
     sv.add_argument("--device", default="cpu")
-    sv.add_argument("--threads", type=int, help="torch CPU threads for the engine (default: one fewer than the cores)")
+    sv.add_argument("--threads", type=int,
+                    help="torch CPU threads (default: 1 beside the C step, else one fewer than the cores)")
     sv.add_argument("--weights", choices=("float32", "bfloat16"), default="float32",
                     help="matmul weights: float32 (as trained, the default) or bfloat16 (rounded; several times "
                          "faster decoding on CPU, arithmetic still float32)")
