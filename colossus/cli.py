@@ -249,8 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--threads", type=int,
                     help="torch CPU threads (default: 1 beside the C step, else one fewer than the cores)")
     sv.add_argument("--weights", choices=("float32", "bfloat16"), default="float32",
-                    help="matmul weights: float32 (as trained, the default) or bfloat16 (rounded; several times "
-                         "faster decoding on CPU, arithmetic still float32)")
+                    help="matmul weights: float32 (as trained, the default) or bfloat16 (rounded: half the bytes "
+                         "to read, up to about twice as fast decoding on CPU; arithmetic still float32)")
     sv.add_argument("--kernel", choices=("auto", "c", "torch"), default="auto",
                     help="forward step: auto (one C call on CPU when a C compiler is found), c, or torch ops")
     sv.add_argument("--kernel-threads", type=int,

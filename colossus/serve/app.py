@@ -54,7 +54,7 @@ class ServeConfig:
     device: str = "cpu"
     weights: str = "float32"
     """Precision of the matmul weights: float32 (the model as trained) or bfloat16 (rounded: half the bytes
-    to read each step, several times faster decoding on CPU; arithmetic stays float32)."""
+    to read each step, up to about twice as fast decoding on CPU; arithmetic stays float32)."""
     kernel: str = "auto"
     """Forward step: auto (one C call on CPU when a C compiler is found), c (that, or fail) or torch."""
     kernel_threads: int | None = None
