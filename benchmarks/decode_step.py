@@ -63,9 +63,7 @@ def main() -> None:
     model = GPT(REF).eval()
     bf16_model = GPT(REF).eval()
     bf16_model.load_state_dict(model.state_dict())
-    with torch.no_grad():
-        for w in bf16_model.matmul_weights():
-            w.copy_(w.to(torch.bfloat16))
+    bf16_model.round_matmul_weights(torch.bfloat16)
     pool = SlotPool(REF, 32, REF.seq_len)
     fns = steps(model, bf16_model, pool, a.threads)
     print(f"ref8.7m ({model.num_params() / 1e6:.2f}M parameters), {a.threads} thread(s), {a.steps} steps each, "

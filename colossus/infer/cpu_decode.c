@@ -31,13 +31,13 @@ typedef struct {
 } Layer;
 
 typedef struct {
-    int n_layer, C, H, Hkv, hd, F, V, swiglu, bf16, n_rope, slots, max_len;
+    int n_layer, C, H, Hkv, hd, F, V, swiglu, bf16, slots, max_len;
     int threads; /* OpenMP threads for one call (where built with OpenMP): panels and heads are shared out */
     float eps;
     const float *embed;      /* (V, C) float32 */
     const float *final_norm; /* (C,) */
     const void *head;        /* (V, C), packed */
-    const float *cos, *sin;  /* (n_rope, hd / 2): rope_tables of positions 0..n_rope-1 */
+    const float *cos, *sin;  /* (max_len, hd / 2): rope_tables of positions 0..max_len-1 */
     float *k_pool, *v_pool;  /* (n_layer, slots, Hkv, max_len, hd) */
     const Layer *layers;
 } Model;
@@ -191,7 +191,7 @@ static void rope(float *x, const float *cos, const float *sin, int hd) {
  * and it attends to positions 0..positions[b] of its slot. A prompt is several rows of one slot in rising
  * positions (each row writes its key and value before the rows after it attend): prefills and decode steps
  * share one call. logits (n_out, V) for the rows out_rows[0..n_out). 0 on success, 1 when out of memory, 2 for
- * a position outside the pool or the RoPE table or a slot outside the pool, 3 for a token out of range, 4 for
+ * a position or a slot outside the pool, 3 for a token out of range, 4 for
  * an out_rows entry out of range or more of them than rows. */
 int colossus_decode(const Model *m, int B, const int64_t *tokens, const int64_t *positions, const int64_t *slots,
                     int n_out, const int64_t *out_rows, float *logits) {
@@ -199,7 +199,7 @@ int colossus_decode(const Model *m, int B, const int64_t *tokens, const int64_t 
     const int nq = H * hd, nkv = 2 * Hkv * hd, nup = m->swiglu ? 2 * F : F;
     int L = 0;
     for (int b = 0; b < B; b++) {
-        if (positions[b] < 0 || positions[b] >= m->max_len || positions[b] >= m->n_rope) return 2;
+        if (positions[b] < 0 || positions[b] >= m->max_len) return 2;
         if (slots[b] < 0 || slots[b] >= m->slots) return 2;
         if (tokens[b] < 0 || tokens[b] >= m->V) return 3;
         if (positions[b] + 1 > L) L = (int)positions[b] + 1;

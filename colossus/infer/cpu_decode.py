@@ -52,7 +52,7 @@ class _Layer(ctypes.Structure):
 
 class _Model(ctypes.Structure):
     _fields_ = [*((name, ctypes.c_int) for name in ("n_layer", "C", "H", "Hkv", "hd", "F", "V", "swiglu", "bf16",
-                                                     "n_rope", "slots", "max_len", "threads")),
+                                                     "slots", "max_len", "threads")),
                 ("eps", ctypes.c_float), ("embed", _F), ("final_norm", _F), ("head", _P), ("cos", _F), ("sin", _F),
                 ("k_pool", _F), ("v_pool", _F), ("layers", ctypes.POINTER(_Layer))]
 
@@ -177,16 +177,16 @@ class CpuDecoder:
             layers[i] = _Layer(*(_ptr(t) for t in ts[:5]), *(_ptr(t, _F) for t in ts[5:]),
                                *(_ptr(t, _F) for t in norms))
         embed, final, head = vec(model.embed.weight), vec(model.norm.weight), mat(model.lm_head.weight)
-        keep += [embed, final, head]
+        cos, sin = rope_tables(cfg.head_dim, torch.arange(pool.max_len), cfg.rope_theta)  # forward's values
+        cos, sin = cos.contiguous(), sin.contiguous()  # every position the pool holds
+        keep += [embed, final, head, cos, sin]
         if pool.k.dtype != torch.float32 or not pool.k.is_contiguous() or pool.k.device.type != "cpu":
             raise ValueError("the C decode step needs a contiguous float32 KV pool on CPU")
         self._keep, self._layers = keep, layers
         self.model = _Model(cfg.n_layer, cfg.d_model, cfg.n_head, cfg.n_kv_head, cfg.head_dim, cfg.mlp_hidden,
-                            cfg.vocab_size, cfg.mlp == "swiglu", wdt == torch.bfloat16, 0, pool.slots, pool.max_len,
-                            threads,
-                            cfg.norm_eps, _ptr(embed, _F), _ptr(final, _F), _ptr(head), None, None,
-                            _ptr(pool.k, _F), _ptr(pool.v, _F), layers)
-        self._rope(pool.max_len)
+                            cfg.vocab_size, cfg.mlp == "swiglu", wdt == torch.bfloat16, pool.slots, pool.max_len,
+                            threads, cfg.norm_eps, _ptr(embed, _F), _ptr(final, _F), _ptr(head), _ptr(cos, _F),
+                            _ptr(sin, _F), _ptr(pool.k, _F), _ptr(pool.v, _F), layers)
 
     @classmethod
     def create(cls, model: GPT, pool: SlotPool, weights: str = "float32", threads: int = 1) -> CpuDecoder | None:
@@ -202,11 +202,6 @@ class CpuDecoder:
         if n < 1:
             raise ValueError(f"threads must be >= 1, not {n}")
         self.model.threads = n
-
-    def _rope(self, n: int) -> None:
-        cos, sin = rope_tables(self.cfg.head_dim, torch.arange(n), self.cfg.rope_theta)  # forward's values
-        self._cos, self._sin = cos.contiguous(), sin.contiguous()
-        self.model.cos, self.model.sin, self.model.n_rope = _ptr(self._cos, _F), _ptr(self._sin, _F), n
 
     def step(self, tokens: list[int], positions: list[int], slots: list[int] | None = None,
              out_rows: list[int] | None = None) -> torch.Tensor:

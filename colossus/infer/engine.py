@@ -120,6 +120,8 @@ class Engine:
         if weights not in WEIGHTS or kernel not in KERNELS:
             raise ColossusError(f"weights must be one of {', '.join(WEIGHTS)} and kernel one of {', '.join(KERNELS)}, "
                                 f"not {weights!r} and {kernel!r}")
+        if kernel_threads is not None and kernel_threads < 1:
+            raise ColossusError(f"kernel_threads must be >= 1, not {kernel_threads}")
         self.model, self.tok = model.eval(), tokenizer
         cfg = model.cfg
         self.max_context, self.max_batch, self.max_queue = cfg.seq_len, max_batch, max_queue
@@ -131,14 +133,9 @@ class Engine:
                                 "tokens: a long request could never run")
         dtype = next(model.parameters()).dtype
         if weights == "bfloat16":
-            with torch.no_grad():
-                for w in model.matmul_weights():
-                    w.copy_(w.to(torch.bfloat16))
-        self.weights = weights
+            model.round_matmul_weights(torch.bfloat16)
         self.pool = SlotPool(cfg, max_batch, self.max_context, self.device, dtype)
         self.cdec: CpuDecoder | None = None
-        if kernel_threads is not None and kernel_threads < 1:
-            raise ColossusError(f"kernel_threads must be >= 1, not {kernel_threads}")
         if kernel != "torch" and self.device.type == "cpu" and dtype == torch.float32:
             threads = kernel_threads or min(os.cpu_count() or 1, MAX_KERNEL_THREADS)
             self.cdec = CpuDecoder.create(model, self.pool, weights, threads)

@@ -280,6 +280,13 @@ class GPT(nn.Module):
             out += [blk.attn.q.weight, blk.attn.kv.weight, blk.attn.proj.weight, blk.mlp.up.weight, blk.mlp.down.weight]
         return out
 
+    @torch.no_grad()
+    def round_matmul_weights(self, dtype: torch.dtype) -> None:
+        """Round the matmul weights to dtype's precision in place, keeping their own dtype: the model that
+        serving with weights of that dtype computes, whichever path computes it."""
+        for w in self.matmul_weights():
+            w.copy_(w.to(dtype))
+
     def num_params(self, embedding: bool = True) -> int:
         n = sum(p.numel() for p in self.parameters())
         return n if embedding else n - self.embed.weight.numel()

@@ -35,9 +35,8 @@ def random_model(cfg: ModelConfig, weights: str = "float32") -> GPT:
     with torch.no_grad():
         for p in m.parameters():
             p.normal_(0, 0.3)
-        if weights == "bfloat16":
-            for w in m.matmul_weights():
-                w.copy_(w.to(torch.bfloat16))
+    if weights == "bfloat16":
+        m.round_matmul_weights(torch.bfloat16)
     return m
 
 
