@@ -155,7 +155,7 @@ def cmd_serve(a) -> int:
     keys = keys_from(a.api_key, os.environ.get("COLOSSUS_API_KEY"))
     cfg = ServeConfig(model=a.model, api_keys=keys, db=a.db, max_batch=a.max_batch,
                       rate_limit=parse_rate(a.rate_limit), max_body=a.max_body, device=a.device,
-                      weights=a.weights, kernel=a.kernel, kernel_threads=a.kernel_threads)
+                      weights=a.weights, kernel=a.kernel, kernel_threads=a.kernel_threads, kv_dtype=a.kv_dtype)
     # the server's own lines (model loaded, KV cache, which forward step) beside uvicorn's, in its format
     ours = logging.getLogger("colossus")
     if not ours.handlers:
@@ -251,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--weights", choices=("float32", "bfloat16"), default="float32",
                     help="matmul weights: float32 (as trained, the default) or bfloat16 (rounded: half the bytes "
                          "to read, up to about twice as fast decoding on CPU; arithmetic still float32)")
+    sv.add_argument("--kv-dtype", choices=("float32", "bfloat16"),
+                    help="what the KV cache stores (default: as --weights): bfloat16 halves its memory and what "
+                         "attention reads each step; attention still computes in float32")
     sv.add_argument("--kernel", choices=("auto", "c", "torch"), default="auto",
                     help="forward step: auto (one C call on CPU when a C compiler is found), c, or torch ops")
     sv.add_argument("--kernel-threads", type=int,

@@ -31,14 +31,14 @@ typedef struct {
 } Layer;
 
 typedef struct {
-    int n_layer, C, H, Hkv, hd, F, V, swiglu, bf16, slots, max_len;
+    int n_layer, C, H, Hkv, hd, F, V, swiglu, bf16, kv_bf16, slots, max_len;
     int threads; /* OpenMP threads for one call (where built with OpenMP): panels and heads are shared out */
     float eps;
     const float *embed;      /* (V, C) float32 */
     const float *final_norm; /* (C,) */
     const void *head;        /* (V, C), packed */
     const float *cos, *sin;  /* (max_len, hd / 2): rope_tables of positions 0..max_len-1 */
-    float *k_pool, *v_pool;  /* (n_layer, slots, Hkv, max_len, hd) */
+    void *k_pool, *v_pool;   /* (n_layer, slots, Hkv, max_len, hd), float32, or bfloat16 where kv_bf16 */
     const Layer *layers;
 } Model;
 
@@ -63,6 +63,31 @@ typedef uint32_t w16 __attribute__((vector_size(64)));
 typedef uint32_t w16u __attribute__((vector_size(64), aligned(4)));
 
 static inline v16 load(const float *p) { return *(const v16u *)p; }
+
+typedef int32_t i16 __attribute__((vector_size(64)));
+typedef uint16_t h16u __attribute__((vector_size(32), aligned(2)));
+
+/* 16 bfloat16 widened to float32: a bfloat16 is the upper half of a float32 */
+static inline v16 load_bf16(const uint16_t *p) { return (v16)(__builtin_convertvector(*(const h16u *)p, w16) << 16); }
+
+/* float32 -> bfloat16, rounded to nearest even as PyTorch rounds (a NaN stays a quiet NaN) */
+static inline uint16_t to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+/* exp(x) for x <= 0 on 16 lanes: exp_neg's method, n rounded by the 1.5 * 2^23 trick (to even on ties) */
+static inline v16 exp_neg16(v16 x) {
+    const i16 low = x < -87.0f;
+    x = (v16)(((i16)x & ~low) | ((i16)((v16){0} - 87.0f) & low));
+    v16 n = (x * 1.44269504f + 12582912.0f) - 12582912.0f;
+    v16 r = x - n * 0.693145752f - n * 1.42860677e-6f;
+    v16 p = 1.0f + r * (1.0f + r * (0.5f + r * (0.166666672f + r * (0.0416666679f + r * (0.00833333377f
+            + r * 0.00138888892f)))));
+    return p * (v16)((__builtin_convertvector(n, i16) + 127) << 23);
+}
 
 typedef float v8 __attribute__((vector_size(32)));
 typedef float v4 __attribute__((vector_size(16)));
@@ -187,6 +212,81 @@ static void rope(float *x, const float *cos, const float *sin, int hd) {
     }
 }
 
+/* One head of one row: o = softmax(q . K[t] * scale over t < n) . V, with K, V the head's (n, hd) keys and
+ * values in the pool (float32, or bfloat16 where bf16), p room for n scores. 16 lanes at a time where hd is
+ * a multiple of 16 (the output stays in registers while the values stream past), plain loops elsewhere. */
+static void attend(const float *q, const void *K, const void *V, int bf16, int n, int hd, float scale, float *p,
+                   float *o) {
+    const float *Kf = K, *Vf = V;
+    const uint16_t *Kh = K, *Vh = V;
+    const int vec = hd % LANES == 0 && hd <= 16 * LANES;
+    float mx = -INFINITY;
+    for (int t = 0; t < n; t++) {
+        const size_t at = (size_t)t * hd;
+        float s;
+        if (vec) {
+            v16 acc = {0};
+            for (int i = 0; i < hd; i += LANES) acc += load(q + i) * (bf16 ? load_bf16(Kh + at + i) : load(Kf + at + i));
+            s = hsum(acc);
+        } else {
+            s = 0.0f;
+            for (int i = 0; i < hd; i++) {
+                float k;
+                if (bf16) {
+                    uint32_t u = (uint32_t)Kh[at + i] << 16;
+                    memcpy(&k, &u, sizeof k);
+                } else {
+                    k = Kf[at + i];
+                }
+                s += q[i] * k;
+            }
+        }
+        p[t] = s * scale;
+        mx = p[t] > mx ? p[t] : mx;
+    }
+    for (int t = 0; t < n; t++) p[t] = exp_neg(p[t] - mx);
+    const float inv = 1.0f / sum(p, n);
+    if (vec) {
+        v16 acc[16] = {{0}};
+        for (int t = 0; t < n; t++) {
+            const size_t at = (size_t)t * hd;
+            for (int j = 0; j < hd / LANES; j++)
+                acc[j] += p[t] * (bf16 ? load_bf16(Vh + at + j * LANES) : load(Vf + at + j * LANES));
+        }
+        for (int j = 0; j < hd / LANES; j++) *(v16u *)(o + j * LANES) = acc[j] * inv;
+        return;
+    }
+    memset(o, 0, hd * sizeof(float));
+    for (int t = 0; t < n; t++)
+        for (int i = 0; i < hd; i++) {
+            float v;
+            if (bf16) {
+                uint32_t u = (uint32_t)Vh[(size_t)t * hd + i] << 16;
+                memcpy(&v, &u, sizeof v);
+            } else {
+                v = Vf[(size_t)t * hd + i];
+            }
+            o[i] += p[t] * v;
+        }
+    for (int i = 0; i < hd; i++) o[i] *= inv;
+}
+
+/* silu(g) * u for n values: sigmoid from exp of -|g|, 16 lanes at a time */
+static void swiglu(const float *g, const float *u, float *out, int n) {
+    int i = 0;
+    for (; i + LANES <= n; i += LANES) {
+        v16 x = load(g + i);
+        const i16 pos = x > 0.0f;
+        v16 e = exp_neg16((v16)((i16)x | ((i16){0} + INT32_MIN))); /* -|x|: the sign bit set */
+        v16 num = (v16)(((i16)((v16){0} + 1.0f) & pos) | ((i16)e & ~pos));
+        *(v16u *)(out + i) = x * (num / (1.0f + e)) * load(u + i);
+    }
+    for (; i < n; i++) {
+        float x = g[i], e = exp_neg(x > 0 ? -x : x);
+        out[i] = x * (x > 0 ? 1.0f / (1.0f + e) : e / (1.0f + e)) * u[i];
+    }
+}
+
 /* B rows: row b feeds tokens[b] at positions[b] of KV pool slot slots[b], its key and value go into the pool,
  * and it attends to positions 0..positions[b] of its slot. A prompt is several rows of one slot in rising
  * positions (each row writes its key and value before the rows after it attend): prefills and decode steps
@@ -228,7 +328,7 @@ int colossus_decode(const Model *m, int B, const int64_t *tokens, const int64_t 
 #endif
     for (int l = 0; l < m->n_layer; l++) {
         const Layer *w = &m->layers[l];
-        float *kl = m->k_pool + (size_t)l * m->slots * slot_stride, *vl = m->v_pool + (size_t)l * m->slots * slot_stride;
+        const size_t layer_at = (size_t)l * m->slots * slot_stride; /* in elements of the pool */
 #pragma omp for schedule(static)
         for (int b = 0; b < B; b++) rms_norm(x + (size_t)b * C, w->attn_norm, xn + (size_t)b * C, C, m->eps);
         matmul(w->q, m->bf16, xn, q, B, nq, C, nq, 0);
@@ -247,29 +347,26 @@ int colossus_decode(const Model *m, int B, const int64_t *tokens, const int64_t 
             for (int g = 0; g < Hkv; g++) {
                 if (w->k_norm) rms_norm(kb + g * hd, w->k_norm, kb + g * hd, hd, m->eps);
                 rope(kb + g * hd, cs, sn, hd);
-                memcpy(kl + slot * slot_stride + g * head_stride + (size_t)pos * hd, kb + g * hd, hd * sizeof(float));
-                memcpy(vl + slot * slot_stride + g * head_stride + (size_t)pos * hd, vb + g * hd, hd * sizeof(float));
+                const size_t at = layer_at + slot * slot_stride + g * head_stride + (size_t)pos * hd;
+                if (m->kv_bf16) {
+                    for (int i = 0; i < hd; i++) {
+                        ((uint16_t *)m->k_pool)[at + i] = to_bf16(kb[g * hd + i]);
+                        ((uint16_t *)m->v_pool)[at + i] = to_bf16(vb[g * hd + i]);
+                    }
+                } else {
+                    memcpy((float *)m->k_pool + at, kb + g * hd, hd * sizeof(float));
+                    memcpy((float *)m->v_pool + at, vb + g * hd, hd * sizeof(float));
+                }
             }
         }
 #pragma omp for schedule(dynamic, 4)
         for (int bh = 0; bh < B * H; bh++) {
-            const int b = bh / H, h = bh % H, n = (int)positions[b] + 1;
-            const size_t slot = (size_t)slots[b];
-            const float *qh = q + (size_t)b * nq + h * hd;
-            const float *K = kl + slot * slot_stride + (h / group) * head_stride;
-            const float *Vv = vl + slot * slot_stride + (h / group) * head_stride;
-            float mx = -INFINITY;
-            for (int t = 0; t < n; t++) {
-                pt[t] = dot(qh, K + (size_t)t * hd, hd) * scale;
-                mx = pt[t] > mx ? pt[t] : mx;
-            }
-            for (int t = 0; t < n; t++) pt[t] = exp_neg(pt[t] - mx);
-            const float inv = 1.0f / sum(pt, n);
-            float *o = att + (size_t)b * nq + h * hd;
-            memset(o, 0, hd * sizeof(float));
-            for (int t = 0; t < n; t++)
-                for (int i = 0; i < hd; i++) o[i] += pt[t] * Vv[(size_t)t * hd + i];
-            for (int i = 0; i < hd; i++) o[i] *= inv;
+            const int b = bh / H, h = bh % H;
+            const size_t at = layer_at + (size_t)slots[b] * slot_stride + (h / group) * head_stride;
+            const size_t bytes = m->kv_bf16 ? 2 : 4;
+            attend(q + (size_t)b * nq + h * hd, (const char *)m->k_pool + at * bytes,
+                   (const char *)m->v_pool + at * bytes, m->kv_bf16, (int)positions[b] + 1, hd, scale, pt,
+                   att + (size_t)b * nq + h * hd);
         }
         matmul(w->proj, m->bf16, att, x, B, C, nq, C, 1);
 #pragma omp for schedule(static)
@@ -280,11 +377,7 @@ int colossus_decode(const Model *m, int B, const int64_t *tokens, const int64_t 
             const float *u = up + (size_t)b * nup;
             float *a = act + (size_t)b * F;
             if (m->swiglu) /* gate, value = chunk(2): silu(gate) * value */
-                for (int i = 0; i < F; i++) {
-                    float g = u[i], e = exp_neg(g > 0 ? -g : g); /* sigmoid from exp of -|g| */
-                    float sig = g > 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
-                    a[i] = g * sig * u[F + i];
-                }
+                swiglu(u, u + F, a, F);
             else
                 for (int i = 0; i < F; i++) {
                     float r = u[i] > 0 ? u[i] : 0.0f;

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("cpu_decode.c")
 WEIGHTS = ("float32", "bfloat16")
+KV_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}  # the KV pool's element types the step reads
 _P = ctypes.c_void_p
 _F = ctypes.POINTER(ctypes.c_float)
 
@@ -52,9 +53,9 @@ class _Layer(ctypes.Structure):
 
 class _Model(ctypes.Structure):
     _fields_ = [*((name, ctypes.c_int) for name in ("n_layer", "C", "H", "Hkv", "hd", "F", "V", "swiglu", "bf16",
-                                                     "slots", "max_len", "threads")),
+                                                     "kv_bf16", "slots", "max_len", "threads")),
                 ("eps", ctypes.c_float), ("embed", _F), ("final_norm", _F), ("head", _P), ("cos", _F), ("sin", _F),
-                ("k_pool", _F), ("v_pool", _F), ("layers", ctypes.POINTER(_Layer))]
+                ("k_pool", _P), ("v_pool", _P), ("layers", ctypes.POINTER(_Layer))]
 
 
 _ERRORS = {1: "out of memory", 2: "a position or slot outside the KV pool", 3: "a token id out of range",
@@ -180,13 +181,13 @@ class CpuDecoder:
         cos, sin = rope_tables(cfg.head_dim, torch.arange(pool.max_len), cfg.rope_theta)  # forward's values
         cos, sin = cos.contiguous(), sin.contiguous()  # every position the pool holds
         keep += [embed, final, head, cos, sin]
-        if pool.k.dtype != torch.float32 or not pool.k.is_contiguous() or pool.k.device.type != "cpu":
-            raise ValueError("the C decode step needs a contiguous float32 KV pool on CPU")
+        if pool.k.dtype not in KV_DTYPES.values() or not pool.k.is_contiguous() or pool.k.device.type != "cpu":
+            raise ValueError("the C decode step needs a contiguous float32 or bfloat16 KV pool on CPU")
         self._keep, self._layers = keep, layers
         self.model = _Model(cfg.n_layer, cfg.d_model, cfg.n_head, cfg.n_kv_head, cfg.head_dim, cfg.mlp_hidden,
-                            cfg.vocab_size, cfg.mlp == "swiglu", wdt == torch.bfloat16, pool.slots, pool.max_len,
-                            threads, cfg.norm_eps, _ptr(embed, _F), _ptr(final, _F), _ptr(head), _ptr(cos, _F),
-                            _ptr(sin, _F), _ptr(pool.k, _F), _ptr(pool.v, _F), layers)
+                            cfg.vocab_size, cfg.mlp == "swiglu", wdt == torch.bfloat16, pool.k.dtype == torch.bfloat16,
+                            pool.slots, pool.max_len, threads, cfg.norm_eps, _ptr(embed, _F), _ptr(final, _F),
+                            _ptr(head), _ptr(cos, _F), _ptr(sin, _F), _ptr(pool.k), _ptr(pool.v), layers)
 
     @classmethod
     def create(cls, model: GPT, pool: SlotPool, weights: str = "float32", threads: int = 1) -> CpuDecoder | None:

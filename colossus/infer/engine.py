@@ -26,7 +26,8 @@ decode rows and the new prompts' tokens together, with the GIL released, on kern
 (default: the cores, up to MAX_KERNEL_THREADS). Otherwise (or kernel="torch")
 it is GPT.decode_step's PyTorch ops, then one GPT.forward per new prompt. weights="bfloat16" rounds the
 model's matmul weights to bfloat16 (in place, so that every path computes the same model) and lets the
-C step read them at half the bytes; arithmetic stays float32.
+C step read them at half the bytes; arithmetic stays float32. kv_dtype (default: the weights' type) is
+what the KV pool and the prefix cache store: bfloat16 halves their memory and what attention reads.
 
 KV memory: a fixed pool of max_batch slots of max_context tokens (colossus.infer.kv_pool), allocated
 once; kv_tokens (default: all of it) caps the tokens reserved at once. The prefix cache is a second,
@@ -48,7 +49,7 @@ import torch
 
 from colossus.data.tokenizer import Tokenizer
 from colossus.errors import ColossusError
-from colossus.infer.cpu_decode import WEIGHTS, CpuDecoder
+from colossus.infer.cpu_decode import KV_DTYPES, WEIGHTS, CpuDecoder
 from colossus.infer.detokenize import TextStream, TokenTable
 from colossus.infer.kv_pool import SlotPool
 from colossus.infer.logits import RowParams, apply_penalties, sample_rows, token_logprobs
@@ -114,12 +115,15 @@ class Engine:
     def __init__(self, model: GPT, tokenizer: Tokenizer, *, max_batch: int = 32, max_queue: int = 256,
                  kv_tokens: int | None = None, prefix_cache_tokens: int | None = None,
                  device: str = "cpu", stop_ids: set[int] | None = None, weights: str = "float32",
-                 kernel: str = "auto", kernel_threads: int | None = None):
+                 kernel: str = "auto", kernel_threads: int | None = None, kv_dtype: str | None = None):
         if max_batch < 1 or max_queue < 0:
             raise ColossusError(f"max_batch must be >= 1 and max_queue >= 0, not {max_batch} and {max_queue}")
         if weights not in WEIGHTS or kernel not in KERNELS:
             raise ColossusError(f"weights must be one of {', '.join(WEIGHTS)} and kernel one of {', '.join(KERNELS)}, "
                                 f"not {weights!r} and {kernel!r}")
+        kv_dtype = kv_dtype or weights
+        if kv_dtype not in KV_DTYPES:
+            raise ColossusError(f"kv_dtype must be one of {', '.join(KV_DTYPES)}, not {kv_dtype!r}")
         if kernel_threads is not None and kernel_threads < 1:
             raise ColossusError(f"kernel_threads must be >= 1, not {kernel_threads}")
         self.model, self.tok = model.eval(), tokenizer
@@ -134,7 +138,8 @@ class Engine:
         dtype = next(model.parameters()).dtype
         if weights == "bfloat16":
             model.round_matmul_weights(torch.bfloat16)
-        self.pool = SlotPool(cfg, max_batch, self.max_context, self.device, dtype)
+        kv = KV_DTYPES[kv_dtype] if dtype == torch.float32 else dtype  # a half-precision model keeps its own type
+        self.pool = SlotPool(cfg, max_batch, self.max_context, self.device, dtype, kv)
         self.cdec: CpuDecoder | None = None
         if kernel != "torch" and self.device.type == "cpu" and dtype == torch.float32:
             threads = kernel_threads or min(os.cpu_count() or 1, MAX_KERNEL_THREADS)
@@ -142,10 +147,10 @@ class Engine:
         if kernel == "c" and self.cdec is None:
             raise ColossusError("kernel 'c' needs a C compiler ($CC, cc, gcc or clang) and a float32 model on CPU")
         self.kernel = "c" if self.cdec is not None else "torch"
-        log.info("forward step: %s, %s matmul weights", f"one C call on {self.cdec.threads} thread(s)" if self.cdec
-                 else "PyTorch ops", weights)
+        log.info("forward step: %s, %s matmul weights, %s KV cache", f"one C call on {self.cdec.threads} thread(s)"
+                 if self.cdec else "PyTorch ops", weights, str(kv).removeprefix("torch."))
         prefix_tokens = self.kv_total // 4 if prefix_cache_tokens is None else prefix_cache_tokens
-        self.prefix = PrefixCache(cfg, prefix_tokens, device=self.device, dtype=dtype) \
+        self.prefix = PrefixCache(cfg, prefix_tokens, device=self.device, dtype=kv) \
             if prefix_tokens >= PrefixCache.BLOCK else None
         prefix_held = self.prefix.capacity * self.prefix.block if self.prefix else 0
         log.info("KV cache: %d slots x %d tokens (%.0f MiB) and a prefix cache of %d tokens (%.0f MiB)", max_batch,

@@ -11,7 +11,12 @@ copy per finished request instead of a gather per step).
 
 The views below are what `GPT.forward(cache=...)` calls: `update(layer, k, v)` stores the new keys
 and values and returns everything to attend to with its mask; `advance(T)` is a no-op because the
-engine tracks lengths itself."""
+engine tracks lengths itself.
+
+The pool may hold keys and values in a narrower type than the model computes in (kv_dtype=bfloat16
+under a float32 model: half the memory, and half the bytes a decode step reads, which is most of what
+attention costs at many rows). They are rounded when stored and widened when read, so attention itself
+stays in the model's type."""
 
 from __future__ import annotations
 
@@ -22,11 +27,12 @@ from colossus.model.config import ModelConfig
 
 class SlotPool:
     def __init__(self, cfg: ModelConfig, slots: int, max_len: int, device: torch.device | str = "cpu",
-                 dtype: torch.dtype = torch.float32):
+                 dtype: torch.dtype = torch.float32, kv_dtype: torch.dtype | None = None):
+        """dtype: the model's (attention computes in it); kv_dtype: what the pool stores (default: dtype)."""
         shape = (cfg.n_layer, slots, cfg.n_kv_head, max_len, cfg.head_dim)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
-        self.slots, self.max_len, self.device = slots, max_len, torch.device(device)
+        self.k = torch.zeros(shape, device=device, dtype=kv_dtype or dtype)
+        self.v = torch.zeros(shape, device=device, dtype=kv_dtype or dtype)
+        self.slots, self.max_len, self.device, self.dtype = slots, max_len, torch.device(device), dtype
 
     @property
     def bytes_per_token(self) -> int:
@@ -59,13 +65,14 @@ class PrefillView:
         self.mask = None  # from scratch: plain causal attention (the model sets is_causal)
         if start > 0:  # new queries see the cached prefix and the causal part of the new tokens
             q_pos = torch.arange(start, self.end, device=pool.device)[:, None]
-            self.mask = additive_mask(torch.arange(self.end, device=pool.device)[None, :] <= q_pos, pool.k.dtype)
+            self.mask = additive_mask(torch.arange(self.end, device=pool.device)[None, :] <= q_pos, pool.dtype)
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
         s, a, b = self.slot, self.start, self.end
         self.pool.k[layer, s, :, a:b] = k[0]
         self.pool.v[layer, s, :, a:b] = v[0]
-        return self.pool.k[layer, s:s + 1, :, :b], self.pool.v[layer, s:s + 1, :, :b], self.mask
+        return (self.pool.k[layer, s:s + 1, :, :b].to(k.dtype), self.pool.v[layer, s:s + 1, :, :b].to(v.dtype),
+                self.mask)
 
     def advance(self, n: int) -> None:
         pass
@@ -83,7 +90,7 @@ class DecodeView:
         self.mask = self.flat = None
         if not self.same:
             visible = torch.arange(self.L, device=dev)[None, :] <= self.positions[:, None]  # (B, L)
-            self.mask = additive_mask(visible, pool.k.dtype)[:, None, None]  # (B, 1, 1, L)
+            self.mask = additive_mask(visible, pool.dtype)[:, None, None]  # (B, 1, 1, L)
             _, _, hkv, max_len, _ = pool.k.shape
             heads = torch.arange(hkv, device=dev)[None, :] * max_len
             rows = torch.arange(self.B, device=dev)[:, None] * (hkv * max_len)
@@ -97,9 +104,9 @@ class DecodeView:
             vl[:self.B, :, p:p + 1] = v
         else:  # index_copy_ into the flat view: half the cost of an advanced-index assignment
             hd = k.size(-1)
-            kl.view(-1, hd).index_copy_(0, self.flat, k.reshape(-1, hd))
-            vl.view(-1, hd).index_copy_(0, self.flat, v.reshape(-1, hd))
-        return kl[:self.B, :, :self.L], vl[:self.B, :, :self.L], self.mask
+            kl.view(-1, hd).index_copy_(0, self.flat, k.reshape(-1, hd).to(kl.dtype))
+            vl.view(-1, hd).index_copy_(0, self.flat, v.reshape(-1, hd).to(vl.dtype))
+        return kl[:self.B, :, :self.L].to(k.dtype), vl[:self.B, :, :self.L].to(v.dtype), self.mask
 
     def advance(self, n: int) -> None:
         pass

@@ -69,11 +69,12 @@ def test_prefill_and_decode_rows_in_one_call_match_the_full_forward(shape, weigh
 
 
 @needs_c
-@pytest.mark.parametrize("weights", ["float32", "bfloat16"])
-def test_the_c_step_matches_gpt_decode_step_on_the_same_pool(weights):
+@pytest.mark.parametrize("weights,kv", [("float32", torch.float32), ("bfloat16", torch.float32),
+                                        ("float32", torch.bfloat16)])
+def test_the_c_step_matches_gpt_decode_step_on_the_same_pool(weights, kv):
     cfg = SHAPES["swiglu-gqa-qknorm"]
     model = random_model(cfg, weights)
-    torch_pool, c_pool = SlotPool(cfg, 4, cfg.seq_len), SlotPool(cfg, 4, cfg.seq_len)
+    torch_pool, c_pool = (SlotPool(cfg, 4, cfg.seq_len, kv_dtype=kv) for _ in range(2))
     torch_pool.k.normal_(), torch_pool.v.normal_()
     c_pool.k.copy_(torch_pool.k), c_pool.v.copy_(torch_pool.v)
     tokens, positions = [3, 30, 7, 250], [20, 4, 33, 9]
@@ -82,7 +83,37 @@ def test_the_c_step_matches_gpt_decode_step_on_the_same_pool(weights):
         want = model.decode_step(torch.tensor(tokens), view.positions, view)
     got = CpuDecoder.create(model, c_pool, weights).step(tokens, positions)
     assert torch.allclose(got, want, atol=1e-5 * want.abs().max().item(), rtol=0)
-    assert torch.allclose(c_pool.k, torch_pool.k, atol=1e-5) and torch.allclose(c_pool.v, torch_pool.v, atol=1e-5)
+    if kv == torch.float32:
+        assert torch.allclose(c_pool.k, torch_pool.k, atol=1e-5) and torch.allclose(c_pool.v, torch_pool.v, atol=1e-5)
+        return
+    # bfloat16: the new keys and values rounded as PyTorch rounds (to nearest even). Their float32 values
+    # differ in the last bits, which may tip a rare one to the next bfloat16; truncating would tip half.
+    written = len(tokens) * cfg.n_layer * cfg.n_kv_head * cfg.head_dim
+    for c, t in ((c_pool.k, torch_pool.k), (c_pool.v, torch_pool.v)):
+        assert c.dtype == torch.bfloat16
+        assert torch.allclose(c.float(), t.float(), atol=0, rtol=2**-7)
+        assert (c != t).sum() <= 0.02 * written
+
+
+@needs_c
+@pytest.mark.parametrize("kv", [torch.float32, torch.bfloat16])
+def test_prompts_and_decode_rows_read_a_bfloat16_pool_as_the_torch_ops_do(kv):
+    """Prefill rows write their keys and values before later rows of the prompt attend to them, in either type."""
+    cfg = ModelConfig(  # heads 12 wide: not a whole 16-wide vector (SHAPES' heads are 16)
+        vocab_size=300, seq_len=64, n_layer=2, d_model=48, n_head=4, n_kv_head=2, qk_norm=False)
+    model = random_model(cfg)
+    seq = torch.randint(0, cfg.vocab_size, (13,)).tolist()
+    torch_pool, c_pool = (SlotPool(cfg, 2, cfg.seq_len, kv_dtype=kv) for _ in range(2))
+    with torch.inference_mode():
+        want = model(torch.tensor([seq[:12]]), cache=torch_pool.prefill_view(1, 0, 12),
+                     positions=torch.arange(12))[0, -1]
+        view = torch_pool.decode_view([0, 12])
+        step = model.decode_step(torch.tensor([seq[0], seq[12]]), view.positions, view)[1]
+    dec = CpuDecoder.create(model, c_pool)
+    got = dec.step(seq[:12], list(range(12)), [1] * 12, out_rows=[11])[0]
+    got_step = dec.step([seq[0], seq[12]], [0, 12], [0, 1])[1]
+    for g, w in ((got, want), (got_step, step)):
+        assert torch.allclose(g, w, atol=1e-4 * w.abs().max().item(), rtol=0)
 
 
 @needs_c
@@ -169,7 +200,8 @@ def test_a_broken_compiler_is_a_warning_not_a_failure(monkeypatch, tmp_path, cap
 def test_bfloat16_weights_round_the_model_so_that_every_path_agrees(tok):
     model = GPT(ModelConfig(vocab_size=tok.vocab_size, seq_len=32, n_layer=1, d_model=32, n_head=2, n_kv_head=2))
     kept = copy.deepcopy(model)
-    Engine(model, tok, max_batch=2, weights="bfloat16", kernel="torch")
+    engine = Engine(model, tok, max_batch=2, weights="bfloat16", kernel="torch")
+    assert engine.pool.k.dtype == torch.bfloat16  # the KV cache follows the weights unless told otherwise
     for w, w0 in zip(model.matmul_weights(), kept.matmul_weights(), strict=True):
         assert torch.equal(w, w0.to(torch.bfloat16).float()) and w.dtype == torch.float32
     assert torch.equal(model.embed.weight, kept.embed.weight)  # a lookup, not a matmul: kept as it was

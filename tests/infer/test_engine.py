@@ -241,6 +241,31 @@ def test_prefix_cache_reuses_a_shared_system_prompt_with_the_same_output(model, 
     assert stats["prefix_hit_tokens_total"] == 32 and stats["prefix_cache_tokens"] >= 32
 
 
+def test_a_bfloat16_kv_cache_halves_the_pool_and_both_kernels_agree(model, tok):
+    """kv_dtype=bfloat16: keys and values rounded when stored; the C step and the PyTorch ops read the same
+    pool the same way, batching and the prefix cache change nothing, and the pool takes half the bytes."""
+    system = [1, 2, *range(200, 240)]
+    prompts = [system + [3, 60, 61, 5], system + [3, 70, 5], PROMPTS[1]]
+    outs = {}
+    for kernel in ["torch"] + (["c"] if load_library() is not None else []):
+        with running(model, tok, kernel=kernel, kv_dtype="bfloat16") as engine:
+            assert engine.pool.k.dtype == torch.bfloat16 and engine.prefix.k.dtype == torch.bfloat16
+            alone_ids = [ids(alone(engine, p)) for p in prompts]  # the second reuses the first's system prompt
+
+            async def together():
+                return await asyncio.gather(*(collect(engine, p) for p in prompts))
+
+            batched = [ids(d) for d in asyncio.run(together())]
+            stats = engine.stats()
+        assert batched == alone_ids and stats["prefix_hit_tokens_total"] > 0
+        outs[kernel] = alone_ids
+    assert all(o == outs["torch"] for o in outs.values())
+    with running(model, tok) as f32:
+        assert f32.pool.k.dtype == torch.float32 and engine.pool.bytes_per_token * 2 == f32.pool.bytes_per_token
+    with pytest.raises(ColossusError, match="kv_dtype must be one of"):
+        Engine(model, tok, kv_dtype="int8")
+
+
 def test_closing_the_stream_aborts_the_request_and_frees_its_kv(model, tok):
     long = SamplingParams(temperature=0, max_tokens=100, ignore_eos=True)
 
