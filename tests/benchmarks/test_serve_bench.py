@@ -3,6 +3,7 @@ and must never stop before max_tokens (its server has no ignore_eos)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
@@ -12,7 +13,8 @@ from colossus.data.chat_template import render_prompt
 from colossus.model.config import ModelConfig
 from colossus.model.io import load_model
 
-transformers = pytest.importorskip("transformers")
+needs_transformers = pytest.mark.skipif(importlib.util.find_spec("transformers") is None,
+                                        reason="the peer's model needs transformers: pip install -e '.[bench]'")
 
 
 @pytest.fixture
@@ -22,6 +24,7 @@ def shape(tok) -> Shape:
     return Shape("tiny", cfg, {1: 2}, "test")
 
 
+@needs_transformers
 def test_peer_reads_our_prompt_ids_and_has_no_end_id(tmp_path, tok, world, shape):
     tok.save(tmp_path / "tokenizer.json")
     n_peer = save_peer(shape, tmp_path / "tokenizer.json", tmp_path / "peer")
@@ -30,7 +33,9 @@ def test_peer_reads_our_prompt_ids_and_has_no_end_id(tmp_path, tok, world, shape
     # same shape; ours has QK-norm (two head_dim-wide RMSNorm weights per layer) and nothing else more
     assert n_ours - n_peer == shape.cfg.n_layer * 2 * shape.cfg.head_dim
 
-    peer = transformers.AutoTokenizer.from_pretrained(tmp_path / "peer")
+    from transformers import AutoTokenizer
+
+    peer = AutoTokenizer.from_pretrained(tmp_path / "peer")
     convs = pick_conversations(world.chats, tok, 5, max_prompt=64, seed=0)
     for conv in convs:
         ids = peer.apply_chat_template(conv, add_generation_prompt=True, tokenize=True, return_dict=True)
@@ -53,13 +58,13 @@ def test_only_our_payload_asks_to_ignore_eos():
 
 def test_ratios_compare_with_the_peer_and_with_our_own_first_level():
     def row(server, conc, tput):
-        return {"model": "m", "server": server, "concurrency": conc, "output_throughput": tput, "completed": 4,
-                "requests": 4, "request_throughput": 1.0, **{f"{s}_{k}_ms": 1.0 for s in ("median", "p99")
-                                                             for k in ("ttft", "tpot", "itl")}}
+        times = {f"{s}_{k}_ms": 1.0 for s in ("median", "p99") for k in ("ttft", "tpot", "itl")}
+        return {"model": "m", "weights": "float32", "server": server, "concurrency": conc,
+                "output_throughput": tput, "completed": 4, "requests": 4, "request_throughput": 1.0, **times}
     rows = [row("colossus", 1, 100.0), row("colossus", 32, 800.0), row("transformers", 1, 50.0),
             row("transformers", 32, 200.0)]
     rat = {r["concurrency"]: r for r in ratios(rows)}
     assert rat[32]["ours_over_peer"] == 4.0 and rat[1]["ours_over_peer"] == 2.0
     assert rat[32]["colossus_over_own_c1"] == 8.0 and rat[32]["transformers_over_own_c1"] == 4.0
     table = markdown(rows, ratios(rows))
-    assert "| m | colossus | 32 | 4/4 | 1.00 | 800.0 | 4.00x |" in table
+    assert "| m | float32 | colossus | 32 | 4/4 | 1.00 | 800.0 | 4.00x |" in table

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 
-import httpx
+import aiohttp
 import pytest
+from aiohttp import web
 
 from benchmarks.serve_client import RequestResult, chunk_text, run_level, stream_request, summarize
 
@@ -25,33 +27,55 @@ def chat_chunks(texts: list[str], completion_tokens: int) -> list[dict | str]:
     return out + ["[DONE]"]
 
 
-def paced_transport(events: list[bytes], gap_s: float, first_s: float) -> httpx.MockTransport:
-    """A server that waits first_s before the second event (the first is the role chunk, sent at once,
-    as transformers does) and gap_s between the later ones."""
-    async def body():
+def paced_server(events: list[bytes], gap_s: float, first_s: float, status: int = 200):
+    """A server that sends the first event at once (the role chunk, as transformers does), waits first_s
+    before the second and gap_s between the later ones: a handler for serve()."""
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(status=status, headers={"content-type": "text/event-stream"})
+        await resp.prepare(request)
         for i, e in enumerate(events):
             if i == 1:
                 await asyncio.sleep(first_s)
             elif i > 1:
                 await asyncio.sleep(gap_s)
-            yield e
+            await resp.write(e)
+        await resp.write_eof()
+        return resp
 
-    return httpx.MockTransport(lambda req: httpx.Response(200, content=body(),
-                                                          headers={"content-type": "text/event-stream"}))
+    return handler
+
+
+def answer(status: int, body: bytes):
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(status=status, body=body)
+
+    return handler
 
 
 def run(coro):
     return asyncio.run(coro)
 
 
-async def one(transport: httpx.MockTransport) -> RequestResult:
-    async with httpx.AsyncClient(transport=transport) as client:
-        return await stream_request(client, "http://test/v1/chat/completions", {"stream": True})
+async def one(handler) -> RequestResult:
+    """One streamed request to a real HTTP server on 127.0.0.1 that answers with handler."""
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    await web.SockSite(runner, sock).start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            return await stream_request(session, f"http://127.0.0.1:{port}/v1/chat/completions", {"stream": True})
+    finally:
+        await runner.cleanup()
 
 
 def test_ttft_skips_the_role_chunk_and_itl_is_the_gap_between_text_chunks():
     events = sse(chat_chunks(["a", "b", "c", "d"], completion_tokens=4))
-    r = run(one(paced_transport(events, gap_s=0.03, first_s=0.12)))
+    r = run(one(paced_server(events, gap_s=0.03, first_s=0.12)))
     assert r.success, r.error
     assert r.ttft >= 0.12  # the empty role chunk arrived at once and must not count
     assert r.chunks == 4 and len(r.itl) == 3
@@ -62,7 +86,7 @@ def test_ttft_skips_the_role_chunk_and_itl_is_the_gap_between_text_chunks():
 
 def test_tokens_come_from_usage_when_a_chunk_carries_several():
     events = sse(chat_chunks(["two tokens", "three more"], completion_tokens=5))
-    r = run(one(paced_transport(events, gap_s=0.0, first_s=0.0)))
+    r = run(one(paced_server(events, gap_s=0.0, first_s=0.0)))
     assert r.success and r.chunks == 2 and r.output_tokens == 5
 
 
@@ -79,7 +103,7 @@ def test_completions_format_is_read_too():
     (200, b"data: [DONE]\n\n", "no chunk with text"),
 ])
 def test_failures_are_reported_not_counted(status, body, expect):
-    r = run(one(httpx.MockTransport(lambda req: httpx.Response(status, content=body))))
+    r = run(one(answer(status, body)))
     assert not r.success and expect in r.error
 
 
