@@ -29,7 +29,7 @@ from colossus.infer.sampling import SamplingParams
 from colossus.serve.errors import APIError
 from colossus.serve.metrics import Metrics
 from colossus.serve.protocol import MAX_N, ChatCompletionRequest, CompletionRequest, SamplingFields
-from colossus.serve.sse import DONE, SSEResponse, event
+from colossus.serve.sse import DONE, EventTemplate, SSEResponse, event
 
 log = logging.getLogger("colossus.serve")
 
@@ -94,7 +94,9 @@ def engine_error(e: BaseException, prompt_param: str) -> APIError:
 
 
 class GenerationRun:
-    """The engine requests of one HTTP request, merged into one stream of (choice index, Delta)."""
+    """The engine requests of one HTTP request, merged into one stream of (choice index, Delta). One choice
+    (the common case) is read straight from the engine's stream; several are merged through a queue, each
+    fed by a task of its own."""
 
     def __init__(self, engine: Engine, jobs: list[Job], metrics: Metrics, t0: float, prompt_param: str):
         self.engine, self.jobs, self.metrics, self.t0 = engine, jobs, metrics, t0
@@ -103,14 +105,19 @@ class GenerationRun:
         self.open = {j.index for j in jobs}
         self.first_token = False
         self.buffered: deque = deque()
-        self.tasks = [asyncio.ensure_future(self._produce(j)) for j in jobs]
+        self.single = None if len(jobs) > 1 else engine.generate(jobs[0].prompt_ids, jobs[0].params,
+                                                                  request_id=jobs[0].request_id)
+        self.tasks = [] if self.single else [asyncio.ensure_future(self._produce(j)) for j in jobs]
+
+    def _seen(self, delta: Delta) -> None:
+        if not self.first_token and delta.finish_reason != "abort":  # a token, or an end of turn
+            self.first_token = True
+            self.metrics.observe_ttft(time.perf_counter() - self.t0)
 
     async def _produce(self, job: Job) -> None:
         try:
             async for delta in self.engine.generate(job.prompt_ids, job.params, request_id=job.request_id):
-                if not self.first_token and delta.finish_reason != "abort":  # a token, or an end of turn
-                    self.first_token = True
-                    self.metrics.observe_ttft(time.perf_counter() - self.t0)
+                self._seen(delta)
                 self.queue.put_nowait((job.index, delta))
         except asyncio.CancelledError:
             raise
@@ -119,13 +126,27 @@ class GenerationRun:
             return
         self.queue.put_nowait((job.index, END))
 
+    async def _next(self) -> tuple[int, Delta | BaseException | object]:
+        if self.single is None:
+            return await self.queue.get()
+        try:
+            delta = await anext(self.single)
+        except StopAsyncIteration:
+            return self.jobs[0].index, END
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            return self.jobs[0].index, e
+        self._seen(delta)
+        return self.jobs[0].index, delta
+
     async def start(self) -> None:
         """Wait for every choice's first event, so that a prompt too long or a full queue answers with its
         own status instead of a stream that fails."""
         seen: set[int] = set()
         try:
             while len(seen) < len(self.jobs):
-                i, item = await self.queue.get()
+                i, item = await self._next()
                 if isinstance(item, BaseException):
                     raise engine_error(item, self.prompt_param)
                 seen.add(i)
@@ -136,7 +157,7 @@ class GenerationRun:
 
     async def events(self) -> AsyncIterator[tuple[int, Delta]]:
         while self.open:
-            i, item = self.buffered.popleft() if self.buffered else await self.queue.get()
+            i, item = self.buffered.popleft() if self.buffered else await self._next()
             if item is END:
                 self.open.discard(i)
                 continue
@@ -147,8 +168,10 @@ class GenerationRun:
             yield i, item
 
     def close(self) -> None:
-        """Cancel what still runs: the engine aborts those requests and frees their KV. Idempotent, and
+        """Stop what still runs: the engine aborts those requests and frees their KV. Idempotent, and
         awaits nothing, so it is safe in a cancelled task."""
+        if self.single is not None:
+            self.engine.abort(self.jobs[0].request_id)  # a no-op once it has finished
         for t in self.tasks:
             if not t.done():
                 t.cancel()
@@ -293,22 +316,23 @@ class CompletionService:
     def chat_chunks(self, run: GenerationRun, jobs: list[Job], head: dict, include_usage: bool,
                     logprobs: bool) -> AsyncIterator[str]:
         extra = {"usage": None} if include_usage else {}
-        started: set[int] = set()
+        texts: dict[int, EventTemplate] = {}  # by choice: its text chunk, made when the choice opens
 
-        def chunk(i: int, delta: dict, lp=None, finish: str | None = None) -> str:
-            return event(head | {"choices": [{"index": i, "delta": delta, "logprobs": lp, "finish_reason": finish}]}
-                         | extra)
+        def chunk(i: int, delta: dict, lp=None, finish: str | None = None) -> dict:
+            return head | {"choices": [{"index": i, "delta": delta, "logprobs": lp, "finish_reason": finish}]} | extra
 
         def chunks_of(i: int, d: Delta, r: ChoiceResult) -> list[str]:
             r.add(d)
             out = []
-            if i not in started:  # a choice opens with its role
-                started.add(i)
-                out.append(chunk(i, {"role": "assistant", "content": ""}))
-            if d.text or d.logprobs:
-                out.append(chunk(i, {"content": d.text}, chat_logprobs(d.logprobs or []) if logprobs else None))
+            if i not in texts:  # a choice opens with its role
+                texts[i] = EventTemplate(chunk(i, {"content": EventTemplate.HOLE}))
+                out.append(event(chunk(i, {"role": "assistant", "content": ""})))
+            if (d.text or d.logprobs) and logprobs:
+                out.append(event(chunk(i, {"content": d.text}, chat_logprobs(d.logprobs or []))))
+            elif d.text:
+                out.append(texts[i].fill(d.text))
             if d.finish_reason is not None:
-                out.append(chunk(i, {}, None, d.finish_reason))
+                out.append(event(chunk(i, {}, None, d.finish_reason)))
             return out
 
         return self.stream(run, jobs, head, include_usage, chunks_of)
@@ -374,6 +398,7 @@ class CompletionService:
     def completion_chunks(self, run: GenerationRun, jobs: list[Job], head: dict, include_usage: bool,
                           k: int | None) -> AsyncIterator[str]:
         extra = {"usage": None} if include_usage else {}
+        texts: dict[int, EventTemplate] = {}  # by choice: its chunk of text alone
 
         def chunks_of(i: int, d: Delta, r: ChoiceResult) -> list[str]:
             lp = completion_logprobs(d.logprobs or [], r.text_offset, k) if k is not None else None
@@ -381,6 +406,11 @@ class CompletionService:
             r.text_offset += sum(len(t.token) for t in d.logprobs or [])
             if not (d.text or d.logprobs or d.finish_reason is not None):
                 return []
+            if lp is None and d.finish_reason is None:
+                if i not in texts:
+                    hole = {"index": i, "text": EventTemplate.HOLE, "logprobs": None, "finish_reason": None}
+                    texts[i] = EventTemplate(head | {"choices": [hole]} | extra)
+                return [texts[i].fill(d.text)]
             choice = {"index": i, "text": d.text, "logprobs": lp, "finish_reason": d.finish_reason}
             return [event(head | {"choices": [choice]} | extra)]
 

@@ -9,10 +9,25 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 DONE = "data: [DONE]\n\n"
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def event(obj: dict) -> str:
-    return f"data: {json.dumps(obj, ensure_ascii=False, separators=(',', ':'))}\n\n"
+    return f"data: {_encode(obj)}\n\n"
+
+
+class EventTemplate:
+    """An event sent many times with only one string changing (a stream's text chunks): rendered once
+    around a hole, then each event is the hole filled with the string's JSON. The same text as event()
+    for the same object, for a fraction of the CPU time per token."""
+
+    HOLE = "\x00hole\x00"
+
+    def __init__(self, obj: dict):
+        self.prefix, self.suffix = event(obj).split(_encode(self.HOLE))  # exactly one hole, or this fails
+
+    def fill(self, s: str) -> str:
+        return self.prefix + _encode(s) + self.suffix
 
 
 class SSEResponse(StreamingResponse):
