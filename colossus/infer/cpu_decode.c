@@ -65,10 +65,6 @@ typedef uint32_t w16u __attribute__((vector_size(64), aligned(4)));
 static inline v16 load(const float *p) { return *(const v16u *)p; }
 
 typedef int32_t i16 __attribute__((vector_size(64)));
-typedef uint16_t h16u __attribute__((vector_size(32), aligned(2)));
-
-/* 16 bfloat16 widened to float32: a bfloat16 is the upper half of a float32 */
-static inline v16 load_bf16(const uint16_t *p) { return (v16)(__builtin_convertvector(*(const h16u *)p, w16) << 16); }
 
 /* float32 -> bfloat16, rounded to nearest even as PyTorch rounds (a NaN stays a quiet NaN) */
 static inline uint16_t to_bf16(float f) {
@@ -76,6 +72,15 @@ static inline uint16_t to_bf16(float f) {
     memcpy(&u, &f, sizeof u);
     if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
     return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+/* element i of a pool row, float32 or bfloat16 */
+static inline float kv_at(const void *X, int bf16, size_t i) {
+    if (!bf16) return ((const float *)X)[i];
+    uint32_t u = (uint32_t)((const uint16_t *)X)[i] << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
 }
 
 /* exp(x) for x <= 0 on 16 lanes: exp_neg's method, n rounded by the 1.5 * 2^23 trick (to even on ties) */
@@ -212,63 +217,88 @@ static void rope(float *x, const float *cos, const float *sin, int hd) {
     }
 }
 
-/* One head of one row: o = softmax(q . K[t] * scale over t < n) . V, with K, V the head's (n, hd) keys and
- * values in the pool (float32, or bfloat16 where bf16), p room for n scores. 16 lanes at a time where hd is
- * a multiple of 16 (the output stays in registers while the values stream past), plain loops elsewhere. */
-static void attend(const float *q, const void *K, const void *V, int bf16, int n, int hd, float scale, float *p,
-                   float *o) {
-    const float *Kf = K, *Vf = V;
-    const uint16_t *Kh = K, *Vh = V;
-    const int vec = hd % LANES == 0 && hd <= 16 * LANES;
+/* Attention of one head of one row where hd is NC * 32: o = softmax(q . K[t] * scale over t < n) . V, with K, V
+ * the head's (n, hd) keys and values in the pool (float32, or bfloat16 where bf16), p room for n scores. Each 32
+ * values of a row are two vectors: in bfloat16 the even and the odd ones (a 32-bit word holds the pair; a shift
+ * and a mask widen both, as load_w does), in float32 the two halves. q is split the same way, and the output is
+ * put back in order at the end, so the sums are the same whatever the split. */
+static inline __attribute__((always_inline)) void attend_vec(const float *q, const void *K, const void *V, int bf16,
+                                                             int n, const int NC, float scale, float *p, float *o) {
+    const int hd = NC * 32;
+    v16 qa[4], qb[4], oa[4], ob[4]; /* NC <= 4 */
+    for (int c = 0; c < NC; c++) {
+        for (int l = 0; l < LANES; l++) {
+            qa[c][l] = bf16 ? q[c * 32 + 2 * l] : q[c * 32 + l];
+            qb[c][l] = bf16 ? q[c * 32 + 2 * l + 1] : q[c * 32 + LANES + l];
+        }
+        oa[c] = ob[c] = (v16){0};
+    }
+#define ROW(X, t, c, a, b)                                                              \
+    do {                                                                                \
+        if (bf16) {                                                                     \
+            w16 w_ = *(const w16u *)((const uint16_t *)(X) + (size_t)(t) * hd + (c) * 32); \
+            a = (v16)(w_ << 16), b = (v16)(w_ & 0xffff0000u);                           \
+        } else {                                                                        \
+            a = load((const float *)(X) + (size_t)(t) * hd + (c) * 32);                 \
+            b = load((const float *)(X) + (size_t)(t) * hd + (c) * 32 + LANES);         \
+        }                                                                               \
+    } while (0)
     float mx = -INFINITY;
     for (int t = 0; t < n; t++) {
-        const size_t at = (size_t)t * hd;
-        float s;
-        if (vec) {
-            v16 acc = {0};
-            for (int i = 0; i < hd; i += LANES) acc += load(q + i) * (bf16 ? load_bf16(Kh + at + i) : load(Kf + at + i));
-            s = hsum(acc);
-        } else {
-            s = 0.0f;
-            for (int i = 0; i < hd; i++) {
-                float k;
-                if (bf16) {
-                    uint32_t u = (uint32_t)Kh[at + i] << 16;
-                    memcpy(&k, &u, sizeof k);
-                } else {
-                    k = Kf[at + i];
-                }
-                s += q[i] * k;
-            }
+        v16 even = {0}, odd = {0};
+        for (int c = 0; c < NC; c++) {
+            v16 a, b;
+            ROW(K, t, c, a, b);
+            even += qa[c] * a, odd += qb[c] * b;
         }
+        p[t] = hsum(even + odd) * scale;
+        mx = p[t] > mx ? p[t] : mx;
+    }
+    for (int t = 0; t < n; t++) p[t] = exp_neg(p[t] - mx);
+    const float inv = 1.0f / sum(p, n);
+    for (int t = 0; t < n; t++)
+        for (int c = 0; c < NC; c++) {
+            v16 a, b;
+            ROW(V, t, c, a, b);
+            oa[c] += p[t] * a, ob[c] += p[t] * b;
+        }
+#undef ROW
+    for (int c = 0; c < NC; c++)
+        for (int l = 0; l < LANES; l++) {
+            o[c * 32 + (bf16 ? 2 * l : l)] = oa[c][l] * inv;
+            o[c * 32 + (bf16 ? 2 * l + 1 : LANES + l)] = ob[c][l] * inv;
+        }
+}
+
+/* The same for any hd, plain loops. */
+static void attend_any(const float *q, const void *K, const void *V, int bf16, int n, int hd, float scale, float *p,
+                       float *o) {
+    float mx = -INFINITY;
+    for (int t = 0; t < n; t++) {
+        float s = 0.0f;
+        for (int i = 0; i < hd; i++) s += q[i] * kv_at(K, bf16, (size_t)t * hd + i);
         p[t] = s * scale;
         mx = p[t] > mx ? p[t] : mx;
     }
     for (int t = 0; t < n; t++) p[t] = exp_neg(p[t] - mx);
     const float inv = 1.0f / sum(p, n);
-    if (vec) {
-        v16 acc[16] = {{0}};
-        for (int t = 0; t < n; t++) {
-            const size_t at = (size_t)t * hd;
-            for (int j = 0; j < hd / LANES; j++)
-                acc[j] += p[t] * (bf16 ? load_bf16(Vh + at + j * LANES) : load(Vf + at + j * LANES));
-        }
-        for (int j = 0; j < hd / LANES; j++) *(v16u *)(o + j * LANES) = acc[j] * inv;
-        return;
-    }
     memset(o, 0, hd * sizeof(float));
     for (int t = 0; t < n; t++)
-        for (int i = 0; i < hd; i++) {
-            float v;
-            if (bf16) {
-                uint32_t u = (uint32_t)Vh[(size_t)t * hd + i] << 16;
-                memcpy(&v, &u, sizeof v);
-            } else {
-                v = Vf[(size_t)t * hd + i];
-            }
-            o[i] += p[t] * v;
-        }
+        for (int i = 0; i < hd; i++) o[i] += p[t] * kv_at(V, bf16, (size_t)t * hd + i);
     for (int i = 0; i < hd; i++) o[i] *= inv;
+}
+
+static void attend(const float *q, const void *K, const void *V, int bf16, int n, int hd, float scale, float *p,
+                   float *o) {
+    switch (hd) { /* a constant width in each case: the vectors stay in registers */
+#define WIDTH(NC) case NC * 32: \
+        if (bf16) attend_vec(q, K, V, 1, n, NC, scale, p, o); \
+        else attend_vec(q, K, V, 0, n, NC, scale, p, o); \
+        return;
+    WIDTH(1) WIDTH(2) WIDTH(3) WIDTH(4)
+#undef WIDTH
+    default: attend_any(q, K, V, bf16, n, hd, scale, p, o);
+    }
 }
 
 /* silu(g) * u for n values: sigmoid from exp of -|g|, 16 lanes at a time */

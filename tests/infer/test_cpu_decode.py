@@ -22,6 +22,9 @@ SHAPES = {
                                      mlp="swiglu"),
     "relu2-mha-plain": ModelConfig(vocab_size=300, seq_len=64, n_layer=3, d_model=48, n_head=3, n_kv_head=3,
                                    qk_norm=False),  # widths that are not multiples of the 16-wide vectors
+    # heads 64 wide: attention's vector path (heads of 32 to 128), as the served models' heads
+    "swiglu-gqa-wide-heads": ModelConfig(vocab_size=300, seq_len=64, n_layer=2, d_model=128, n_head=2, n_kv_head=1,
+                                         mlp="swiglu"),
 }
 
 needs_c = pytest.mark.skipif(load_library() is None, reason="no C compiler on this machine")
@@ -69,10 +72,11 @@ def test_prefill_and_decode_rows_in_one_call_match_the_full_forward(shape, weigh
 
 
 @needs_c
+@pytest.mark.parametrize("shape", ["swiglu-gqa-qknorm", "swiglu-gqa-wide-heads"])
 @pytest.mark.parametrize("weights,kv", [("float32", torch.float32), ("bfloat16", torch.float32),
                                         ("float32", torch.bfloat16)])
-def test_the_c_step_matches_gpt_decode_step_on_the_same_pool(weights, kv):
-    cfg = SHAPES["swiglu-gqa-qknorm"]
+def test_the_c_step_matches_gpt_decode_step_on_the_same_pool(weights, kv, shape):
+    cfg = SHAPES[shape]
     model = random_model(cfg, weights)
     torch_pool, c_pool = (SlotPool(cfg, 4, cfg.seq_len, kv_dtype=kv) for _ in range(2))
     torch_pool.k.normal_(), torch_pool.v.normal_()
