@@ -4,6 +4,7 @@ the same streamed chat workload sent to both, one server after the other, in one
     .venv/bin/pip install -e '.[bench]'
     .venv/bin/python benchmarks/serve.py --weights float32 bfloat16 --out docs/serve_bench.json \
         --plot docs/serve_bench.png
+    .venv/bin/python benchmarks/serve.py --models ref8.7m --weights float32 --kv-dtype bfloat16
     .venv/bin/python benchmarks/serve.py --models ref8.7m --concurrency 1 8 --requests 8 16 --skip-peer
 
 Metrics (TTFT, TPOT, ITL, E2E latency, request and output-token throughput) follow vLLM's serving
@@ -236,13 +237,16 @@ class Server:
         self._log.close()
 
 
-def server_argv(side: str, model_dir: Path, port: int, weights: str, extra: list[str] | None = None) -> list[str]:
+def server_argv(side: str, model_dir: Path, port: int, weights: str, extra: list[str] | None = None,
+                kv_dtype: str | None = None) -> list[str]:
     """weights: float32, or bfloat16 (ours rounds its matmul weights and keeps float32 arithmetic; the peer
-    loads the whole model in bfloat16). extra: more arguments for our server."""
+    loads the whole model in bfloat16, its KV cache too). kv_dtype: our KV cache's type (None: as the
+    weights). extra: more arguments for our server."""
     if side == OURS:  # conversations go to a database of the run's own, not the user's
+        kv = ["--kv-dtype", kv_dtype] if kv_dtype else []
         return [sys.executable, "-m", "colossus.cli", "serve", "--model", str(model_dir), "--host", "127.0.0.1",
                 "--port", str(port), "--db", str(model_dir.parent / f"{model_dir.name}.sqlite"), "--weights", weights,
-                *(extra or [])]
+                *kv, *(extra or [])]
     return [sys.executable, "-m", "transformers.cli.transformers", "serve", str(model_dir), "--continuous-batching",
             "--device", "cpu", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
             "--dtype", weights]
@@ -260,7 +264,9 @@ def bench_server(side: str, model_dir: Path, convs: list[list[dict]], levels: li
                  args, log: Path, weights: str) -> list[dict]:
     rows = []
     port = free_port()
-    with Server(side, server_argv(side, model_dir, port, weights, args.ours_args), port, log, args.threads) as srv:
+    argv = server_argv(side, model_dir, port, weights, args.ours_args, args.kv_dtype)
+    kv = (args.kv_dtype or weights) if side == OURS else weights
+    with Server(side, argv, port, log, args.threads) as srv:
         load_s = srv.wait_healthy()
         # the peer answers /v1/models by scanning the Hugging Face cache; it is pinned to its one model anyway
         model = srv.model_id(str(model_dir)) if side == OURS else str(model_dir)
@@ -277,11 +283,13 @@ def bench_server(side: str, model_dir: Path, convs: list[list[dict]], levels: li
             batch = convs[offset:offset + n]
             offset += n
             res, dur = asyncio.run(run_level(url, [payload(side, model, c, args.output_tokens) for c in batch], conc))
-            row = {"server": side, "weights": weights, "concurrency": conc, "requests": n, **summarize(res, dur)}
+            row = {"server": side, "weights": weights, "kv": kv, "concurrency": conc, "requests": n,
+                   **summarize(res, dur)}
             lengths = row["output_tokens_per_request"]
             row["fixed_length"] = lengths == [args.output_tokens]
             rows.append(row)
-            print(f"  {side} {weights} c={conc:<3} {row['completed']}/{n} ok  {row['output_throughput']:8.1f} tok/s  "
+            print(f"  {side} {weights} (KV {kv}) c={conc:<3} {row['completed']}/{n} ok  "
+                  f"{row['output_throughput']:8.1f} tok/s  "
                   f"TTFT med {row['median_ttft_ms']:7.1f} ms  TPOT med {row['median_tpot_ms']:6.2f} ms  "
                   f"ITL med {row['median_itl_ms']:6.2f} ms  lengths {lengths}", flush=True)
             if row["errors"]:
@@ -313,11 +321,12 @@ def table(results: list[dict]) -> str:
 def markdown(results: list[dict], rat: list[dict]) -> str:
     """The table for docs/benchmarks.md, straight from the measured rows."""
     ratio = {(r["model"], r["weights"], r["concurrency"]): r.get("ours_over_peer") for r in rat}
-    lines = ["| model | weights | server | conc. | ok | req/s | output tok/s | ours / peer | TTFT median / p99 ms "
-             "| TPOT median / p99 ms | ITL median / p99 ms |", "|" + "---|" * 11]
+    lines = ["| model | weights | KV cache | server | conc. | ok | req/s | output tok/s | ours / peer "
+             "| TTFT median / p99 ms | TPOT median / p99 ms | ITL median / p99 ms |", "|" + "---|" * 12]
     for r in results:
         x = ratio.get((r["model"], r["weights"], r["concurrency"])) if r["server"] == OURS else None
-        lines.append(f"| {r['model']} | {r['weights']} | {r['server']} | {r['concurrency']} "
+        lines.append(f"| {r['model']} | {r['weights']} | {r.get('kv', r['weights'])} | {r['server']} "
+                     f"| {r['concurrency']} "
                      f"| {r['completed']}/{r['requests']} "
                      f"| {r['request_throughput']:.2f} | {r['output_throughput']:.1f} | "
                      f"{f'{x:.2f}x' if x else ''} | {r['median_ttft_ms']:.0f} / {r['p99_ttft_ms']:.0f} "
@@ -360,7 +369,9 @@ def plot(results: list[dict], meta: dict, path: Path) -> None:
             if not rows:
                 continue
             c = [r["concurrency"] for r in rows]
-            top.plot(c, [r["output_throughput"] for r in rows], "o-", color=colors[side], label=side)
+            kv = rows[0].get("kv", weights)
+            top.plot(c, [r["output_throughput"] for r in rows], "o-", color=colors[side],
+                     label=side if kv == weights else f"{side}, KV cache {kv}")
             bottom.plot(c, [r["median_tpot_ms"] for r in rows], "o-", color=colors[side], label=f"{side} TPOT")
             bottom.plot(c, [r["median_ttft_ms"] for r in rows], "s--", color=colors[side], alpha=0.5,
                         label=f"{side} TTFT")
@@ -400,6 +411,8 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=4, help="warm-up requests per server, not measured")
     p.add_argument("--weights", nargs="+", default=["float32"], choices=["float32", "bfloat16"],
                    help="weight precisions to measure, each on both sides (ours: --weights, the peer: --dtype)")
+    p.add_argument("--kv-dtype", choices=["float32", "bfloat16"], default=None,
+                   help="our KV cache's type (default: as --weights); the peer keeps its model's type")
     p.add_argument("--ours-args", nargs="+", default=[], metavar="ARG",
                    help="more arguments for `colossus serve`, e.g. --ours-args=--kernel-threads=1")
     p.add_argument("--skip-peer", action="store_true")

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from benchmarks.serve import Shape, markdown, payload, pick_conversations, ratios, save_ours, save_peer
+from benchmarks.serve import Shape, markdown, payload, pick_conversations, ratios, save_ours, save_peer, server_argv
 from colossus.data.chat_template import render_prompt
 from colossus.model.config import ModelConfig
 from colossus.model.io import load_model
@@ -56,6 +56,13 @@ def test_only_our_payload_asks_to_ignore_eos():
     assert "ignore_eos" not in peer and peer["max_tokens"] == 64 and peer["stream"] is True
 
 
+def test_our_kv_cache_type_reaches_our_server_only(tmp_path):
+    ours = server_argv("colossus", tmp_path / "m", 8000, "float32", kv_dtype="bfloat16")
+    assert ours[ours.index("--kv-dtype") + 1] == "bfloat16" and ours[ours.index("--weights") + 1] == "float32"
+    assert "--kv-dtype" not in server_argv("colossus", tmp_path / "m", 8000, "float32")
+    assert "--kv-dtype" not in server_argv("transformers", tmp_path / "m", 8000, "float32", kv_dtype="bfloat16")
+
+
 def test_ratios_compare_with_the_peer_and_with_our_own_first_level():
     def row(server, conc, tput):
         times = {f"{s}_{k}_ms": 1.0 for s in ("median", "p99") for k in ("ttft", "tpot", "itl")}
@@ -67,4 +74,4 @@ def test_ratios_compare_with_the_peer_and_with_our_own_first_level():
     assert rat[32]["ours_over_peer"] == 4.0 and rat[1]["ours_over_peer"] == 2.0
     assert rat[32]["colossus_over_own_c1"] == 8.0 and rat[32]["transformers_over_own_c1"] == 4.0
     table = markdown(rows, ratios(rows))
-    assert "| m | float32 | colossus | 32 | 4/4 | 1.00 | 800.0 | 4.00x |" in table
+    assert "| m | float32 | float32 | colossus | 32 | 4/4 | 1.00 | 800.0 | 4.00x |" in table
