@@ -1,8 +1,8 @@
 """Time of one engine decode step, the model alone (no HTTP, no sampling), for the serving benchmark's
-reference shape, four ways from the same KV pool, in one run: GPT.forward with the cache (the peer: what
-PyTorch gives without our work), GPT.decode_step (packed weights, PyTorch ops), and the C step
-(colossus/infer/cpu_decode.c) with float32 and with bfloat16 matmul weights. Shows how much of a served
-token is the model and how much the server.
+reference shape, five ways, in one run: GPT.forward with the cache (the peer: what PyTorch gives without
+our work), GPT.decode_step (packed weights, PyTorch ops), and the C step (colossus/infer/cpu_decode.c)
+with float32 and with bfloat16 matmul weights, and with float32 weights over a bfloat16 KV cache. Shows
+how much of a served token is the model and how much the server.
 
     PYTHONPATH=. python benchmarks/decode_step.py [--threads 1] [--steps 200]
 """
@@ -36,7 +36,8 @@ def time_steps(step, positions: list[int], n: int) -> float:
 
 
 def steps(model: GPT, bf16_model: GPT, pool: SlotPool, threads: int) -> dict:
-    """name -> step(tokens, positions) -> logits (B, V), every one on the same pool."""
+    """name -> step(tokens, positions) -> logits (B, V), every one on the same pool (the bfloat16 KV cache: a pool
+    of the same shape)."""
     def forward(tokens, positions):
         view = pool.decode_view(positions)
         return model(tokens[:, None], cache=view, positions=view.positions[:, None])[:, -1]
@@ -47,8 +48,10 @@ def steps(model: GPT, bf16_model: GPT, pool: SlotPool, threads: int) -> dict:
 
     out = {"forward(cache)": forward, "decode_step": packed}
     if load_library() is not None:
-        for name, m, w in (("C float32", model, "float32"), ("C bfloat16", bf16_model, "bfloat16")):
-            dec = CpuDecoder.create(m, pool, w, threads)
+        kv16 = SlotPool(REF, pool.slots, pool.max_len, kv_dtype=torch.bfloat16)
+        for name, m, w, p in (("C float32", model, "float32", pool), ("C bfloat16", bf16_model, "bfloat16", pool),
+                              ("C float32, KV bfloat16", model, "float32", kv16)):
+            dec = CpuDecoder.create(m, p, w, threads)
             out[name] = lambda tokens, positions, dec=dec: dec.step(tokens.tolist(), positions)
     return out
 
