@@ -41,7 +41,10 @@ TWO_MESSAGES_SETTLED = "document.querySelectorAll('.msg').length === 2 && !docum
 
 @pytest.fixture(scope="module")
 def long_model_dir(tmp_path_factory, tok, tiny_model_writer) -> Path:
-    return tiny_model_writer(tmp_path_factory.mktemp("web-chat-model") / "tiny-long", tok, CONTEXT)
+    """Large enough that a long reply is still being generated when a test stops it: the 2-layer model of
+    width 32 wrote all 1,800 tokens in under a second, sometimes before the browser had shown a few."""
+    return tiny_model_writer(tmp_path_factory.mktemp("web-chat-model") / "tiny-long", tok, CONTEXT, n_layer=8,
+                             d_model=256, n_head=4, n_kv_head=2)
 
 
 def serve(app) -> tuple[str, uvicorn.Server, threading.Thread]:
