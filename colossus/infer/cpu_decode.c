@@ -6,7 +6,8 @@
  * arithmetic.
  *
  * Matmul weights are packed in panels (see matmul), float32 or bfloat16 (the upper half of a float32:
- * widened on load, half the memory traffic); every product and sum is float32. A row's result does not
+ * widened on load, half the memory traffic); the KV pool holds float32 or bfloat16 too (rounded to nearest
+ * even when stored); every product and sum is float32. A row's result does not
  * depend on the other rows of the batch nor on the number of threads: each output is the same chain of
  * multiply-adds in the same order, computed by one thread.
  *

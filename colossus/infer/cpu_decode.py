@@ -9,8 +9,9 @@ At a few rows a small model's step is overhead and memory traffic, not arithmeti
 for every norm, rotation and residual add, and streams 4-byte weights. The C step does the same network
 in one call with the GIL released, the prompts of newly admitted requests in the same call as the decode
 rows, and can read the matmul weights as bfloat16 (weights="bfloat16": half the bytes; products and sums
-stay float32). Its results equal GPT.forward's within float rounding, and a row's result never depends
-on the other rows of the batch (the same bits alone or batched).
+stay float32) and a KV pool of bfloat16 as well as float32 (SlotPool's kv_dtype). Its results equal
+GPT.forward's within float rounding, and a row's result never depends on the other rows of the batch (the
+same bits alone or batched).
 
 `threads` OpenMP threads share one call's work (output panels, attention heads); a row's result is the
 same bits whatever their number. The library is compiled once per source, compiler and machine (-O3
