@@ -41,8 +41,7 @@ from colossus.model.gpt import GPT, rope_tables
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("cpu_decode.c")
-WEIGHTS = ("float32", "bfloat16")
-KV_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}  # the KV pool's element types the step reads
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}  # what the step reads its weights and KV pool as
 _P = ctypes.c_void_p
 _F = ctypes.POINTER(ctypes.c_float)
 
@@ -154,13 +153,15 @@ class CpuDecoder:
     construction: a model changed afterwards needs a new decoder)."""
 
     def __init__(self, lib: ctypes.CDLL, model: GPT, pool: SlotPool, weights: str = "float32", threads: int = 1):
-        if weights not in WEIGHTS:
-            raise ValueError(f"weights must be one of {WEIGHTS}, not {weights!r}")
+        if weights not in DTYPES:
+            raise ValueError(f"weights must be one of {tuple(DTYPES)}, not {weights!r}")
         if threads < 1:
             raise ValueError(f"threads must be >= 1, not {threads}")
+        if pool.k.dtype not in DTYPES.values() or not pool.k.is_contiguous() or pool.k.device.type != "cpu":
+            raise ValueError("the C decode step needs a contiguous float32 or bfloat16 KV pool on CPU")
         cfg = model.cfg
         self.lib, self.cfg, self.pool = lib, cfg, pool
-        wdt = torch.bfloat16 if weights == "bfloat16" else torch.float32
+        wdt = DTYPES[weights]
 
         def mat(t: torch.Tensor) -> torch.Tensor:
             return pack(t.detach(), wdt)
@@ -182,8 +183,6 @@ class CpuDecoder:
         cos, sin = rope_tables(cfg.head_dim, torch.arange(pool.max_len), cfg.rope_theta)  # forward's values
         cos, sin = cos.contiguous(), sin.contiguous()  # every position the pool holds
         keep += [embed, final, head, cos, sin]
-        if pool.k.dtype not in KV_DTYPES.values() or not pool.k.is_contiguous() or pool.k.device.type != "cpu":
-            raise ValueError("the C decode step needs a contiguous float32 or bfloat16 KV pool on CPU")
         self._keep, self._layers = keep, layers
         self.model = _Model(cfg.n_layer, cfg.d_model, cfg.n_head, cfg.n_kv_head, cfg.head_dim, cfg.mlp_hidden,
                             cfg.vocab_size, cfg.mlp == "swiglu", wdt == torch.bfloat16, pool.k.dtype == torch.bfloat16,

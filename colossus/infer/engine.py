@@ -49,7 +49,7 @@ import torch
 
 from colossus.data.tokenizer import Tokenizer
 from colossus.errors import ColossusError
-from colossus.infer.cpu_decode import KV_DTYPES, WEIGHTS, CpuDecoder
+from colossus.infer.cpu_decode import DTYPES, CpuDecoder
 from colossus.infer.detokenize import TextStream, TokenTable
 from colossus.infer.kv_pool import SlotPool
 from colossus.infer.logits import RowParams, apply_penalties, sample_rows, token_logprobs
@@ -118,12 +118,12 @@ class Engine:
                  kernel: str = "auto", kernel_threads: int | None = None, kv_dtype: str | None = None):
         if max_batch < 1 or max_queue < 0:
             raise ColossusError(f"max_batch must be >= 1 and max_queue >= 0, not {max_batch} and {max_queue}")
-        if weights not in WEIGHTS or kernel not in KERNELS:
-            raise ColossusError(f"weights must be one of {', '.join(WEIGHTS)} and kernel one of {', '.join(KERNELS)}, "
+        if weights not in DTYPES or kernel not in KERNELS:
+            raise ColossusError(f"weights must be one of {', '.join(DTYPES)} and kernel one of {', '.join(KERNELS)}, "
                                 f"not {weights!r} and {kernel!r}")
         kv_dtype = kv_dtype or weights
-        if kv_dtype not in KV_DTYPES:
-            raise ColossusError(f"kv_dtype must be one of {', '.join(KV_DTYPES)}, not {kv_dtype!r}")
+        if kv_dtype not in DTYPES:
+            raise ColossusError(f"kv_dtype must be one of {', '.join(DTYPES)}, not {kv_dtype!r}")
         if kernel_threads is not None and kernel_threads < 1:
             raise ColossusError(f"kernel_threads must be >= 1, not {kernel_threads}")
         self.model, self.tok = model.eval(), tokenizer
@@ -138,7 +138,7 @@ class Engine:
         dtype = next(model.parameters()).dtype
         if weights == "bfloat16":
             model.round_matmul_weights(torch.bfloat16)
-        kv = KV_DTYPES[kv_dtype] if dtype == torch.float32 else dtype  # a half-precision model keeps its own type
+        kv = DTYPES[kv_dtype] if dtype == torch.float32 else dtype  # a half-precision model keeps its own type
         self.pool = SlotPool(cfg, max_batch, self.max_context, self.device, dtype, kv)
         self.cdec: CpuDecoder | None = None
         if kernel != "torch" and self.device.type == "cpu" and dtype == torch.float32:
