@@ -28,7 +28,6 @@ tokens; every request's conversation is a different one. Temperature 0 on both s
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import json
 import os
@@ -49,7 +48,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a script: `python benchmarks/serve.py`
 
-from benchmarks.serve_client import run_level, summarize  # noqa: E402
+from benchmarks.serve_client import run_async, run_level, summarize  # noqa: E402
 from colossus.config import load_config  # noqa: E402
 from colossus.data.chat_template import render_prompt  # noqa: E402
 from colossus.data.prepare import chat_texts  # noqa: E402
@@ -274,7 +273,7 @@ def bench_server(side: str, model_dir: Path, convs: list[list[dict]], levels: li
         print(f"  {side}: healthy after {load_s:.1f}s; warm-up {args.warmup} requests", flush=True)
         if args.warmup:
             warm = [payload(side, model, c, args.output_tokens) for c in convs[:args.warmup]]
-            res, _ = asyncio.run(run_level(url, warm, min(4, args.warmup)))
+            res, _ = run_async(run_level(url, warm, min(4, args.warmup)))
             bad = [r.error for r in res if not r.success]
             if bad:
                 raise SystemExit(f"{side}: warm-up failed: {bad[0]}\n{srv.tail()}")
@@ -282,7 +281,8 @@ def bench_server(side: str, model_dir: Path, convs: list[list[dict]], levels: li
         for conc, n in levels:
             batch = convs[offset:offset + n]
             offset += n
-            res, dur = asyncio.run(run_level(url, [payload(side, model, c, args.output_tokens) for c in batch], conc))
+            res, dur = run_async(run_level(url, [payload(side, model, c, args.output_tokens) for c in batch],
+                                           conc))
             row = {"server": side, "weights": weights, "kv": kv, "concurrency": conc, "requests": n,
                    **summarize(res, dur)}
             lengths = row["output_tokens_per_request"]

@@ -1,5 +1,6 @@
 """The serving benchmark's client: it must parse both OpenAI stream formats, time chunks as vLLM's
-benchmark does, and count tokens from usage rather than from chunks."""
+benchmark does (an event at the read that completed it, though parsed after the level), and count tokens
+from usage rather than from chunks."""
 
 from __future__ import annotations
 
@@ -11,7 +12,15 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from benchmarks.serve_client import RequestResult, chunk_text, run_level, stream_request, summarize
+from benchmarks.serve_client import (
+    RequestResult,
+    chunk_text,
+    parse_stream,
+    run_async,
+    run_level,
+    stream_request,
+    summarize,
+)
 
 
 def sse(objs: list[dict | str]) -> list[bytes]:
@@ -45,6 +54,22 @@ def paced_server(events: list[bytes], gap_s: float, first_s: float, status: int 
     return handler
 
 
+def split_server(parts: list[bytes], after: int, pause_s: float):
+    """A server that sends parts[:after + 1] at once, pauses, then the rest: parts[after + 1] ends a line
+    that parts[after] began."""
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await resp.prepare(request)
+        for i, part in enumerate(parts):
+            if i == after + 1:
+                await asyncio.sleep(pause_s)
+            await resp.write(part)
+        await resp.write_eof()
+        return resp
+
+    return handler
+
+
 def answer(status: int, body: bytes):
     async def handler(request: web.Request) -> web.Response:
         return web.Response(status=status, body=body)
@@ -68,7 +93,8 @@ async def one(handler) -> RequestResult:
     await web.SockSite(runner, sock).start()
     try:
         async with aiohttp.ClientSession() as session:
-            return await stream_request(session, f"http://127.0.0.1:{port}/v1/chat/completions", {"stream": True})
+            return parse_stream(await stream_request(session, f"http://127.0.0.1:{port}/v1/chat/completions",
+                                                     {"stream": True}))
     finally:
         await runner.cleanup()
 
@@ -82,6 +108,16 @@ def test_ttft_skips_the_role_chunk_and_itl_is_the_gap_between_text_chunks():
     assert all(g >= 0.025 for g in r.itl)
     assert r.output_tokens == 4 and r.prompt_tokens == 7 and r.finish_reason == "length"
     assert r.latency >= r.ttft + sum(r.itl)  # the end is the last data chunk (usage), after the last text
+
+
+def test_an_event_split_across_reads_counts_when_its_last_part_arrives():
+    events = sse(chat_chunks(["a", "b"], completion_tokens=2))
+    first_text = events[1]
+    halves = [events[0], first_text[:9], first_text[9:], *events[2:]]  # the first text event cut in two
+    r = run(one(split_server(halves, after=1, pause_s=0.15)))
+    assert r.success, r.error
+    assert len(r.reads) >= 2  # the halves came in separate reads
+    assert r.ttft >= 0.15 and r.chunks == 2 and r.output_tokens == 2
 
 
 def test_tokens_come_from_usage_when_a_chunk_carries_several():
@@ -133,9 +169,11 @@ def test_run_level_never_exceeds_the_concurrency(monkeypatch):
         peak = max(peak, in_flight)
         await asyncio.sleep(0.01)
         in_flight -= 1
-        return RequestResult(success=True, output_tokens=payload["i"])
+        body = b"".join(sse(chat_chunks(["x"], completion_tokens=payload["i"] + 1)))
+        return RequestResult(reads=[(0.01, body)])
 
     monkeypatch.setattr("benchmarks.serve_client.stream_request", fake)
-    results, dur = run(run_level("http://test", [{"i": i} for i in range(10)], concurrency=3))
+    results, dur = run_async(run_level("http://test", [{"i": i} for i in range(10)], concurrency=3))
     assert peak == 3 and dur > 0
-    assert [r.output_tokens for r in results] == list(range(10))  # in payload order
+    assert all(r.success for r in results)  # parsed once the level is over
+    assert [r.output_tokens for r in results] == list(range(1, 11))  # in payload order
