@@ -22,7 +22,7 @@ every millisecond it spends is taken from that server, whichever it is. So it is
 - while a level runs, a stream is only read: each read is kept with its time, and the events are parsed
   when the level is over (parse_stream). An event counts at the time of the read that completed it, which
   is when a line-by-line reader would have seen it too;
-- benchmarks/serve.py runs it on uvloop where installed (as both servers run).
+- benchmarks/serve.py runs it on uvloop where installed (as our server runs).
 Together the last two cut the client's CPU time at 32 streams by about a third (measured: 1.5-1.8 s
 against 1.0 s for 12,288 tokens)."""
 
