@@ -22,27 +22,16 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 
 import torch
 
-from benchmarks.decode_step import REF
+from benchmarks.decode_step import REF, timed
 from colossus.infer.cpu_decode import CpuDecoder, load_library
 from colossus.infer.kv_pool import SlotPool
 from colossus.model.gpt import GPT
 
 PROMPT, OUTPUT, STREAMS = 45, 64, 32
 WAYS = (("float32", "float32"), ("float32", "bfloat16"), ("bfloat16", "bfloat16"))  # (weights, KV cache)
-
-
-def timed(fn, n: int) -> float:
-    """Mean seconds of fn() over n calls, after two untimed ones."""
-    fn()
-    fn()
-    t = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - t) / n
 
 
 def measure(dec: CpuDecoder, n: int) -> dict[str, float]:

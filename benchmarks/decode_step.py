@@ -24,15 +24,20 @@ REF = ModelConfig(vocab_size=8192, seq_len=512, n_layer=6, d_model=256, n_head=4
 BATCHES = (1, 8, 32)
 
 
+def timed(fn, n: int, warmup: int = 2) -> float:
+    """Mean seconds of fn() over n calls, after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    t = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t) / n
+
+
 def time_steps(step, positions: list[int], n: int) -> float:
     """Mean seconds per decode step (logits, then the greedy token) of one row per position."""
     tokens = torch.randint(0, REF.vocab_size, (len(positions),))
-    for _ in range(10):
-        step(tokens, positions).argmax(-1)
-    t = time.perf_counter()
-    for _ in range(n):
-        step(tokens, positions).argmax(-1)
-    return (time.perf_counter() - t) / n
+    return timed(lambda: step(tokens, positions).argmax(-1), n, warmup=10)
 
 
 def steps(model: GPT, bf16_model: GPT, pool: SlotPool, threads: int) -> dict:
