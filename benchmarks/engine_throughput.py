@@ -3,6 +3,7 @@ Hugging Face `generate` on a Llama of the same shape, batched in waves of the sa
 what one would do without a serving engine), in one run. Random weights, greedy, a fixed 64 tokens.
 
     PYTHONPATH=. python benchmarks/engine_throughput.py --device cuda --dtype bfloat16
+    PYTHONPATH=. python benchmarks/engine_throughput.py --device cuda --dtype bfloat16 --skip-peer --eager
     PYTHONPATH=. python benchmarks/engine_throughput.py --device cpu --models ref8.7m --concurrency 1 8
 
 Before timing, it checks that a request batched with others gets the same greedy tokens as alone (up to
@@ -59,10 +60,11 @@ async def run_level(engine: Engine, prompts: list[list[int]], concurrency: int, 
     return sum(counts), time.perf_counter() - t
 
 
-def ours(cfg, tok: Tokenizer, device: torch.device, dtype: torch.dtype, prompts, levels, tokens: int) -> list[dict]:
+def ours(cfg, tok: Tokenizer, device: torch.device, dtype: torch.dtype, prompts, levels, tokens: int,
+         cuda_graphs: bool = True) -> list[dict]:
     torch.manual_seed(0)
     model = GPT(cfg).to(device=device, dtype=dtype).eval()
-    engine = Engine(model, tok, max_batch=max(c for c, _ in levels), device=str(device))
+    engine = Engine(model, tok, max_batch=max(c for c, _ in levels), device=str(device), cuda_graphs=cuda_graphs)
     engine.start()
     try:
         alone = asyncio.run(collect(engine, prompts[0], tokens))
@@ -139,6 +141,7 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=64, help="requests per level (at least the concurrency)")
     p.add_argument("--output-tokens", type=int, default=64)
     p.add_argument("--skip-peer", action="store_true")
+    p.add_argument("--eager", action="store_true", help="on a GPU, decode op by op (no CUDA graphs): `serve --eager`")
     a = p.parse_args()
     device, dtype = torch.device(a.device), getattr(torch, a.dtype)
     if device.type == "cpu" and load_library() is not None:
@@ -159,7 +162,7 @@ def main() -> None:
             n = 8 + sum(k for _, k in levels)
             prompts = torch.randint(3, shape.cfg.vocab_size, (n, PROMPT_TOKENS), generator=g).tolist()
             print(f"== {shape.name}", flush=True)
-            rows = ours(shape.cfg, tok, device, dtype, prompts, levels, a.output_tokens)
+            rows = ours(shape.cfg, tok, device, dtype, prompts, levels, a.output_tokens, not a.eager)
             if not a.skip_peer:
                 rows += peer(shape.cfg, device, dtype, prompts, levels, a.output_tokens)
             results += [{"model": shape.name, **r} for r in rows]

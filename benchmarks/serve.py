@@ -183,7 +183,8 @@ class Server:
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> Server:
-        env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+        path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)  # ours first, then theirs
+        env = {**os.environ, "PYTHONPATH": path, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                "TOKENIZERS_PARALLELISM": "false"}
         if self.threads:
             env["OMP_NUM_THREADS"] = str(self.threads)  # torch's intra-op threads, the same for both servers
@@ -237,17 +238,17 @@ class Server:
 
 
 def server_argv(side: str, model_dir: Path, port: int, weights: str, extra: list[str] | None = None,
-                kv_dtype: str | None = None) -> list[str]:
-    """weights: float32, or bfloat16 (ours rounds its matmul weights and keeps float32 arithmetic; the peer
-    loads the whole model in bfloat16, its KV cache too). kv_dtype: our KV cache's type (None: as the
-    weights). extra: more arguments for our server."""
+                kv_dtype: str | None = None, device: str = "cpu") -> list[str]:
+    """weights: float32, or bfloat16 (on CPU ours rounds its matmul weights and keeps float32 arithmetic; on
+    a GPU, and on the peer's side everywhere, the whole model is bfloat16, its KV cache too). kv_dtype: our
+    KV cache's type (None: as the weights). extra: more arguments for our server."""
     if side == OURS:  # conversations go to a database of the run's own, not the user's
         kv = ["--kv-dtype", kv_dtype] if kv_dtype else []
         return [sys.executable, "-m", "colossus.cli", "serve", "--model", str(model_dir), "--host", "127.0.0.1",
                 "--port", str(port), "--db", str(model_dir.parent / f"{model_dir.name}.sqlite"), "--weights", weights,
-                *kv, *(extra or [])]
+                "--device", device, *kv, *(extra or [])]
     return [sys.executable, "-m", "transformers.cli.transformers", "serve", str(model_dir), "--continuous-batching",
-            "--device", "cpu", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+            "--device", device, "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
             "--dtype", weights]
 
 
@@ -263,7 +264,7 @@ def bench_server(side: str, model_dir: Path, convs: list[list[dict]], levels: li
                  args, log: Path, weights: str) -> list[dict]:
     rows = []
     port = free_port()
-    argv = server_argv(side, model_dir, port, weights, args.ours_args, args.kv_dtype)
+    argv = server_argv(side, model_dir, port, weights, args.ours_args, args.kv_dtype, args.device)
     kv = (args.kv_dtype or weights) if side == OURS else weights
     with Server(side, argv, port, log, args.threads) as srv:
         load_s = srv.wait_healthy()
@@ -375,7 +376,7 @@ def plot(results: list[dict], meta: dict, path: Path) -> None:
             bottom.plot(c, [r["median_tpot_ms"] for r in rows], "o-", color=colors[side], label=f"{side} TPOT")
             bottom.plot(c, [r["median_ttft_ms"] for r in rows], "s--", color=colors[side], alpha=0.5,
                         label=f"{side} TTFT")
-        if model == "ref8.7m" and weights == "float32":
+        if model == "ref8.7m" and weights == "float32" and meta.get("device", "cpu") == "cpu":  # the issue's: CPU
             for (label, figs), mark in zip(ISSUE_PEER.items(), ("x:", "*"), strict=True):
                 ks = sorted(figs)
                 top.plot(ks, [figs[k] for k in ks], mark, color="grey", label=f"issue's figure: {label}")
@@ -408,6 +409,7 @@ def main() -> None:
                    help="requests per level: one number for all, or one per --concurrency level "
                         "(default: 16/32/64, and 4/16/32 for 100m)")
     p.add_argument("--output-tokens", type=int, default=64)
+    p.add_argument("--device", default="cpu", help="where both servers run the model: cpu (default) or cuda")
     p.add_argument("--warmup", type=int, default=4, help="warm-up requests per server, not measured")
     p.add_argument("--weights", nargs="+", default=["float32"], choices=["float32", "bfloat16"],
                    help="weight precisions to measure, each on both sides (ours: --weights, the peer: --dtype)")
@@ -441,7 +443,7 @@ def main() -> None:
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU" if not torch.cuda.is_available()
         else f"{platform.machine()}, {os.cpu_count()} CPU cores, {torch.cuda.get_device_name()}",
-        "torch": torch.__version__, "python": platform.python_version(),
+        "torch": torch.__version__, "python": platform.python_version(), "device": args.device,
         "output_tokens": args.output_tokens, "threads": args.threads, "params": {}, "shapes": {}, "notes": {},
         "loadavg_start": os.getloadavg(),  # other jobs on the machine show here
     }

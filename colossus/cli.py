@@ -155,7 +155,8 @@ def cmd_serve(a) -> int:
     keys = keys_from(a.api_key, os.environ.get("COLOSSUS_API_KEY"))
     cfg = ServeConfig(model=a.model, api_keys=keys, db=a.db, max_batch=a.max_batch,
                       rate_limit=parse_rate(a.rate_limit), max_body=a.max_body, device=a.device,
-                      weights=a.weights, kernel=a.kernel, kernel_threads=a.kernel_threads, kv_dtype=a.kv_dtype)
+                      weights=a.weights, kernel=a.kernel, kernel_threads=a.kernel_threads, kv_dtype=a.kv_dtype,
+                      cuda_graphs=not a.eager)
     # the server's own lines (model loaded, KV cache, which forward step) beside uvicorn's, in its format
     ours = logging.getLogger("colossus")
     if not ours.handlers:
@@ -245,12 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--rate-limit", metavar="N/min", help="requests a minute per API key (default: no limit)")
     sv.add_argument("--max-body", type=int, default=1 << 20, metavar="BYTES",
                     help="largest request body (default: 1 MiB)")
-    sv.add_argument("--device", default="cpu")
+    sv.add_argument("--device", default="cpu", help="where the model runs: cpu (the default), cuda or cuda:N")
     sv.add_argument("--threads", type=int,
                     help="torch CPU threads (default: 1 beside the C step, else one fewer than the cores)")
     sv.add_argument("--weights", choices=("float32", "bfloat16"), default="float32",
-                    help="matmul weights: float32 (as trained, the default) or bfloat16 (rounded: half the bytes "
-                         "to read, up to about twice as fast decoding on CPU; arithmetic still float32)")
+                    help="matmul weights: float32 (as trained, the default) or bfloat16 (on CPU rounded: half the "
+                         "bytes to read, up to about twice as fast decoding, arithmetic still float32; on a GPU the "
+                         "whole model and its KV cache in bfloat16)")
     sv.add_argument("--kv-dtype", choices=("float32", "bfloat16"),
                     help="what the KV cache stores (default: as --weights): bfloat16 halves its memory and what "
                          "attention reads each step; attention still computes in float32")
@@ -258,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="forward step: auto (one C call on CPU when a C compiler is found), c, or torch ops")
     sv.add_argument("--kernel-threads", type=int,
                     help="threads of the C forward step (default: the cores, up to 8; it runs with the GIL released)")
+    sv.add_argument("--eager", action="store_true",
+                    help="on a GPU, run each decode step op by op instead of replaying CUDA graphs captured at start")
     sv.set_defaults(func=cmd_serve)
 
     from colossus.plan.cli import add_parser as add_plan_parser

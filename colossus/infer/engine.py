@@ -41,15 +41,19 @@ import logging
 import os
 import random
 import threading
+import time
 from collections import deque
 from collections.abc import AsyncIterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from colossus.data.tokenizer import Tokenizer
 from colossus.errors import ColossusError
 from colossus.infer.cpu_decode import DTYPES, CpuDecoder
+from colossus.infer.cuda_graphs import DecodeGraphs
 from colossus.infer.detokenize import TextStream, TokenTable
 from colossus.infer.kv_pool import SlotPool
 from colossus.infer.logits import RowParams, apply_penalties, sample_rows, token_logprobs
@@ -62,6 +66,9 @@ log = logging.getLogger(__name__)
 KERNELS = ("auto", "c", "torch")
 MAX_KERNEL_THREADS = 8  # the C step's default threads: the cores, up to this many (a small model gains no more)
 PREFILL_TOKENS = 512  # prompt tokens admitted into one step (one longer prompt is admitted alone)
+# attention on a GPU without cuDNN's backend: it builds a plan for each new shape, and a decode step's key length
+# is new at every step (on an H100 that took 4-170 ms a step, docs/benchmarks.md); the others take any length
+GPU_ATTENTION = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
 @dataclass
@@ -115,7 +122,8 @@ class Engine:
     def __init__(self, model: GPT, tokenizer: Tokenizer, *, max_batch: int = 32, max_queue: int = 256,
                  kv_tokens: int | None = None, prefix_cache_tokens: int | None = None,
                  device: str = "cpu", stop_ids: set[int] | None = None, weights: str = "float32",
-                 kernel: str = "auto", kernel_threads: int | None = None, kv_dtype: str | None = None):
+                 kernel: str = "auto", kernel_threads: int | None = None, kv_dtype: str | None = None,
+                 cuda_graphs: bool = True):
         if max_batch < 1 or max_queue < 0:
             raise ColossusError(f"max_batch must be >= 1 and max_queue >= 0, not {max_batch} and {max_queue}")
         if weights not in DTYPES or kernel not in KERNELS:
@@ -135,8 +143,10 @@ class Engine:
         if self.kv_total < self.max_context:
             raise ColossusError(f"kv_tokens {kv_tokens} is less than the model's context of {self.max_context} "
                                 "tokens: a long request could never run")
+        if weights == "bfloat16" and self.device.type != "cpu" and next(model.parameters()).dtype == torch.float32:
+            model.to(torch.bfloat16)  # on an accelerator, bfloat16 arithmetic as well (its KV cache too)
         dtype = next(model.parameters()).dtype
-        if weights == "bfloat16":
+        if weights == "bfloat16" and dtype == torch.float32:
             model.round_matmul_weights(torch.bfloat16)
         kv = DTYPES[kv_dtype] if dtype == torch.float32 else dtype  # a half-precision model keeps its own type
         self.pool = SlotPool(cfg, max_batch, self.max_context, self.device, dtype, kv)
@@ -147,6 +157,16 @@ class Engine:
         if kernel == "c" and self.cdec is None:
             raise ColossusError("kernel 'c' needs a C compiler ($CC, cc, gcc or clang) and a float32 model on CPU")
         self.kernel = "c" if self.cdec is not None else "torch"
+        self.graphs: DecodeGraphs | None = None  # on a GPU: decode steps replayed from CUDA graphs
+        if cuda_graphs and self.device.type == "cuda":
+            t = time.perf_counter()
+            try:
+                with self._attention(), torch.inference_mode():
+                    self.graphs = DecodeGraphs(model, self.pool, max_batch)
+                log.info("decode steps: %d CUDA graphs (batch sizes up to %d, key lengths up to %d), captured in "
+                         "%.1fs", len(self.graphs), max_batch, self.max_context, time.perf_counter() - t)
+            except RuntimeError as e:
+                log.warning("CUDA graphs could not be captured, decode steps run op by op: %s", e)
         log.info("forward step: %s, %s matmul weights, %s KV cache", f"one C call on {self.cdec.threads} thread(s)"
                  if self.cdec else "PyTorch ops", weights, str(kv).removeprefix("torch."))
         prefix_tokens = self.kv_total // 4 if prefix_cache_tokens is None else prefix_cache_tokens
@@ -278,7 +298,8 @@ class Engine:
                 with self._cv:
                     admitted = self._admit()
                 try:
-                    self._step(admitted, events)
+                    with self._attention():
+                        self._step(admitted, events)
                 except Exception as e:  # a bug or out of memory: fail what runs, keep serving
                     log.exception("engine step failed")
                     self._fail_running(admitted, EngineError(f"generation failed: {type(e).__name__}: {e}"), events)
@@ -291,6 +312,9 @@ class Engine:
         for req in left:
             self._release(req, "abort", events)
         self._deliver(events)
+
+    def _attention(self):
+        return sdpa_kernel(GPU_ATTENTION) if self.device.type == "cuda" else nullcontext()
 
     def _admit(self) -> list[_Request]:
         """Pop the waiting requests that fit now, in arrival order (called with the lock held). Prompts of
@@ -370,9 +394,13 @@ class Engine:
 
     def _decode(self) -> torch.Tensor:
         """One token for every running request -> logits (B, V)."""
-        view = self.pool.decode_view([r.length for r in self._running])
-        tokens = torch.tensor([r.out[-1] for r in self._running], device=self.device)
-        logits = self.model.decode_step(tokens, view.positions, view)
+        lengths, last = [r.length for r in self._running], [r.out[-1] for r in self._running]
+        if self.graphs is not None:
+            logits = self.graphs.step(last, lengths)
+        else:
+            view = self.pool.decode_view(lengths)
+            tokens = torch.tensor(last, device=self.device)
+            logits = self.model.decode_step(tokens, view.positions, view, max_position=view.L - 1)
         for r in self._running:
             r.length += 1
         return logits

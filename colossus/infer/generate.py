@@ -34,9 +34,11 @@ def check_context(model: GPT, prompt_len: int, max_tokens: int) -> None:
 
 @torch.inference_mode()
 def stream(model: GPT, prompt: list[int], params: SamplingParams, stop_ids: set[int],
-           device: str | torch.device = "cpu") -> Iterator[tuple[int, float]]:
-    """Yield (token id, its probability) until a stop id (not yielded) or max_tokens."""
+           device: str | torch.device | None = None) -> Iterator[tuple[int, float]]:
+    """Yield (token id, its probability) until a stop id (not yielded) or max_tokens. device: the model's
+    unless given."""
     check_context(model, len(prompt), params.max_tokens)
+    device = device or next(model.parameters()).device
     cache = KVCache(model.cfg, 1, len(prompt) + params.max_tokens, device=device,
                     dtype=next(model.parameters()).dtype)
     gen = None
@@ -54,8 +56,9 @@ def stream(model: GPT, prompt: list[int], params: SamplingParams, stop_ids: set[
 
 @torch.inference_mode()
 def generate_batch(model: GPT, prompts: list[list[int]], max_tokens: int, stop_ids: set[int],
-                   batch_size: int = 64, device: str | torch.device = "cpu") -> list[Completion]:
-    """Greedy completions of many prompts, batched by prompt length."""
+                   batch_size: int = 64, device: str | torch.device | None = None) -> list[Completion]:
+    """Greedy completions of many prompts, batched by prompt length, on device (the model's unless given)."""
+    device = device or next(model.parameters()).device
     out: list[Completion | None] = [None] * len(prompts)
     by_len: dict[int, list[int]] = defaultdict(list)
     for i, p in enumerate(prompts):

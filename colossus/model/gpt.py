@@ -258,14 +258,17 @@ class GPT(nn.Module):
         return dw
 
     @torch.no_grad()
-    def decode_step(self, tokens: torch.Tensor, positions: torch.Tensor, cache) -> torch.Tensor:
+    def decode_step(self, tokens: torch.Tensor, positions: torch.Tensor, cache,
+                    max_position: int | None = None) -> torch.Tensor:
         """One new token per row: tokens (B,) at positions (B,) -> logits (B, V), as forward would give
         (within float rounding). cache.update(layer, k, v) stores k, v (B, Hkv, 1, hd) and returns the keys
         and values to attend to (B, Hkv, L, hd) with an additive mask (B, 1, 1, L) or None; the cache
-        tracks its own lengths (advance is not called). No autograd: inference only."""
+        tracks its own lengths (advance is not called). max_position: the largest of positions, if the caller
+        knows it (reading it from a GPU tensor waits for the GPU). No autograd: inference only."""
         w = self.decode_weights()
-        if int(positions.max()) >= w.cos.size(0):  # past the trained length: extend the table
-            w.cos, w.sin = rope_step_tables(self.cfg.head_dim, 2 * int(positions.max()) + 1, self.cfg.rope_theta,
+        top = int(positions.max()) if max_position is None else max_position
+        if top >= w.cos.size(0):  # past the trained length: extend the table
+            w.cos, w.sin = rope_step_tables(self.cfg.head_dim, 2 * top + 1, self.cfg.rope_theta,
                                             w.cos.device, w.cos.dtype)
         cos, sin = w.cos[positions, None], w.sin[positions, None]  # (B, 1, hd), shared by every layer
         x = F.embedding(tokens, self.embed.weight)  # (B, C)

@@ -60,6 +60,7 @@ class ServeConfig:
     kernel_threads: int | None = None
     """Threads of the C step; None: the cores, up to 8."""
     kv_dtype: str | None = None
+    cuda_graphs: bool = True
     """What the KV cache stores: float32 or bfloat16 (half the memory, and half the bytes attention reads
     each step); None: the weights' precision."""
 
@@ -102,7 +103,8 @@ class ModelSlot:
             model = load_model(self.dir, self.cfg.device)
             engine = Engine(model, tok, max_batch=self.cfg.max_batch, max_queue=self.cfg.max_queue,
                             device=self.cfg.device, weights=self.cfg.weights, kernel=self.cfg.kernel,
-                            kernel_threads=self.cfg.kernel_threads, kv_dtype=self.cfg.kv_dtype)
+                            kernel_threads=self.cfg.kernel_threads, kv_dtype=self.cfg.kv_dtype,
+                            cuda_graphs=self.cfg.cuda_graphs)
             served = ServedModel(self.name, tok, engine, engine.max_context, fingerprint(self.dir),
                                  int((self.dir / WEIGHTS).stat().st_mtime))
             with self.lock:

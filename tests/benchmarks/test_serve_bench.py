@@ -63,6 +63,13 @@ def test_our_kv_cache_type_reaches_our_server_only(tmp_path):
     assert "--kv-dtype" not in server_argv("transformers", tmp_path / "m", 8000, "float32", kv_dtype="bfloat16")
 
 
+def test_the_device_reaches_both_servers(tmp_path):
+    for side in ("colossus", "transformers"):
+        argv = server_argv(side, tmp_path / "m", 8000, "bfloat16", device="cuda")
+        assert argv[argv.index("--device") + 1] == "cuda"
+        assert server_argv(side, tmp_path / "m", 8000, "float32")[argv.index("--device") + 1] == "cpu"
+
+
 def test_ratios_compare_with_the_peer_and_with_our_own_first_level():
     def row(server, conc, tput):
         times = {f"{s}_{k}_ms": 1.0 for s in ("median", "p99") for k in ("ttft", "tpot", "itl")}

@@ -4,6 +4,7 @@ stop strings, logprobs, prefix cache, cancellation, queueing, and an event loop 
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from contextlib import contextmanager
 
@@ -23,6 +24,7 @@ GREEDY = SamplingParams(temperature=0, max_tokens=24, ignore_eos=True)
 # the engine's two forward paths: one C call (prefills with the decode rows), and PyTorch ops
 KERNELS = pytest.mark.parametrize("kernel", [
     pytest.param("c", marks=pytest.mark.skipif(load_library() is None, reason="no C compiler")), "torch"])
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
 
 
 @pytest.fixture(scope="module")
@@ -431,3 +433,38 @@ def test_shutdown_aborts_what_runs(model, tok):
 
     rest = asyncio.run(go())
     assert rest[-1].finish_reason == "abort" and engine.stats()["kv_used_tokens"] == 0
+
+
+# ---- on a GPU (skipped without one): the PyTorch path, and bfloat16 weights meaning a bfloat16 model ----
+
+
+@pytest.fixture()
+def gpu_model(model):
+    return copy.deepcopy(model).to("cuda")
+
+
+@CUDA
+def test_greedy_on_the_gpu_equals_a_plain_kv_cache_run_alone_and_batched(gpu_model, tok):
+    with running(gpu_model, tok, device="cuda") as engine:
+        assert engine.kernel == "torch" and engine.pool.k.device.type == "cuda"
+        got = [ids(alone(engine, p)) for p in PROMPTS]
+
+        async def together():
+            return await asyncio.gather(*(collect(engine, p) for p in PROMPTS))
+
+        batched = [ids(d) for d in asyncio.run(together())]
+        assert engine.stats()["kv_used_tokens"] == 0
+    refs = [[t for t, _ in stream(gpu_model, p, GREEDY, set())] for p in PROMPTS]
+    assert got == refs and batched == refs
+
+
+@CUDA
+def test_bfloat16_weights_on_the_gpu_run_the_whole_model_in_bfloat16(gpu_model, tok):
+    with running(gpu_model, tok, device="cuda", weights="bfloat16") as engine:
+        assert {p.dtype for p in gpu_model.parameters()} == {torch.bfloat16}
+        assert engine.pool.k.dtype == torch.bfloat16
+        seeded = SamplingParams(temperature=1.0, top_p=0.9, max_tokens=24, seed=3, ignore_eos=True)
+        a, b = ids(alone(engine, PROMPTS[0], seeded)), ids(alone(engine, PROMPTS[0], seeded))
+        greedy = [ids(alone(engine, p)) for p in PROMPTS]
+        assert engine.stats()["kv_used_tokens"] == 0
+    assert a == b and len(a) == 24 and all(len(g) == GREEDY.max_tokens for g in greedy)

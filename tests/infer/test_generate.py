@@ -1,3 +1,6 @@
+import copy
+
+import pytest
 import torch
 
 from colossus.infer.generate import generate_batch, stream
@@ -7,7 +10,7 @@ from colossus.infer.sampling import SamplingParams
 def greedy_reference(model, prompt, n):
     ids = list(prompt)
     for _ in range(n):
-        ids.append(int(model(torch.tensor([ids]))[0, -1].argmax()))
+        ids.append(int(model(torch.tensor([ids], device=next(model.parameters()).device))[0, -1].argmax()))
     return ids[len(prompt):]
 
 
@@ -40,3 +43,12 @@ def test_batch_equals_one_by_one(tiny_model):
         assert c.ids == greedy_reference(tiny_model, p, 8)
         assert c.finish_reason == "length" and len(c.probs) == 8
         assert all(0 < q <= 1 for q in c.probs)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+def test_a_model_on_the_gpu_generates_there_without_being_told_the_device(tiny_model):
+    model = copy.deepcopy(tiny_model).to("cuda")
+    prompt = [1, 5, 9, 13, 2]
+    ref = greedy_reference(model, prompt, 12)
+    assert [t for t, _ in stream(model, prompt, SamplingParams(temperature=0, max_tokens=12), set())] == ref
+    assert generate_batch(model, [prompt], 12, stop_ids=set())[0].ids == ref
