@@ -361,7 +361,7 @@ def plot(results: list[dict], meta: dict, path: Path) -> None:
 
     colors = {OURS: "tab:blue", PEER: "tab:orange"}
     panels = list(dict.fromkeys((r["model"], r["weights"]) for r in results))
-    fig, axes = plt.subplots(2, len(panels), figsize=(4.3 * len(panels), 7.5), squeeze=False)
+    fig, axes = plt.subplots(2, len(panels), figsize=(max(4.3 * len(panels), 7.0), 7.5), squeeze=False)
     for j, (model, weights) in enumerate(panels):
         top, bottom = axes[0][j], axes[1][j]
         for side in (OURS, PEER):

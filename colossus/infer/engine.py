@@ -24,10 +24,13 @@ makes generate() raise EngineFull, which an HTTP server answers with 503 (retry 
 The forward pass (3.) is one C call on CPU (colossus.infer.cpu_decode) when a C compiler is found: the
 decode rows and the new prompts' tokens together, with the GIL released, on kernel_threads threads
 (default: the cores, up to MAX_KERNEL_THREADS). Otherwise (or kernel="torch")
-it is GPT.decode_step's PyTorch ops, then one GPT.forward per new prompt. weights="bfloat16" rounds the
-model's matmul weights to bfloat16 (in place, so that every path computes the same model) and lets the
-C step read them at half the bytes; arithmetic stays float32. kv_dtype (default: the weights' type) is
-what the KV pool and the prefix cache store: bfloat16 halves their memory and what attention reads.
+it is GPT.decode_step's PyTorch ops, then one GPT.forward for all the new prompts (left-padded,
+kv_pool.BatchPrefillView). On a GPU the decode step is replayed from CUDA graphs captured at start
+(colossus.infer.cuda_graphs; cuda_graphs=False runs it op by op), and attention leaves out cuDNN's
+backend (GPU_ATTENTION). weights="bfloat16" rounds the model's matmul weights to bfloat16 (in place, so
+that every path computes the same model) and lets the C step read them at half the bytes; arithmetic
+stays float32. On a GPU it makes the whole model bfloat16 instead. kv_dtype (default: the weights' type)
+is what the KV pool and the prefix cache store: bfloat16 halves their memory and what attention reads.
 
 KV memory: a fixed pool of max_batch slots of max_context tokens (colossus.infer.kv_pool), allocated
 once; kv_tokens (default: all of it) caps the tokens reserved at once. The prefix cache is a second,
@@ -344,7 +347,8 @@ class Engine:
             logits = [self._decode()] if self._running else []
             for req in admitted:
                 self._place(req)
-                logits.append(self._prefill(req))
+            if admitted:
+                logits.append(self._prefill(admitted[0]) if len(admitted) == 1 else self._prefill_batch(admitted))
             if not self._running:
                 return
             raw = torch.cat(logits) if len(logits) > 1 else logits[0]  # (B, V) in slot order
@@ -420,6 +424,16 @@ class Engine:
         positions = torch.arange(start, n, device=self.device)
         logits = self.model(idx, cache=view, positions=positions, last_only=True)[:, -1]
         self._prefilled(req, start)
+        return logits
+
+    def _prefill_batch(self, reqs: list[_Request]) -> torch.Tensor:
+        """The prompts of several newly admitted requests (in consecutive slots) in one forward pass ->
+        logits (len(reqs), V): on a GPU one pass costs about what one prompt alone does."""
+        starts = [self._load_prefix(r) for r in reqs]
+        view = self.pool.batch_prefill_view(reqs[0].slot, [r.prompt for r in reqs], starts)
+        logits = self.model(view.tokens, cache=view, positions=view.positions, last_only=True)[:, -1]
+        for req, start in zip(reqs, starts, strict=True):
+            self._prefilled(req, start)
         return logits
 
     def _prefilled(self, req: _Request, start: int) -> None:

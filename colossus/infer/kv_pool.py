@@ -47,6 +47,9 @@ class SlotPool:
     def prefill_view(self, slot: int, start: int, n_new: int) -> PrefillView:
         return PrefillView(self, slot, start, n_new)
 
+    def batch_prefill_view(self, first: int, prompts: list[list[int]], starts: list[int]) -> BatchPrefillView:
+        return BatchPrefillView(self, first, prompts, starts)
+
     def decode_view(self, positions: list[int]) -> DecodeView:
         return DecodeView(self, positions)
 
@@ -73,6 +76,45 @@ class PrefillView:
         self.pool.v[layer, s, :, a:b] = v[0]
         return (self.pool.k[layer, s:s + 1, :, :b].to(k.dtype), self.pool.v[layer, s:s + 1, :, :b].to(v.dtype),
                 self.mask)
+
+    def advance(self, n: int) -> None:
+        pass
+
+
+class BatchPrefillView:
+    """The prompts of several requests in one forward pass, row i in slot first + i: prompts[i][starts[i]:]
+    (the prefix cache holds the rest), left-padded to the longest, so that every row's last token is the
+    batch's last position (`last_only` gives each row's next-token logits). Only real tokens write keys and
+    values; a padding query sees key 0 of its slot and its output is never used."""
+
+    def __init__(self, pool: SlotPool, first: int, prompts: list[list[int]], starts: list[int]):
+        A, dev = len(prompts), pool.device
+        new = [len(p) - s for p, s in zip(prompts, starts, strict=True)]
+        T = max(new)
+        self.pool, self.first, self.A, self.L = pool, first, A, max(len(p) for p in prompts)
+        rows, positions, real = [], [], []  # left-padded token ids and positions; (row, t) of each real token
+        for i, (p, s, n) in enumerate(zip(prompts, starts, new, strict=True)):
+            rows.append([0] * (T - n) + p[s:])
+            positions.append([0] * (T - n) + list(range(s, len(p))))
+            real += [(i, t, s + t - (T - n)) for t in range(T - n, T)]
+        self.tokens = torch.tensor(rows, device=dev)  # (A, T)
+        self.positions = torch.tensor(positions, device=dev)  # (A, T)
+        _, _, hkv, max_len, _ = pool.k.shape
+        src = torch.tensor([i * T + t for i, t, _ in real])  # rows of the batch's (A*T, Hkv, hd) keys
+        dst = torch.tensor([(first + i) * hkv * max_len + pos for i, _, pos in real])
+        self.src = src.to(dev)
+        self.dst = (dst[:, None] + torch.arange(hkv)[None, :] * max_len).reshape(-1).to(dev)  # (N*Hkv,)
+        visible = torch.arange(self.L, device=dev)[None, None, :] <= self.positions[:, :, None]  # (A, T, L)
+        self.mask = additive_mask(visible, pool.dtype)[:, None]  # (A, 1, T, L)
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        kl, vl = self.pool.k[layer], self.pool.v[layer]  # (slots, Hkv, max_len, hd)
+        hd = k.size(-1)
+        for new, dst in ((k, kl), (v, vl)):  # (A, Hkv, T, hd) -> the real tokens' (N*Hkv, hd), head fastest
+            rows = new.transpose(1, 2).reshape(-1, new.size(1), hd).index_select(0, self.src)
+            dst.view(-1, hd).index_copy_(0, self.dst, rows.reshape(-1, hd).to(dst.dtype))
+        a, b = self.first, self.first + self.A
+        return kl[a:b, :, :self.L].to(k.dtype), vl[a:b, :, :self.L].to(v.dtype), self.mask
 
     def advance(self, n: int) -> None:
         pass
