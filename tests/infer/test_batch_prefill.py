@@ -6,24 +6,11 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 import torch
 
 from colossus.infer.engine import Engine
 from colossus.infer.kv_pool import SlotPool
 from colossus.infer.sampling import SamplingParams
-from colossus.model.config import ModelConfig
-from colossus.model.gpt import GPT
-
-
-@pytest.fixture(scope="module")
-def small() -> GPT:
-    torch.manual_seed(0)
-    m = GPT(ModelConfig(vocab_size=97, seq_len=160, n_layer=2, d_model=32, n_head=4, n_kv_head=2))
-    with torch.no_grad():
-        for p in m.parameters():
-            p.normal_(0, 0.3)
-    return m.eval()
 
 
 def test_a_batch_of_prompts_equals_each_prompt_alone(small):

@@ -13,7 +13,6 @@ from colossus.infer.cuda_graphs import DecodeGraphs, batch_sizes, key_lengths
 from colossus.infer.engine import Engine
 from colossus.infer.kv_pool import SlotPool
 from colossus.infer.sampling import SamplingParams
-from colossus.model.config import ModelConfig
 from colossus.model.gpt import GPT
 
 
@@ -21,16 +20,6 @@ def test_captured_shapes_cover_every_batch_and_length_once():
     assert batch_sizes(32) == [1, 2, 4, 8, 16, 24, 32]
     assert batch_sizes(5) == [1, 2, 4, 5] and batch_sizes(1) == [1] and batch_sizes(12) == [1, 2, 4, 8, 12]
     assert key_lengths(512) == [64, 128, 256, 512] and key_lengths(96) == [64, 96] and key_lengths(64) == [64]
-
-
-@pytest.fixture(scope="module")
-def small() -> GPT:
-    torch.manual_seed(0)
-    m = GPT(ModelConfig(vocab_size=97, seq_len=160, n_layer=2, d_model=32, n_head=4, n_kv_head=2))
-    with torch.no_grad():
-        for p in m.parameters():
-            p.normal_(0, 0.3)
-    return m.eval()
 
 
 @pytest.mark.parametrize("lengths", [[5], [5, 17, 70], [64, 2, 63], [3, 3, 3, 3, 3, 3, 3, 3], [159, 0]])
