@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from colossus.infer.kv_pool import SlotPool, additive_mask
+from colossus.infer.kv_pool import DecodeView, SlotPool
 from colossus.model.gpt import GPT
 
 MIN_KEYS = 64  # the shortest key length captured
@@ -40,31 +40,6 @@ def key_lengths(max_len: int) -> list[int]:
         out.append(n)
         n *= 2
     return out + [max_len]
-
-
-class StaticDecodeView:
-    """The KV pool as a captured step sees it: rows in slots 0..b-1, keys up to `keys`, the positions read
-    from a static buffer when the step runs (so the mask and the write offsets are part of the graph)."""
-
-    def __init__(self, pool: SlotPool, positions: torch.Tensor, keys: int):
-        self.pool, self.keys = pool, keys
-        dev, b = pool.device, positions.size(0)
-        self.mask = additive_mask(torch.arange(keys, device=dev)[None, :] <= positions[:, None],
-                                  pool.dtype)[:, None, None]  # (b, 1, 1, keys)
-        _, _, hkv, max_len, _ = pool.k.shape
-        heads = torch.arange(hkv, device=dev)[None, :] * max_len
-        rows = torch.arange(b, device=dev)[:, None] * (hkv * max_len)
-        self.flat = (rows + heads + positions[:, None]).reshape(-1)  # (b*Hkv,) rows of a layer's (-1, hd) view
-
-    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
-        kl, vl = self.pool.k[layer], self.pool.v[layer]
-        hd, b = k.size(-1), k.size(0)
-        kl.view(-1, hd).index_copy_(0, self.flat, k.reshape(-1, hd).to(kl.dtype))
-        vl.view(-1, hd).index_copy_(0, self.flat, v.reshape(-1, hd).to(vl.dtype))
-        return kl[:b, :, :self.keys].to(k.dtype), vl[:b, :, :self.keys].to(v.dtype), self.mask
-
-    def advance(self, n: int) -> None:
-        pass
 
 
 class DecodeGraphs:
@@ -87,7 +62,7 @@ class DecodeGraphs:
 
     def _run(self, b: int, keys: int) -> None:
         positions = self.inputs[1, :b]
-        view = StaticDecodeView(self.pool, positions, keys)
+        view = DecodeView.fixed(self.pool, positions, keys)
         self.logits[:b] = self.model.decode_step(self.inputs[0, :b], positions, view, max_position=keys - 1)
 
     def _capture_all(self) -> None:

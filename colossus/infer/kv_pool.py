@@ -124,19 +124,28 @@ class DecodeView:
     """One token for each of the rows in slots 0..B-1; row i's token goes to position positions[i]."""
 
     def __init__(self, pool: SlotPool, positions: list[int]):
-        self.pool, self.B = pool, len(positions)
-        dev = pool.device
-        self.positions = torch.tensor(positions, device=dev)  # (B,)
-        self.L = max(positions) + 1
-        self.same = min(positions) == max(positions)  # rows of equal length: a slice, and no mask
+        self._setup(pool, torch.tensor(positions, device=pool.device), max(positions) + 1,
+                    same=min(positions) == max(positions))  # rows of equal length: a slice, and no mask
+
+    @classmethod
+    def fixed(cls, pool: SlotPool, positions: torch.Tensor, keys: int) -> DecodeView:
+        """The view with shapes fixed in advance (a CUDA graph's): positions (B,) a tensor read only when the
+        step runs, the keys up to `keys` (more than any position) and always a mask."""
+        view = cls.__new__(cls)
+        view._setup(pool, positions, keys, same=False)
+        return view
+
+    def _setup(self, pool: SlotPool, positions: torch.Tensor, L: int, same: bool) -> None:
+        self.pool, self.B, self.positions, self.L, self.same = pool, positions.size(0), positions, L, same
         self.mask = self.flat = None
-        if not self.same:
-            visible = torch.arange(self.L, device=dev)[None, :] <= self.positions[:, None]  # (B, L)
+        if not same:
+            dev = pool.device
+            visible = torch.arange(L, device=dev)[None, :] <= positions[:, None]  # (B, L)
             self.mask = additive_mask(visible, pool.dtype)[:, None, None]  # (B, 1, 1, L)
             _, _, hkv, max_len, _ = pool.k.shape
             heads = torch.arange(hkv, device=dev)[None, :] * max_len
             rows = torch.arange(self.B, device=dev)[:, None] * (hkv * max_len)
-            self.flat = (rows + heads + self.positions[:, None]).reshape(-1)  # (B*Hkv,) rows of a layer's (-1, hd) view
+            self.flat = (rows + heads + positions[:, None]).reshape(-1)  # (B*Hkv,) rows of a layer's (-1, hd) view
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
         kl, vl = self.pool.k[layer], self.pool.v[layer]  # (slots, Hkv, max_len, hd)
