@@ -95,8 +95,9 @@ def train_stage(a, stage: str) -> int:
 
 def cmd_eval(a) -> int:
     from colossus.evals.report import evaluate, format_report, write_report
+    from colossus.train.device import check_device
 
-    report, graded = evaluate(a.model, a.world, a.split, a.device)
+    report, graded = evaluate(a.model, a.world, a.split, check_device(a.device))
     print(format_report(report))
     if a.out is not None:
         write_report(a.out, report, graded)
@@ -119,7 +120,9 @@ def cmd_chat(a) -> int:
     else:
         if a.api_key is not None:
             raise ColossusError("--api-key goes with --url")
-        backend, name = LocalBackend(a.model, a.device), str(a.model)
+        from colossus.train.device import check_device
+
+        backend, name = LocalBackend(a.model, check_device(a.device)), str(a.model)
     print(f"Chatting with {name}. /help for commands, /exit to leave.")
     chat_loop(backend, system=a.system, temperature=a.temperature)
     return 0
@@ -142,6 +145,10 @@ def cmd_serve(a) -> int:
     if a.kernel_threads is not None and a.kernel_threads < 1:
         raise ColossusError(f"--kernel-threads must be >= 1, not {a.kernel_threads}")
     import torch
+
+    from colossus.train.device import check_device
+
+    check_device(a.device)
 
     # torch's own threads. With PyTorch ops (--kernel torch, or a GPU) one core is left to the HTTP event
     # loop: on 2 cores, 2 torch threads fighting it were 3-5x slower. With the C step (the default on CPU)

@@ -215,6 +215,8 @@ def test_unreachable_server_is_one_line_on_the_command_line(capsys):
     assert main(["chat", "--url", "ftp://example"]) == 2
     assert main(["chat"]) == 2
     assert "give either --model DIR" in capsys.readouterr().err
+    assert main(["chat", "--model", "runs/latest", "--device", "gpu"]) == 2
+    assert capsys.readouterr().err == "colossus: error: unknown device 'gpu': use cpu, cuda, cuda:N or mps\n"
 
 
 def test_remote_chat_against_the_real_app(tok, tiny_model, tmp_path):

@@ -65,15 +65,32 @@ class Device:
             torch.cuda.synchronize()
 
 
+def check_device(name: str) -> str:
+    """name, when it is a device that is here (cpu, cuda, cuda:N, mps); else a ColossusError saying what to use."""
+    from colossus.errors import ColossusError
+
+    kind, _, index = name.partition(":")
+    if kind not in ("cpu", "cuda", "mps") or (index and not (kind == "cuda" and index.isdigit())):
+        raise ColossusError(f"unknown device {name!r}: use cpu, cuda, cuda:N or mps")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ColossusError(f"--device {name}: no CUDA GPU is visible to PyTorch {torch.__version__} "
+                            "(use --device cpu)")
+    if index and int(index) >= torch.cuda.device_count():
+        raise ColossusError(f"--device {name}: there are {torch.cuda.device_count()} CUDA GPUs (cuda:0 to "
+                            f"cuda:{torch.cuda.device_count() - 1})")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ColossusError("--device mps: no Apple GPU is visible (use --device cpu)")
+    return name
+
+
 def pick_device(name: str = "auto", dtype: str = "auto") -> Device:
     from colossus.errors import ColossusError
 
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ColossusError("--device cuda: no CUDA GPU is visible (use --device cpu)")
     if name not in ("cpu", "cuda", "mps"):
         raise ColossusError(f"unknown device {name!r}: use auto, cpu, cuda or mps")
+    check_device(name)
     if dtype == "auto":
         bf16 = (torch.cuda.is_bf16_supported() if name == "cuda" else name == "cpu" and cpu_has_bf16())
         dt = torch.bfloat16 if bf16 else torch.float32

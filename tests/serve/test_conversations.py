@@ -141,6 +141,8 @@ def test_sigkill_loses_nothing_acknowledged(model_dir, tmp_path):
     (["--port", "0"], "--port"),
     (["--max-batch", "0"], "--max-batch"),
     (["--kernel-threads", "0"], "--kernel-threads"),
+    (["--device", "gpu"], "unknown device 'gpu': use cpu, cuda, cuda:N or mps"),
+    (["--device", "cuda:99"], "--device cuda:99"),
 ])
 def test_cli_errors_are_one_line(model_dir, tmp_path, capsys, args, message):
     assert main(["serve", "--model", str(model_dir), "--db", str(tmp_path / "c.db"), *args]) == 2
