@@ -90,13 +90,13 @@ class DecodeGraphs:
         b = next(x for x in self.batches if x >= B)
         top = max(positions)
         keys = next(x for x in self.keys if x > top)
-        if self._copied is not None:
+        if self.capture:
             self._copied.synchronize()  # (at once in the engine: it read the last step's tokens back already)
         self.host[:, :b] = 0  # padding rows: token 0 at position 0
         self.host[0, :B] = torch.tensor(tokens)
         self.host[1, :B] = torch.tensor(positions)
         self.inputs[:, :b].copy_(self.host[:, :b], non_blocking=self.capture)
-        if self._copied is not None:
+        if self.capture:
             self._copied.record()
             self.graphs[b, keys].replay()
         else:

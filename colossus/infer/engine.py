@@ -146,11 +146,12 @@ class Engine:
         if self.kv_total < self.max_context:
             raise ColossusError(f"kv_tokens {kv_tokens} is less than the model's context of {self.max_context} "
                                 "tokens: a long request could never run")
-        if weights == "bfloat16" and self.device.type != "cpu" and next(model.parameters()).dtype == torch.float32:
-            model.to(torch.bfloat16)  # on an accelerator, bfloat16 arithmetic as well (its KV cache too)
+        if weights == "bfloat16" and next(model.parameters()).dtype == torch.float32:
+            if self.device.type == "cpu":
+                model.round_matmul_weights(torch.bfloat16)
+            else:  # on an accelerator, bfloat16 arithmetic as well (its KV cache too)
+                model.to(torch.bfloat16)
         dtype = next(model.parameters()).dtype
-        if weights == "bfloat16" and dtype == torch.float32:
-            model.round_matmul_weights(torch.bfloat16)
         kv = DTYPES[kv_dtype] if dtype == torch.float32 else dtype  # a half-precision model keeps its own type
         self.pool = SlotPool(cfg, max_batch, self.max_context, self.device, dtype, kv)
         self.cdec: CpuDecoder | None = None

@@ -60,9 +60,10 @@ class ServeConfig:
     kernel_threads: int | None = None
     """Threads of the C step; None: the cores, up to 8."""
     kv_dtype: str | None = None
-    cuda_graphs: bool = True
     """What the KV cache stores: float32 or bfloat16 (half the memory, and half the bytes attention reads
     each step); None: the weights' precision."""
+    cuda_graphs: bool = True
+    """On a GPU, replay decode steps from CUDA graphs captured at start; False: op by op (`--eager`)."""
 
 
 def model_name(model_dir: Path) -> str:
