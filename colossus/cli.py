@@ -83,12 +83,17 @@ def train_stage(a, stage: str) -> int:
 
     cfg = load_config(a.preset, a.config, a.overrides)
     tok = Tokenizer.load(a.tokenizer)
-    init = None
-    if a.init is not None:
-        from colossus.model.io import WEIGHTS, resolve_model_dir
+    mcfg, init = model_config(cfg, tok), None
+    if a.init is not None:  # the model keeps its own shape: the preset's [model] table is for a fresh one
+        from colossus.model.config import ModelConfig
+        from colossus.model.io import CONFIG, WEIGHTS, resolve_model_dir
 
-        init = resolve_model_dir(a.init) / WEIGHTS
-    train(a.out, model_config(cfg, tok), getattr(cfg, stage), a.data, label=stage, init_from=init,
+        init_dir = resolve_model_dir(a.init)
+        init, mcfg = init_dir / WEIGHTS, ModelConfig.load(init_dir / CONFIG)
+        if tok.vocab_size > mcfg.vocab_size:
+            raise ColossusError(f"--tokenizer has {tok.vocab_size} tokens, more than the --init model's "
+                                f"{mcfg.vocab_size}: use the tokenizer the model was trained with")
+    train(a.out, mcfg, getattr(cfg, stage), a.data, label=stage, init_from=init,
           resume=a.resume, val_data=a.val_data)
     return 0
 

@@ -67,20 +67,22 @@ class RunConfig:
 
 
 PRESETS: dict[str, RunConfig] = {
-    # the end-to-end test: every stage, in about a minute
+    # the end-to-end test: every stage in about a minute, long enough to learn something it can pin. float32 on
+    # every host (auto would pick bfloat16 where the CPU has it), so that its figures are the same everywhere
     "tiny": RunConfig(
         "tiny",
-        world=WorldConfig(entities=60, docs_per_entity=6, qa_per_entity=2, unknown_names=1.0,
-                          premise_per_entity=0.5, premise_drill_per_entity=2.0, no_record_docs=0.5,
+        world=WorldConfig(entities=60, docs_per_entity=16, qa_per_entity=4, unknown_names=1.0,
+                          premise_per_entity=2.0, premise_drill_per_entity=8.0, no_record_docs=0.5,
                           readers=0.5, eval_known=30,
                           eval_unknown=30, eval_premise=20, eval_recombined=10, heldout_docs=20),
         data=DataConfig(vocab_size=512),
-        model=ModelShape(n_layer=2, d_model=64, n_head=2, n_kv_head=1, seq_len=96),
-        drill=TrainConfig(steps=4, batch_size=8, warmup_steps=1, log_every=2, eval_every=0, ckpt_every=2),
-        pretrain=TrainConfig(steps=40, batch_size=8, warmup_steps=5, log_every=10, eval_every=20,
-                             ckpt_every=20),
-        sft=TrainConfig(steps=10, batch_size=8, lr=1e-3, embed_lr=1e-2, head_lr=1e-3, warmup_steps=2,
-                        log_every=5, eval_every=0, ckpt_every=5),
+        model=ModelShape(n_layer=2, d_model=128, n_head=4, n_kv_head=2, seq_len=128),
+        drill=TrainConfig(steps=40, batch_size=16, muon=True, warmup_steps=5, log_every=10, eval_every=0,
+                          ckpt_every=20, dtype="fp32"),
+        pretrain=TrainConfig(steps=400, batch_size=16, muon=True, warmup_steps=20, log_every=50, eval_every=100,
+                             ckpt_every=100, dtype="fp32"),
+        sft=TrainConfig(steps=60, batch_size=16, muon=True, lr=1e-3, embed_lr=1e-2, head_lr=1e-3, muon_lr=0.005,
+                        warmup_steps=2, decay_frac=0.5, log_every=20, eval_every=0, ckpt_every=20, dtype="fp32"),
     ),
     # the embedded default: `make speedrun` on 2 CPU cores
     "cpu": RunConfig(

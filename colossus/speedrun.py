@@ -66,34 +66,54 @@ def open_run(runs: Path, cfg: RunConfig | None, name: str | None, resume: bool) 
 
 
 def prepare_data(run_dir: Path, cfg: RunConfig) -> Tokenizer:
+    """The world, the tokenizer and the shards of every stage; what a resumed run already has is skipped (and
+    said so)."""
     world_dir = run_dir / "world"
-    if not (world_dir / "world.json").exists():
+    done: list[str] = []
+    if (world_dir / "world.json").exists():
+        done.append("world")
+    else:
         generate(world_dir, cfg.world, log=say)
     docs = [d["text"] for d in read_jsonl(world_dir / "documents.jsonl")]
     chats = read_jsonl(world_dir / "chat_train.jsonl")
     tok_path = run_dir / TOKENIZER
-    tok = Tokenizer.load(tok_path) if tok_path.exists() else \
-        train_tokenizer(docs + list(chat_texts(chats)), tok_path, cfg.data.vocab_size, log=say)
+    if tok_path.exists():
+        tok = Tokenizer.load(tok_path)
+        done.append("tokenizer")
+    else:
+        tok = train_tokenizer(docs + list(chat_texts(chats)), tok_path, cfg.data.vocab_size, log=say)
     n_pre = round(len(chats) * cfg.data.pretrain_chat_frac)
     seq = cfg.model.seq_len
-    if not (run_dir / "data/pretrain/meta.json").exists():
+    shards = [s for s in ("pretrain", "sft", "drill", "heldout") if (run_dir / f"data/{s}/meta.json").exists()]
+    if "pretrain" not in shards:
         packed_shards(docs, chats[:n_pre], tok, run_dir / "data/pretrain", seq, cfg.pretrain.seed, say,
                       label="pretraining shards")
-    if not (run_dir / "data/sft/meta.json").exists():
+    if "sft" not in shards:
         sft_chats = chats[n_pre:] or chats  # with no chats held back, fine-tune on all of them
         n_replay = min(len(docs), round(len(sft_chats) * cfg.data.sft_doc_replay))
         replay = random.Random(cfg.sft.seed).sample(docs, n_replay)
         packed_shards(replay, sft_chats, tok, run_dir / "data/sft", seq, cfg.sft.seed, say,
                       label="fine-tuning shards")
     drill_file = world_dir / "chat_drill.jsonl"  # absent in worlds written before the drill existed
-    if drill_file.exists() and not (run_dir / "data/drill/meta.json").exists():
+    if drill_file.exists() and "drill" not in shards:
         drill = read_jsonl(drill_file)
         if drill:
             packed_shards([], drill, tok, run_dir / "data/drill", seq, cfg.drill.seed, say, label="drill shards")
-    if not (run_dir / "data/heldout/meta.json").exists():
+    if "heldout" not in shards:
         held = [d["text"] for d in read_jsonl(world_dir / "heldout_documents.jsonl")]
         packed_shards(held, [], tok, run_dir / "data/heldout", seq, 0, say, label="held-out shards")
+    done += [f"{s} shards" for s in shards]
+    if done:
+        say(f"skipped (done before): {', '.join(done)}")
     return tok
+
+
+def train_stage(run_dir: Path, stage: str, mcfg: ModelConfig, cfg: RunConfig, **kw) -> dict:
+    """One training stage of the run, resumed from its last checkpoint; a finished one is skipped."""
+    if (run_dir / stage / "summary.json").exists():
+        say(f"{stage}: skipped (finished before)")
+    return train(run_dir / stage, mcfg, getattr(cfg, stage), run_dir / f"data/{stage}", label=stage, resume=True,
+                 **kw)
 
 
 def model_config(cfg: RunConfig, tok: Tokenizer) -> ModelConfig:
@@ -121,11 +141,10 @@ def run_speedrun(cfg: RunConfig | None, runs: Path = Path("runs"), name: str | N
     held = run_dir / "data/heldout"
     drill = None
     if (run_dir / "data/drill/meta.json").exists():
-        drill = train(run_dir / "drill", mcfg, cfg.drill, run_dir / "data/drill", label="drill", resume=True)
-    pre = train(run_dir / "pretrain", mcfg, cfg.pretrain, run_dir / "data/pretrain", label="pretrain",
-                resume=True, val_data=held, init_from=final_weights(run_dir / "drill") if drill else None)
-    sft = train(run_dir / "sft", mcfg, cfg.sft, run_dir / "data/sft", label="sft", resume=True,
-                init_from=final_weights(run_dir / "pretrain"), val_data=held)
+        drill = train_stage(run_dir, "drill", mcfg, cfg)
+    pre = train_stage(run_dir, "pretrain", mcfg, cfg, val_data=held,
+                      init_from=final_weights(run_dir / "drill") if drill else None)
+    sft = train_stage(run_dir, "sft", mcfg, cfg, init_from=final_weights(run_dir / "pretrain"), val_data=held)
     from colossus.model.io import load_model
 
     model = load_model(final_weights(run_dir / "sft").parent)

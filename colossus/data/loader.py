@@ -78,6 +78,10 @@ class TokenLoader:
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "cursor": self.cursor, "seed": self.seed}
 
+    def rewind(self) -> None:
+        """Back to the first batch of the first epoch."""
+        self.epoch, self.cursor = 0, 0
+
     def load_state_dict(self, state: dict) -> None:
         if state.get("seed", self.seed) != self.seed:
             raise ColossusError(f"loader state was saved with seed {state['seed']}, not {self.seed}")

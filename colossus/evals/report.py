@@ -16,6 +16,7 @@ from colossus.errors import ColossusError
 from colossus.evals.bpb import bits_per_byte
 from colossus.evals.truth import truth_report
 from colossus.model.io import TOKENIZER, load_model, resolve_model_dir
+from colossus.train.device import machine, pick_device
 from colossus.train.progress import read_metrics
 from colossus.world.build import read_jsonl, write_jsonl
 
@@ -64,9 +65,11 @@ def evaluate(model_path: str | Path, world: str | Path | None = None, split: str
     training = {}
     if (model_dir / "training.json").exists():
         training = json.loads((model_dir / "training.json").read_text())
+    trained_on = (training.get("pretrain") or training).get("machine")
     report = {**truth, "bpb": round(bpb, 4), "params": model.num_params(),
               "train_seconds": training.get("train_seconds"),
               "tokens_per_second": training.get("tokens_per_second"),
+              "machine": trained_on or machine(pick_device(device.partition(":")[0], "fp32")),
               "split": split, "model": str(model_dir), "world": str(world_dir),
               "eval_seconds": round(time.time() - t0, 2), "training": training}
     return report, graded
@@ -103,6 +106,12 @@ def plot_loss(run_dir: Path, out: Path) -> bool:
     return True
 
 
+def describe_machine(m: dict) -> str:
+    """'Intel Xeon (AVX-512 + AMX), 2 cores, 2 torch threads, cpu float32, matmul peak 0.38 TFLOP/s (measured)'"""
+    return (f"{m['cpu']} ({m['vector_isa']}), {m['cores']} cores, {m['torch_threads']} torch threads, "
+            f"{m['device']} {m['dtype']}, matmul peak {m['matmul_peak_tflops']:.2f} TFLOP/s ({m['peak_source']})")
+
+
 def format_report(r: dict) -> str:
     lines = [f"Truth report ({r['split']} split, {r['params'] / 1e6:.2f}M parameters)"]
     for key, label, better in RATES:
@@ -111,6 +120,8 @@ def format_report(r: dict) -> str:
             lines.append(f"  {label:<40} {v:>7.3f}   ({better} is better)")
     if r.get("train_seconds") is not None:
         lines.append(f"  training: {r['train_seconds']:.0f} s at {r['tokens_per_second']:,.0f} tokens/s")
+    if r.get("machine"):
+        lines.append(f"  machine: {describe_machine(r['machine'])}")
     c = r.get("counts", {})
     lines.append("  questions: " + ", ".join(f"{k} {v['total']}" for k, v in c.items()))
     return "\n".join(lines)
@@ -125,6 +136,8 @@ def report_markdown(r: dict, graded: list[dict], has_plot: bool) -> str:
             md.append(f"| {label} (`{key}`) | {r[key]:.3f} | {better} |")
     if r.get("train_seconds") is not None:
         md += ["", f"Training took {r['train_seconds']:.0f} s at {r['tokens_per_second']:,.0f} tokens/s."]
+    if r.get("machine"):
+        md += ["", f"Machine: {describe_machine(r['machine'])}."]
     if has_plot:
         md += ["", "![loss curves](loss.png)"]
     md += ["", "## Examples", ""]

@@ -21,6 +21,11 @@ Every step of the loop:
 Queueing: the engine holds at most max_batch + max_queue requests, running or waiting (FCFS); one more
 makes generate() raise EngineFull, which an HTTP server answers with 503 (retry later).
 
+Holding: pause() stops the loop between two steps (running requests keep their slots, new ones wait,
+aborts are still handled) and resume(steps=k) lets it take k more steps, then hold again. Tests use it to
+put requests exactly where they need them (running, waiting, half-generated) without guessing how fast a
+step is; a server could use it to swap weights between steps.
+
 The forward pass (3.) is one C call on CPU (colossus.infer.cpu_decode) when a C compiler is found: the
 decode rows and the new prompts' tokens together, with the GIL released, on kernel_threads threads
 (default: the cores, up to MAX_KERNEL_THREADS). Otherwise (or kernel="torch")
@@ -196,8 +201,10 @@ class Engine:
         self._closed = False
         self._ids = itertools.count()
         self._reserved = 0
+        self._allowed: int | None = None  # steps the loop may take before it holds; None: no limit
+        self._parked = False  # the loop waits for work, or is held
         self._totals = dict.fromkeys(("prefix_hit_tokens_total", "prompt_tokens_total", "generation_tokens_total",
-                                      "requests_finished_total", "requests_aborted_total"), 0)
+                                      "requests_finished_total", "requests_aborted_total", "steps_total"), 0)
 
     # ---- the asyncio side ----
 
@@ -216,6 +223,28 @@ class Engine:
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join()
+
+    def pause(self) -> None:
+        """Hold the loop before its next step (the step in flight finishes first). Running requests keep
+        their slots and KV, new requests wait, aborts are still handled; resume() lets it go on."""
+        with self._cv:
+            self._allowed = 0
+
+    def resume(self, steps: int | None = None) -> None:
+        """Let the loop run: `steps` more steps, then hold again (None: until the next pause())."""
+        if steps is not None and steps < 0:
+            raise ColossusError(f"steps must be >= 0, not {steps}")
+        with self._cv:
+            self._allowed = steps
+            self._cv.notify_all()
+
+    def wait_held(self, timeout: float = 120.0) -> int:
+        """Block until the loop holds, having taken the steps resume() allowed -> steps taken so far. Raises
+        EngineError when it does not within timeout seconds (a bound for a stuck engine, not a speed)."""
+        with self._cv:
+            if not self._cv.wait_for(lambda: self._closed or (self._parked and self._allowed == 0), timeout):
+                raise EngineError(f"the engine did not hold within {timeout} s")
+            return self._totals["steps_total"]
 
     async def generate(self, prompt_ids: list[int], params: SamplingParams,
                        request_id: str | None = None) -> AsyncIterator[Delta]:
@@ -291,22 +320,31 @@ class Engine:
         with torch.inference_mode():
             while True:
                 with self._cv:
-                    while not (self._closed or self._waiting or self._aborts or self._running):
+                    while not (self._closed or self._aborts or self._may_step()):
+                        self._parked = True
+                        self._cv.notify_all()  # wait_held() may be waiting for this
                         self._cv.wait()
+                    self._parked = False
                     if self._closed:
                         break
                     aborts, self._aborts = self._aborts, []
+                    stepping = self._may_step()
+                    if stepping and self._allowed is not None:
+                        self._allowed -= 1
                 events: dict = {}
                 for req in aborts:
                     self._release(req, "abort", events)
-                with self._cv:
-                    admitted = self._admit()
-                try:
-                    with self._attention():
-                        self._step(admitted, events)
-                except Exception as e:  # a bug or out of memory: fail what runs, keep serving
-                    log.exception("engine step failed")
-                    self._fail_running(admitted, EngineError(f"generation failed: {type(e).__name__}: {e}"), events)
+                if stepping:
+                    with self._cv:
+                        admitted = self._admit()
+                    try:
+                        with self._attention():
+                            self._step(admitted, events)
+                    except Exception as e:  # a bug or out of memory: fail what runs, keep serving
+                        log.exception("engine step failed")
+                        self._fail_running(admitted, EngineError(f"generation failed: {type(e).__name__}: {e}"),
+                                           events)
+                    self._totals["steps_total"] += 1
                 self._deliver(events)
         events = {}
         with self._cv:
@@ -316,6 +354,10 @@ class Engine:
         for req in left:
             self._release(req, "abort", events)
         self._deliver(events)
+
+    def _may_step(self) -> bool:
+        """There is work for a step and the loop is not held (called with the lock held)."""
+        return self._allowed != 0 and bool(self._waiting or self._running)
 
     def _attention(self):
         return sdpa_kernel(GPU_ATTENTION) if self.device.type == "cuda" else nullcontext()

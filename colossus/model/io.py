@@ -39,6 +39,12 @@ def load_weights(path: Path, model: GPT) -> None:
         state = load_file(str(path))
     except (SafetensorError, OSError) as e:
         raise ColossusError(f"weights {path} are corrupt or unreadable: {e}") from e
+    shape = model.state_dict()
+    wrong = [k for k, v in state.items() if k in shape and tuple(v.shape) != tuple(shape[k].shape)]
+    if wrong:
+        k = wrong[0]
+        raise ColossusError(f"weights {path} do not match the model's shape: {k} is {tuple(state[k].shape)}, "
+                            f"the model has {tuple(shape[k].shape)} ({len(wrong)} tensor(s) differ)")
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ColossusError(f"weights {path} do not match the config: missing {missing[:3]}, "

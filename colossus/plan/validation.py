@@ -16,6 +16,10 @@ from colossus.plan.models import PRESETS
 from colossus.plan.search import Plan, best_plans
 
 TOLERANCE = 0.15
+"""The largest |predicted / published - 1| of a validated run (docs/planner.md: +-15%)."""
+LLAMA3_TOLERANCE = 0.05
+"""The Llama 3 405B runs are held to +-5%, what README.md claims ("predicts the published Llama 3 405B runs
+within 5%")."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,8 @@ class PublishedRun:
     """'model': 6N + attention per token (MFU); 'megatron': 96 B s l h^2 (1 + s/6h + V/16lh) per step."""
     legacy: bool = False
     """2021-22 software: attention scores materialised, no sequence parallelism, dropout on."""
+    tolerance: float = TOLERANCE
+    """The largest |predicted / published - 1| that counts as a match."""
 
 
 LLAMA3 = "Dubey et al. 2024, The Llama 3 Herd of Models, Table 4"
@@ -40,11 +46,11 @@ MEGATRON_2021 = {"vpp": 1, "microbatch": 1, "recompute": "full", "zero": 1}
 """Plain 1F1B, one sequence per microbatch, full activation checkpointing, ZeRO-1 (or none)."""
 VALIDATIONS: tuple[PublishedRun, ...] = (
     PublishedRun("Llama 3 405B, 8,192 H100, TP8 PP16 DP64, seq 8K", LLAMA3, "llama3-405b", "h100", 8192,
-                 8192, 2048, {"tp": 8, "cp": 1, "pp": 16, "dp": 64}, 430),
+                 8192, 2048, {"tp": 8, "cp": 1, "pp": 16, "dp": 64}, 430, tolerance=LLAMA3_TOLERANCE),
     PublishedRun("Llama 3 405B, 16,384 H100, TP8 PP16 DP128, seq 8K", LLAMA3, "llama3-405b", "h100", 16384,
-                 8192, 2048, {"tp": 8, "cp": 1, "pp": 16, "dp": 128}, 400),
+                 8192, 2048, {"tp": 8, "cp": 1, "pp": 16, "dp": 128}, 400, tolerance=LLAMA3_TOLERANCE),
     PublishedRun("Llama 3 405B, 16,384 H100, TP8 CP16 PP16 DP8, seq 131K", LLAMA3, "llama3-405b", "h100",
-                 16384, 131072, 128, {"tp": 8, "cp": 16, "pp": 16, "dp": 8}, 380),
+                 16384, 131072, 128, {"tp": 8, "cp": 16, "pp": 16, "dp": 8}, 380, tolerance=LLAMA3_TOLERANCE),
     PublishedRun("GPT-3 175B, 1,024 A100, TP8 PP16 DP8, full recompute",
                  "NVIDIA/Megatron-LM README, 'GPT-3 Example' (138 TFLOP/s, ~32 s/iteration); "
                  "layout from examples/pretrain_gpt3_175B.sh", "gpt3-175b", "a100", 1024, 2048, 1536,
@@ -89,7 +95,7 @@ class Prediction:
 
     @property
     def within_tolerance(self) -> bool:
-        return abs(self.error) <= TOLERANCE
+        return abs(self.error) <= self.run.tolerance
 
 
 def predict(run: PublishedRun) -> Prediction:
@@ -107,7 +113,7 @@ def validation_table(runs=VALIDATIONS + KNOWN_MISSES) -> str:
             "is silent)"]
     for run in runs:
         p = predict(run)
-        mark = "" if p.within_tolerance else "  (outside +-15%)"
+        mark = "" if p.within_tolerance else f"  (outside +-{run.tolerance:.0%})"
         rows.append(f"{run.label:<58} {run.published_tflops:>9.0f} {p.predicted_tflops:>9.0f} "
                     f"{p.error:>+7.1%}  {p.plan.layout.describe()}{mark}")
     rows.append("TFLOP/s per GPU; sources: " + "; ".join(dict.fromkeys(r.source for r in runs)))

@@ -29,6 +29,7 @@ ENGINE_METRICS = (  # (metric, type, Engine.stats() key, help)
      "Prompt tokens whose KV came from the prefix cache."),
     ("colossus_requests_finished_total", "counter", "requests_finished_total", "Engine requests finished."),
     ("colossus_requests_aborted_total", "counter", "requests_aborted_total", "Engine requests aborted."),
+    ("colossus_engine_steps_total", "counter", "steps_total", "Steps of the engine loop (one forward pass each)."),
 )
 
 

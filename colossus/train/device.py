@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import platform
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -116,3 +118,44 @@ def measured_matmul_peak(device_type: str, dtype: torch.dtype, n: int = 2048, tr
             a @ b
         best = max(best, 2 * 2 * n**3 / (time.perf_counter() - t0))
     return best
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name, as /proc/cpuinfo (or the platform) gives it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu model")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def vector_isa() -> str:
+    """The widest vector instructions this CPU has: AVX-512 (+ AMX), AVX2, NEON or SVE, or plain."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    flags = set()
+    for line in text.splitlines():
+        if line.lower().startswith(("flags", "features")):
+            flags |= set(line.split(":", 1)[1].split())
+    if "avx512f" in flags:
+        return "AVX-512 + AMX" if "amx_tile" in flags else "AVX-512"
+    if "avx2" in flags:
+        return "AVX2"
+    if "sve" in flags:
+        return "SVE"
+    if "asimd" in flags or platform.machine() in ("arm64", "aarch64"):
+        return "NEON"
+    return platform.machine()
+
+
+def machine(device: Device) -> dict:
+    """Where a figure came from: the CPU, its cores and torch's threads, the device, and the peak that MFU is
+    computed against (measured on a CPU, from the datasheet on a GPU)."""
+    peak, source = device.peak_flops()
+    return {"cpu": cpu_model(), "vector_isa": vector_isa(), "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "device": device.name, "dtype": str(device.dtype)[6:],
+            "matmul_peak_tflops": round(peak / 1e12, 4), "peak_source": source, "torch": torch.__version__}

@@ -4,12 +4,17 @@
 
 Fine-tuning differs only in its data: packed conversations whose mask keeps the loss on the
 assistant's tokens. Every `ckpt_every` steps, and at the end, a checkpoint is written atomically;
-`resume=True` continues from the newest one exactly (weights, optimizer, RNG, loader position)."""
+`resume=True` continues from the newest one exactly (weights, optimizer, RNG, loader position).
+
+Crash tests: COLOSSUS_CRASH_AT=LABEL:STEP makes the process kill itself (SIGKILL, as the OOM killer or a lost
+node would) right after step STEP of the stage LABEL, so a test can crash a run at a known point."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -24,13 +29,27 @@ from colossus.model.gpt import GPT
 from colossus.model.io import load_weights
 from colossus.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from colossus.train.config import TrainConfig
-from colossus.train.device import pick_device
+from colossus.train.device import machine, pick_device
 from colossus.train.optim import build_optimizers, lr_factor, set_lr
 from colossus.train.progress import MetricsLog, Progress, Throughput, fmt_count, fmt_duration
 
 
+def crash_point() -> tuple[str, int] | None:
+    """(stage label, step) from $COLOSSUS_CRASH_AT, for crash tests; None when unset."""
+    value = os.environ.get("COLOSSUS_CRASH_AT")
+    if not value:
+        return None
+    label, _, step = value.rpartition(":")
+    if not label or not step.isdigit():
+        raise ColossusError(f"COLOSSUS_CRASH_AT must be LABEL:STEP, e.g. pretrain:30, not {value!r}")
+    return label, int(step)
+
+
 @torch.no_grad()
 def evaluate_loss(model: GPT, loader: TokenLoader, device, batches: int) -> float:
+    """Mean loss over the loader's first `batches` batches: the same ones every time, so that validation losses
+    compare across steps, and a resumed run logs what the uninterrupted one did."""
+    loader.rewind()
     model.eval()
     loss_sum = 0.0
     for _ in range(batches):
@@ -81,6 +100,7 @@ def train(stage_dir: str | Path, model_cfg: ModelConfig, cfg: TrainConfig, data:
                   f"{fmt_count(tokens_per_step)} tokens/step, {total} steps"
                   + (f", resuming at step {start}" if start else "") + f"; MFU vs {peak_src} "
                   f"{peak / 1e12:.2f} TFLOP/s")
+    crash_at = crash_point()
     meter = Throughput()
     t_start = time.perf_counter()
     tokens_done = 0
@@ -135,6 +155,9 @@ def train(stage_dir: str | Path, model_cfg: ModelConfig, cfg: TrainConfig, data:
                 progress.note(f"{label} step {done}: val loss {val:.4f}")
             if done % cfg.ckpt_every == 0 and done < total:
                 checkpoint(done, loader.state_dict())
+            if crash_at == (label, done):
+                progress.note(f"{label}: COLOSSUS_CRASH_AT={label}:{done}, killing this process")
+                os.kill(os.getpid(), signal.SIGKILL)
     except KeyboardInterrupt:
         progress.done()
         if step > start:  # steps before `step` are complete; this one's gradients are dropped
@@ -145,10 +168,11 @@ def train(stage_dir: str | Path, model_cfg: ModelConfig, cfg: TrainConfig, data:
     progress.done()
     seconds = prior_seconds + time.perf_counter() - t_start
     steps_run = total - start
+    tok_s = steps_run * tokens_per_step / max(time.perf_counter() - t_start, 1e-9)
     summary = {"steps": total, "train_seconds": round(seconds, 2), "final_loss": round(loss_val, 5),
-               "tokens": total * tokens_per_step, "params": model.num_params(),
-               "tokens_per_second": round(steps_run * tokens_per_step / max(time.perf_counter() - t_start, 1e-9), 1),
-               "flops_per_token": flops_per_token, "device": device.name}
+               "tokens": total * tokens_per_step, "params": model.num_params(), "tokens_per_second": round(tok_s, 1),
+               "flops_per_token": flops_per_token, "mfu": round(tok_s * flops_per_token / peak, 5),
+               "device": device.name, "machine": machine(device)}
     (stage_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     progress.note(f"{label}: done in {fmt_duration(seconds)}, final loss {loss_val:.4f}")
     return summary

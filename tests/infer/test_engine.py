@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import threading
 import time
 from contextlib import contextmanager
 
@@ -74,6 +75,31 @@ def alone(engine: Engine, prompt: list[int], params: SamplingParams = GREEDY) ->
     return asyncio.run(collect(engine, prompt, params))
 
 
+async def steps(engine: Engine, n: int) -> None:
+    """Let the engine take n more steps, then hold it there. The wait runs in a thread, so this event loop stays
+    free to receive what those steps send."""
+    engine.resume(n)
+    await asyncio.to_thread(engine.wait_held)
+
+
+async def until(condition, what: str, timeout: float = 120.0) -> None:
+    """Yield to the event loop until condition() holds (the timeout only bounds a broken engine)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"never: {what}"
+        await asyncio.sleep(0.001)
+
+
+async def together(engine: Engine, *jobs) -> list:
+    """Run the jobs (coroutines that each submit one request) so that all their requests are admitted in one
+    step: the engine is held until every one is waiting."""
+    engine.pause()
+    tasks = [asyncio.ensure_future(j) for j in jobs]
+    await until(lambda: engine.stats()["waiting"] == len(tasks), "every request is waiting")
+    engine.resume()
+    return await asyncio.gather(*tasks)
+
+
 PROMPTS = [[1, 40, 41, 42, 43], [1, 50], [1, *range(100, 130)], [1, 7, 8, 9, 10, 11, 12, 13, 14]]
 
 
@@ -102,12 +128,14 @@ def test_requests_joining_mid_run_get_the_same_output_as_alone(model, tok, kerne
         async def staggered():
             log: list = []
             long = SamplingParams(temperature=0, max_tokens=60, ignore_eos=True)
+            engine.pause()
             first = asyncio.ensure_future(collect(engine, PROMPTS[0], long, log, "first"))
-            while not log or log[-1][1] < 5:  # the others join while the first is generating
-                await asyncio.sleep(0.001)
+            await until(lambda: engine.stats()["waiting"] == 1, "the first request is waiting")
+            await steps(engine, 5)  # the others join once the first has 5 of its 60 tokens
             # different lengths: when one leaves, the last running request moves into its KV slot
-            rest = asyncio.gather(*[collect(engine, p, SamplingParams(temperature=0, max_tokens=8 * i, ignore_eos=True),
-                                            log, str(i)) for i, p in enumerate(PROMPTS[1:], 1)])
+            rest = asyncio.ensure_future(together(engine, *[
+                collect(engine, p, SamplingParams(temperature=0, max_tokens=8 * i, ignore_eos=True), log, str(i))
+                for i, p in enumerate(PROMPTS[1:], 1)]))
             return await first, await rest, log
 
         first, rest, log = asyncio.run(staggered())
@@ -115,7 +143,8 @@ def test_requests_joining_mid_run_get_the_same_output_as_alone(model, tok, kerne
     for i, got in enumerate(rest, 1):
         assert ids(got) == refs[i][:8 * i], f"prompt {i} changed when batched"
     first_done = next(i for i, (n, _, f) in enumerate(log) if n == "first" and f)
-    assert any(n == "1" for n, _, _ in log[:first_done])  # they really overlapped
+    assert all(n != "first" or f is None for n, _, f in log[:first_done])
+    assert {n for n, _, f in log[:first_done] if f} == {"1", "2", "3"}  # they ran and left while the first ran
 
 
 @KERNELS
@@ -132,7 +161,7 @@ def test_same_seed_same_text_alone_and_batched_with_others(model, tok, kernel):
                       collect(engine, PROMPTS[1], SamplingParams(temperature=1.0, max_tokens=10)),  # no seed
                       collect(engine, PROMPTS[3], SamplingParams(temperature=0.8, presence_penalty=1.0, seed=1,
                                                                 max_tokens=20))]
-            return await asyncio.gather(collect(engine, PROMPTS[0], p), *others)
+            return await together(engine, collect(engine, PROMPTS[0], p), *others)
 
         d = ids(asyncio.run(batched())[0])
     assert a == b == d and a != c
@@ -145,12 +174,10 @@ def test_penalties_change_the_output_and_only_their_own_row(model, tok, kernel):
         rep = SamplingParams(temperature=0, max_tokens=24, ignore_eos=True, repetition_penalty=1000.0)
         penalised = ids(alone(engine, PROMPTS[1], rep))
 
-        async def together():  # the short one leaves first: the penalised one moves into its slot
-            short = SamplingParams(temperature=0, max_tokens=5, ignore_eos=True)
-            return await asyncio.gather(collect(engine, PROMPTS[1], short), collect(engine, PROMPTS[1]),
-                                        collect(engine, PROMPTS[1], rep))
-
-        got = asyncio.run(together())
+        short = SamplingParams(temperature=0, max_tokens=5, ignore_eos=True)
+        # admitted in one step; the short one leaves first, and the penalised one moves into its slot
+        got = asyncio.run(together(engine, collect(engine, PROMPTS[1], short), collect(engine, PROMPTS[1]),
+                                   collect(engine, PROMPTS[1], rep)))
     assert len(set(plain)) < len(plain)  # the random model repeats itself...
     assert len(set(penalised)) == len(penalised) and not set(penalised) & set(PROMPTS[1])  # ...unless penalised
     assert ids(got[0]) == plain[:5] and ids(got[1]) == plain and ids(got[2]) == penalised
@@ -254,10 +281,7 @@ def test_a_bfloat16_kv_cache_halves_the_pool_and_both_kernels_agree(model, tok):
             assert engine.pool.k.dtype == torch.bfloat16 and engine.prefix.k.dtype == torch.bfloat16
             alone_ids = [ids(alone(engine, p)) for p in prompts]  # the second reuses the first's system prompt
 
-            async def together():
-                return await asyncio.gather(*(collect(engine, p) for p in prompts))
-
-            batched = [ids(d) for d in asyncio.run(together())]
+            batched = [ids(d) for d in asyncio.run(together(engine, *(collect(engine, p) for p in prompts)))]
             stats = engine.stats()
         assert batched == alone_ids and stats["prefix_hit_tokens_total"] > 0
         outs[kernel] = alone_ids
@@ -272,70 +296,98 @@ def test_closing_the_stream_aborts_the_request_and_frees_its_kv(model, tok):
     long = SamplingParams(temperature=0, max_tokens=100, ignore_eos=True)
 
     async def walk_away(engine: Engine, how: str) -> list[dict]:
-        seen = []
+        engine.pause()
         if how == "aclose":
             gen = engine.generate(PROMPTS[0], long)
-            await gen.__anext__()
-            await gen.__anext__()
-            seen.append(engine.stats())
+            first = asyncio.ensure_future(gen.__anext__())
+            await steps(engine, 3)  # held with 3 of its 100 tokens made
+            await first
+            during = engine.stats()
             await gen.aclose()
         else:  # the client's task is cancelled (an HTTP disconnect)
             task = asyncio.ensure_future(collect(engine, PROMPTS[0], long))
-            while engine.stats()["running"] == 0:
-                await asyncio.sleep(0.001)
-            seen.append(engine.stats())
+            await until(lambda: engine.stats()["waiting"] == 1, "the request is waiting")
+            await steps(engine, 3)
+            during = engine.stats()
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-        for _ in range(500):
-            if engine.stats()["kv_used_tokens"] == 0:
-                break
-            await asyncio.sleep(0.002)
-        seen.append(engine.stats())
-        return seen
+        # still held: an abort is handled without another step
+        await until(lambda: engine.stats()["kv_used_tokens"] == 0, "the aborted request's KV is freed")
+        after = engine.stats()
+        engine.resume()
+        return [during, after]
 
     with running(model, tok) as engine:
         for n, how in enumerate(("aclose", "cancel"), 1):
             during, after = asyncio.run(walk_away(engine, how))
             assert during["kv_used_tokens"] == len(PROMPTS[0]) + 100 and during["running"] == 1
             assert after["kv_used_tokens"] == 0 and after["running"] == 0
-            assert after["requests_aborted_total"] == n and after["generation_tokens_total"] < 100 * n
+            assert after["requests_aborted_total"] == n and after["generation_tokens_total"] == 3 * n
 
 
 def test_abort_by_id_ends_the_stream_with_abort(model, tok):
     async def go(engine):
+        engine.pause()
         gen = engine.generate(PROMPTS[0], SamplingParams(temperature=0, max_tokens=100, ignore_eos=True), "mine")
-        got = [await gen.__anext__()]
+        first = asyncio.ensure_future(gen.__anext__())
+        await steps(engine, 2)
+        got = [await first]
         engine.abort("mine")
         engine.abort("nobody")  # unknown ids are ignored
-        got += [d async for d in gen]
+        got += [d async for d in gen]  # the engine is still held: the abort needs no step
+        engine.resume()
         return got
 
     with running(model, tok) as engine:
         got = asyncio.run(go(engine))
-    assert got[-1].finish_reason == "abort" and len(got) < 100
+    assert [d.finish_reason for d in got] == [None, None, "abort"] and got[-1].completion_tokens == 2
 
 
 def test_a_full_queue_raises_engine_full_and_frees_up(model, tok):
     long = SamplingParams(temperature=0, max_tokens=100, ignore_eos=True)
 
     async def go(engine):
+        engine.pause()
         a, b = engine.generate(PROMPTS[0], long), engine.generate(PROMPTS[1], long)
-        await a.__anext__()  # running
-        waiting = asyncio.ensure_future(b.__anext__())  # queued behind it
-        await asyncio.sleep(0.01)
-        assert engine.stats()["waiting"] == 1 and not waiting.done()
-        with pytest.raises(EngineFull):
+        first_a = asyncio.ensure_future(a.__anext__())
+        await steps(engine, 1)
+        await first_a  # a runs, held after its first token
+        waiting = asyncio.ensure_future(b.__anext__())  # b is queued behind it (max_batch=1)
+        await until(lambda: engine.stats()["waiting"] == 1, "b is waiting")
+        assert engine.stats()["running"] == 1 and not waiting.done()
+        with pytest.raises(EngineFull):  # max_batch + max_queue = 2 requests are in
             await engine.generate(PROMPTS[2], GREEDY).__anext__()
         await a.aclose()  # a slot frees, the waiting request runs
+        await steps(engine, 1)
         first = await waiting
         await b.aclose()
+        engine.resume()
         return first
 
     with running(model, tok, max_batch=1, max_queue=1) as engine:
         first = asyncio.run(go(engine))
         assert first.token_ids and first.finish_reason is None
         assert ids(alone(engine, PROMPTS[1])) == ids(alone(engine, PROMPTS[1]))  # still serving
+
+
+def test_a_held_engine_takes_exactly_the_steps_it_is_allowed(model, tok):
+    async def go(engine):
+        engine.pause()
+        task = asyncio.ensure_future(collect(engine, PROMPTS[0], GREEDY))
+        await until(lambda: engine.stats()["waiting"] == 1, "the request is waiting")
+        assert engine.wait_held() == 0  # nothing ran while held
+        await steps(engine, 4)  # the prompt and a first token, then three more
+        made = engine.stats()["generation_tokens_total"]
+        engine.resume()
+        return made, await task
+
+    with running(model, tok) as engine:
+        made, got = asyncio.run(go(engine))
+        assert made == 4 and engine.stats()["steps_total"] == GREEDY.max_tokens  # one step per token
+        assert ids(got) == ids(alone(engine, PROMPTS[0]))  # holding changes nothing in the output
+    with pytest.raises(ColossusError, match="steps must be >= 0"):
+        Engine(model, tok).resume(-1)
 
 
 def test_kv_budget_queues_requests_that_do_not_fit_yet(model, tok):
@@ -380,45 +432,54 @@ def test_prompt_too_long_names_both_lengths(model, tok):
             alone(engine, [1, tok.vocab_size + 5])
 
 
-def test_the_event_loop_keeps_ticking_while_generating(model, tok):
-    async def go(engine):
-        ticks: list[float] = []
+def test_the_event_loop_runs_during_every_step(model, tok, monkeypatch):
+    """Each step waits until the event loop has run once more: had a step run in the event loop's thread, it
+    would wait forever, and this test would fail at the wait's bound."""
+    with running(model, tok, kernel="torch") as engine:
+        ticked = threading.Event()
+        step = engine._step
 
-        async def ticker():
-            while True:
-                ticks.append(time.perf_counter())
-                await asyncio.sleep(0.01)
+        def step_after_a_tick(admitted, events):
+            assert ticked.wait(60), "the event loop did not run while the engine stepped"
+            ticked.clear()
+            step(admitted, events)
 
-        t = asyncio.ensure_future(ticker())
-        t0 = time.perf_counter()
-        jobs = [collect(engine, [1, 2, 3 + i], SamplingParams(temperature=0.5, max_tokens=120, ignore_eos=True))
-                for i in range(4)]
-        await asyncio.gather(*jobs)
-        elapsed = time.perf_counter() - t0
-        t.cancel()
-        return ticks, elapsed
+        monkeypatch.setattr(engine, "_step", step_after_a_tick)
 
-    with running(model, tok) as engine:
-        ticks, elapsed = asyncio.run(go(engine))
-    gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
-    assert len(ticks) >= max(3, 0.2 * elapsed / 0.01), (len(ticks), elapsed)
-    assert max(gaps) < 0.5
+        async def go():
+            async def ticker():
+                while True:
+                    ticked.set()
+                    await asyncio.sleep(0)
+
+            t = asyncio.ensure_future(ticker())
+            jobs = [collect(engine, [1, 2, 3 + i], SamplingParams(temperature=0.5, max_tokens=40, ignore_eos=True))
+                    for i in range(4)]
+            out = await asyncio.gather(*jobs)
+            t.cancel()
+            return out
+
+        out = asyncio.run(go())
+    assert [len(ids(d)) for d in out] == [40] * 4
 
 
 def test_generation_goes_on_while_the_event_loop_is_blocked(model, tok):
-    """The model runs in the engine's thread, not in the event loop."""
+    """The model runs in the engine's thread, not in the event loop: with the event loop blocked (no await),
+    the tokens still come."""
     async def go(engine):
         gen = engine.generate(PROMPTS[0], SamplingParams(temperature=0, max_tokens=100, ignore_eos=True))
         await gen.__anext__()
         before = engine.stats()["generation_tokens_total"]
-        time.sleep(0.3)  # blocks this event loop
-        during = engine.stats()["generation_tokens_total"] - before
+        deadline = time.monotonic() + 120  # a bound for a broken engine, not a speed
+        while engine.stats()["generation_tokens_total"] < before + 10:  # blocks this event loop
+            assert time.monotonic() < deadline, "no tokens while the event loop was blocked"
+            time.sleep(0.001)
         rest = [d async for d in gen]
-        return during, rest
+        return rest
 
     with running(model, tok) as engine:
-        during, rest = asyncio.run(go(engine))
-    assert during >= 10 and rest[-1].finish_reason == "length"
+        rest = asyncio.run(go(engine))
+    assert rest[-1].finish_reason == "length" and rest[-1].completion_tokens == 100
 
 
 def test_shutdown_aborts_what_runs(model, tok):
@@ -426,13 +487,16 @@ def test_shutdown_aborts_what_runs(model, tok):
     engine.start()
 
     async def go():
+        engine.pause()
         gen = engine.generate(PROMPTS[0], SamplingParams(temperature=0, max_tokens=100, ignore_eos=True))
-        await gen.__anext__()
-        engine.shutdown()
+        first = asyncio.ensure_future(gen.__anext__())
+        await steps(engine, 1)
+        await first
+        engine.shutdown()  # while held: the request is certainly running
         return [d async for d in gen]
 
     rest = asyncio.run(go())
-    assert rest[-1].finish_reason == "abort" and engine.stats()["kv_used_tokens"] == 0
+    assert [d.finish_reason for d in rest] == ["abort"] and engine.stats()["kv_used_tokens"] == 0
 
 
 # ---- on a GPU (skipped without one): the PyTorch path, and bfloat16 weights meaning a bfloat16 model ----

@@ -1,18 +1,40 @@
-"""The step model against published runs: every prediction within +-15% of what its source reports."""
+"""The step model against published runs: the Llama 3 405B runs within +-5% of Table 4 (README.md's claim),
+the others within +-15% of what their source reports (docs/planner.md)."""
 
 from __future__ import annotations
+
+import re
+from pathlib import Path
 
 import pytest
 
 from colossus.plan.validation import KNOWN_MISSES, TOLERANCE, VALIDATIONS, predict
 
+README_LLAMA3 = 0.05
+"""README.md: "predicts the published Llama 3 405B runs within 5%"."""
+DOCS_OTHERS = 0.15
+"""docs/planner.md: the test "fails if any of the first five leaves +-15%"."""
+
+
+def bound(run) -> float:
+    return README_LLAMA3 if run.model == "llama3-405b" else DOCS_OTHERS
+
 
 @pytest.mark.parametrize("run", VALIDATIONS, ids=lambda r: r.label)
 def test_published_run_predicted_within_tolerance(run):
     prediction = predict(run)
-    assert abs(prediction.error) <= TOLERANCE, (
+    assert abs(prediction.error) <= bound(run), (
         f"{run.label}: predicted {prediction.predicted_tflops:.0f} TFLOP/s per GPU, published "
-        f"{run.published_tflops:.0f} ({prediction.error:+.1%}) with {prediction.plan.layout.describe()}")
+        f"{run.published_tflops:.0f} ({prediction.error:+.1%}, allowed +-{bound(run):.0%}) with "
+        f"{prediction.plan.layout.describe()}")
+    assert run.tolerance == bound(run)  # `colossus plan --validate` flags a miss by the same bound
+
+
+def test_readme_claims_the_bound_the_llama3_test_holds():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    claim = re.search(r"predicts the published\s+Llama 3 405B runs within (\d+)%", readme)
+    assert claim is not None and int(claim.group(1)) / 100 == README_LLAMA3
+    assert len([r for r in VALIDATIONS if r.model == "llama3-405b"]) == 3
 
 
 def test_validations_cover_llama3_and_two_other_sources():

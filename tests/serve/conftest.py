@@ -18,6 +18,7 @@ import torch
 import uvicorn
 from fastapi import FastAPI
 
+from colossus.infer.engine import Engine
 from colossus.model.config import ModelConfig
 from colossus.model.gpt import GPT
 from colossus.model.io import save_model
@@ -90,6 +91,9 @@ def wait_healthy(url: str, timeout: float = 60) -> None:
     raise RuntimeError(f"{url} did not become healthy in {timeout} s")
 
 
+SERVED: dict[str, FastAPI] = {}  # url -> app of the live servers
+
+
 @pytest.fixture(scope="session")
 def live_server(model_dir, tmp_path_factory):
     """A context manager: `with live_server(max_batch=1) as url:` runs a server with those ServeConfig fields;
@@ -103,12 +107,34 @@ def live_server(model_dir, tmp_path_factory):
         if prepare is not None:
             prepare(app)
         server = LiveServer(app).start(wait_ready)
+        SERVED[server.url] = app
         try:
             yield server.url
         finally:
+            SERVED.pop(server.url, None)
             server.stop()
 
     return run
+
+
+def engine_of(app: FastAPI) -> Engine:
+    """The engine of a server whose model is loaded."""
+    return app.state.slot.require().m.engine
+
+
+@pytest.fixture
+def engine_at() -> Callable[[str], Engine]:
+    """url of a live server -> its engine, to hold it between steps (Engine.pause, resume, wait_held) so that a
+    request is running or waiting for exactly as long as a test needs. Left running again after the test."""
+    held: list[Engine] = []
+
+    def get(url: str) -> Engine:
+        held.append(engine_of(SERVED[url]))
+        return held[-1]
+
+    yield get
+    for engine in held:
+        engine.resume()
 
 
 @pytest.fixture(scope="session")

@@ -157,20 +157,25 @@ def test_odd_requests_beyond_bodies(server_url):
     assert_error(httpx.delete(f"{server_url}/v1/conversations/nope"), 404)
 
 
-def test_engine_queue_full_is_503(live_server, model_name):
-    """max_batch=1 and no queue: while one request runs, another is refused with 503 at once."""
+def test_engine_queue_full_is_503(live_server, engine_at, model_name):
+    """max_batch=1 and no queue: while one request is in the engine, another is refused with 503 at once. The
+    engine is held, so the first is certainly still there when the second comes."""
     with live_server(max_batch=1, max_queue=0) as url:
+        engine = engine_at(url)
+
         async def scenario() -> list[int]:
-            async with httpx.AsyncClient(base_url=url, timeout=60) as c:
-                long = {"messages": USER, "max_tokens": 110, "ignore_eos": True, "stream": True}
-                async with c.stream("POST", CHAT, json=long) as first:
-                    assert first.status_code == 200
-                    lines = first.aiter_lines()
-                    await anext(lines)  # the first request is running
-                    refused = await c.post(CHAT, json={"messages": USER, "max_tokens": 2})
-                    assert [x async for x in lines if x][-1] == "data: [DONE]"
+            async with httpx.AsyncClient(base_url=url, timeout=120) as c:
+                engine.pause()
+                first = asyncio.ensure_future(c.post(CHAT, json={"messages": USER, "max_tokens": 4}))
+                deadline = asyncio.get_running_loop().time() + 120
+                while engine.stats()["waiting"] + engine.stats()["running"] < 1:
+                    assert asyncio.get_running_loop().time() < deadline and not first.done()
+                    await asyncio.sleep(0.005)
+                refused = await c.post(CHAT, json={"messages": USER, "max_tokens": 2})
                 assert_error(refused, 503)
                 assert refused.json()["error"]["code"] == "engine_full" and refused.headers["retry-after"] == "1"
+                engine.resume()
+                assert (await first).status_code == 200
                 again = await c.post(CHAT, json={"messages": USER, "max_tokens": 2})  # free again
                 return [refused.status_code, again.status_code]
 

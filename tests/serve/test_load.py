@@ -8,10 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from pathlib import Path
 
 import httpx
-import pytest
 
 from colossus.serve.metrics import parse_metrics
 
@@ -49,9 +47,7 @@ def test_many_streams_with_hang_ups(server_url):
         limits = httpx.Limits(max_connections=CLIENTS + 8, max_keepalive_connections=0)
         async with httpx.AsyncClient(base_url=server_url, timeout=60, limits=limits) as c:
             idle = await metrics(c)
-            t0 = time.monotonic()
             results = await asyncio.gather(*(stream_one(c, i, i % 4 == 0) for i in range(CLIENTS)))
-            elapsed = time.monotonic() - t0
             # the engine notices the hang-ups within a step or two; wait for it to drain
             deadline = time.monotonic() + 20
             while True:
@@ -61,10 +57,9 @@ def test_many_streams_with_hang_ups(server_url):
                     break
                 assert time.monotonic() < deadline, (idle, after)
                 await asyncio.sleep(0.05)
-            return idle, after, results, elapsed
+            return idle, after, results
 
-    idle, after, results, elapsed = asyncio.run(scenario())
-    assert elapsed < 60
+    idle, after, results = asyncio.run(scenario())
     completed = [r for i, r in enumerate(results) if i % 4]
     assert len(completed) == CLIENTS - HANG_UPS
     for r in completed:
@@ -79,39 +74,41 @@ def test_many_streams_with_hang_ups(server_url):
     assert after["colossus_kv_cache_usage_ratio"] == idle["colossus_kv_cache_usage_ratio"]
 
 
-@pytest.fixture(scope="module")
-def slow_model_dir(tmp_path_factory, tok, tiny_model_writer) -> Path:
-    """Big enough that 450 tokens take a good fraction of a second with any decode kernel."""
-    return tiny_model_writer(tmp_path_factory.mktemp("slow-model") / "slow", tok, 512, n_layer=8, d_model=256,
-                             n_head=4, n_kv_head=4)
-
-
-def test_a_waiting_client_that_hangs_up_is_aborted(live_server, slow_model_dir):
+def test_a_waiting_client_that_hangs_up_is_aborted(live_server, engine_at):
     """Not streamed: the server notices the closed connection while the request waits, and aborts it
-    (max_batch=1: it waits behind a long request, so it cannot have finished before the hang-up)."""
-    body = {"messages": [{"role": "user", "content": "Where is Sitor Vale?"}], "max_tokens": 450, "ignore_eos": True}
-    with live_server(max_batch=1, model=slow_model_dir) as url:
+    (max_batch=1: it waits behind a first request, and the engine is held, so neither can finish first)."""
+    body = {"messages": [{"role": "user", "content": "Where is Sitor Vale?"}], "max_tokens": 50, "ignore_eos": True}
+    with live_server(max_batch=1) as url:
+        engine = engine_at(url)
+
         async def scenario():
-            async with httpx.AsyncClient(base_url=url, timeout=60) as c:
+            async with httpx.AsyncClient(base_url=url, timeout=120) as c:
                 idle = await metrics(c)
+                engine.pause()
                 first = asyncio.ensure_future(c.post("/v1/chat/completions", json=body))
-                deadline = time.monotonic() + 20
-                while (await metrics(c))["colossus_requests_running"] < 1:
-                    assert time.monotonic() < deadline and not first.done(), "the first request never ran"
-                    await asyncio.sleep(0.005)
+                await until(lambda: engine.stats()["waiting"] == 1, "the first request is waiting")
+                engine.resume(1)
+                await asyncio.to_thread(engine.wait_held)  # the first runs, held after its first token
                 try:  # the second waits behind the first; give up on it at once
                     await c.post("/v1/chat/completions", json=body, timeout=0.05)
-                    raise AssertionError("the second request finished before the client gave up")
+                    raise AssertionError("the second request finished while the engine was held")
                 except httpx.TimeoutException:
                     pass
+                await until(lambda: engine.stats()["waiting"] == 0, "the server aborted the waiting request")
+                engine.resume()
                 assert (await first).status_code == 200
-                deadline = time.monotonic() + 20
-                while (m := await metrics(c))["colossus_requests_running"] + m["colossus_requests_waiting"]:
-                    assert time.monotonic() < deadline
-                    await asyncio.sleep(0.05)
-                return idle, m
+                await until(lambda: engine.stats()["running"] == 0, "the first request finished")
+                return idle, await metrics(c)
 
         idle, after = asyncio.run(scenario())
         assert after["colossus_requests_aborted_total"] - idle["colossus_requests_aborted_total"] == 1
         assert after["colossus_requests_finished_total"] - idle["colossus_requests_finished_total"] == 1
         assert after["colossus_kv_cache_used_tokens"] == 0
+
+
+async def until(condition, what: str, timeout: float = 120.0) -> None:
+    """Yield until condition() holds (the timeout bounds a broken server, it is not a speed)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"never: {what}"
+        await asyncio.sleep(0.005)

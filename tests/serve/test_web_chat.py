@@ -8,6 +8,7 @@ Skipped when /usr/bin/chromium or the playwright package is missing (`make test`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -28,12 +29,12 @@ if shutil.which(CHROMIUM) is None:
                 allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 
-CONTEXT = 2048  # long enough that a reply is still being generated when the test presses Stop
+CONTEXT = 2048  # room for a long reply, which the tests stop by holding the engine (Engine.pause)
 LONG_REPLY = {"max_tokens": 1800, "ignore_eos": True, "temperature": 0.8, "seed": 7}
 SHORT_REPLY = {"max_tokens": 16, "ignore_eos": True, "temperature": 0.8, "seed": 7}
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--no-first-run", "--disable-sync"]
-TIMEOUT_MS = 10_000
+TIMEOUT_MS = 60_000  # a bound for a broken page, not a speed: waits end as soon as their condition holds
 TWO_MESSAGES_SETTLED = "document.querySelectorAll('.msg').length === 2 && !document.querySelector('.streaming')"
 
 
@@ -41,10 +42,9 @@ TWO_MESSAGES_SETTLED = "document.querySelectorAll('.msg').length === 2 && !docum
 
 @pytest.fixture(scope="module")
 def long_model_dir(tmp_path_factory, tok, tiny_model_writer) -> Path:
-    """Large enough that a long reply is still being generated when a test stops it: the 2-layer model of
-    width 32 wrote all 1,800 tokens in under a second, sometimes before the browser had shown a few."""
-    return tiny_model_writer(tmp_path_factory.mktemp("web-chat-model") / "tiny-long", tok, CONTEXT, n_layer=8,
-                             d_model=256, n_head=4, n_kv_head=2)
+    """A tiny random model with a long context. It writes 1,800 tokens in about a second, so a test that needs a
+    reply still streaming holds the engine between steps (see `held`) instead of racing it."""
+    return tiny_model_writer(tmp_path_factory.mktemp("web-chat-model") / "tiny-long", tok, CONTEXT)
 
 
 def serve(app) -> tuple[str, uvicorn.Server, threading.Thread]:
@@ -67,12 +67,34 @@ def serve(app) -> tuple[str, uvicorn.Server, threading.Thread]:
 
 
 @pytest.fixture(scope="module")
-def chat_url(long_model_dir, tmp_path_factory):
-    url, server, thread = serve(create_app(ServeConfig(model=long_model_dir,
-                                                       db=tmp_path_factory.mktemp("web-db") / "c.db")))
-    yield url
+def chat_app(long_model_dir, tmp_path_factory):
+    app = create_app(ServeConfig(model=long_model_dir, db=tmp_path_factory.mktemp("web-db") / "c.db"))
+    url, server, thread = serve(app)
+    app.state.url = url
+    yield app
     server.should_exit = True
     thread.join(15)
+
+
+@pytest.fixture(scope="module")
+def chat_url(chat_app) -> str:
+    return chat_app.state.url
+
+
+@pytest.fixture
+def held(chat_app):
+    """The web chat server's engine, held before its next step: a reply streams only as far as the test lets it
+    (held.step()), so it is certainly still streaming when the test stops it. Let go after the test."""
+    engine = chat_app.state.slot.require().m.engine
+    engine.pause()
+
+    class Held:
+        def step(self, n: int = 1) -> None:
+            engine.resume(n)
+            engine.wait_held()
+
+    yield Held()
+    engine.resume()
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +168,7 @@ def engine_metric(url: str, name: str) -> float:
     return float(m.group(1))
 
 
-def eventually(get, ok, timeout: float = 5.0):
+def eventually(get, ok, timeout: float = 60.0):
     """get() again until ok(value) holds; the last value otherwise, for the assertion to show."""
     deadline = time.monotonic() + timeout
     while True:
@@ -163,7 +185,21 @@ def messages_of(url: str, cid: str) -> list[dict]:
 
 # ---- tests --------------------------------------------------------------------------------------------
 
-def test_reply_streams_in_stop_keeps_it_and_a_reload_finds_the_conversation(page, chat_url):
+def stream_until(page, held, shown: str, most_steps: int = 60) -> None:
+    """Let the held engine take one step at a time until the page shows `shown` (a JavaScript condition): each
+    step's text is waited for before the next, so that the page sees them apart."""
+    for _ in range(most_steps):
+        if page.evaluate(f"() => {shown}"):
+            return
+        seen = page.evaluate("window.__updates.length")
+        held.step()
+        # a token whose text is held back (part of a UTF-8 character) changes nothing on the page
+        with contextlib.suppress(sync_api.TimeoutError):
+            page.wait_for_function("n => window.__updates.length > n", arg=seen, timeout=2000)
+    raise AssertionError(f"the page never showed {shown} in {most_steps} steps")
+
+
+def test_reply_streams_in_stop_keeps_it_and_a_reload_finds_the_conversation(page, chat_url, held):
     cid = new_conversation(chat_url, "Streaming", LONG_REPLY)
     aborted_before = engine_metric(chat_url, "colossus_requests_aborted_total")
     open_chat(page, chat_url)
@@ -172,7 +208,7 @@ def test_reply_streams_in_stop_keeps_it_and_a_reload_finds_the_conversation(page
 
     page.fill("#prompt", "Who is Sitor Vale?")
     page.click("#send")
-    page.wait_for_function("() => window.__updates.length >= 4")  # several distinct texts while it streams
+    stream_until(page, held, "window.__updates.length >= 4")  # several distinct texts while it streams
     assert page.is_visible("#stop") and not page.is_visible("#send")
     updates = page.evaluate("window.__updates")
     assert len(set(updates)) == len(updates) >= 4
@@ -189,8 +225,8 @@ def test_reply_streams_in_stop_keeps_it_and_a_reload_finds_the_conversation(page
     assert meta["stopped"] is True and meta["completion_tokens"] < LONG_REPLY["max_tokens"]
     assert meta["tokens_per_second"] > 0
     assert reply and len(reply) >= len(updates[-1])  # all that was shown before the stop is kept
-    # Closing the fetch made the server abort the engine request, long before its 1800 tokens.
-    deadline = time.monotonic() + 5
+    # Closing the fetch made the server abort the engine request (still held: no step ran since the stop).
+    deadline = time.monotonic() + 60
     while engine_metric(chat_url, "colossus_requests_aborted_total") <= aborted_before:
         assert time.monotonic() < deadline, "the server did not abort the stopped request"
         time.sleep(0.05)
@@ -273,16 +309,17 @@ def test_markdown_renderer_emits_only_its_own_tags(page, chat_url):
         assert set(r["tags"]) <= allowed and not r["bad"], (v, r)
 
 
-def test_keyboard_alone_sends_stops_and_starts_a_new_chat(page, chat_url):
+def test_keyboard_alone_sends_stops_and_starts_a_new_chat(page, chat_url, held):
     cid = new_conversation(chat_url, "Keyboard", LONG_REPLY)
     open_chat(page, chat_url)
+    record_updates(page)
     assert page.evaluate("document.activeElement.id") == "prompt"  # the message box has the focus at load
     page.keyboard.type("first line")
     page.keyboard.press("Shift+Enter")  # a new line, not a send
     page.keyboard.type("second line")
     assert page.input_value("#prompt") == "first line\nsecond line"
     page.keyboard.press("Enter")
-    page.wait_for_selector(".msg.assistant.streaming .msg-body:not(:empty)")
+    stream_until(page, held, "window.__updates.length >= 1")
     page.keyboard.press("Escape")  # stops the reply
     page.wait_for_selector(".msg.assistant:not(.streaming) .msg-meta:has-text('stopped')")
     stored = messages_of(chat_url, cid)
