@@ -178,7 +178,8 @@ def cmd_serve(a) -> int:
         ours.setLevel(logging.INFO)
     app = create_app(cfg)
     print(f"Serving {a.model} on http://{a.host}:{a.port} ({len(keys)} API key(s)"
-          f"{'' if keys else ': open to anyone who can reach it'}; conversations in {cfg.db})", flush=True)
+          f"{'' if keys else ': open to anyone who can reach it'}; conversations in {cfg.db}; "
+          f"{torch.get_num_threads()} torch thread(s))", flush=True)
     uvicorn.run(app, host=a.host, port=a.port, log_level="info", timeout_graceful_shutdown=5)
     return 0
 

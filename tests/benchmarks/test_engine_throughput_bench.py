@@ -5,7 +5,11 @@ from __future__ import annotations
 import re
 import sys
 
-from benchmarks import engine_throughput
+import pytest
+
+pytest.importorskip("aiohttp", reason="the benchmark client needs aiohttp (pip install -e '.[dev]')")
+
+from benchmarks import engine_throughput  # noqa: E402
 
 
 def test_engine_benchmark_checks_batching_and_prints_a_row_per_level(monkeypatch, capsys):

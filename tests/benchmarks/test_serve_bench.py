@@ -8,10 +8,12 @@ import json
 
 import pytest
 
-from benchmarks.serve import Shape, markdown, payload, pick_conversations, ratios, save_ours, save_peer, server_argv
-from colossus.data.chat_template import render_prompt
-from colossus.model.config import ModelConfig
-from colossus.model.io import load_model
+pytest.importorskip("aiohttp", reason="the benchmark client needs aiohttp (pip install -e '.[dev]')")
+
+from benchmarks.serve import Shape, markdown, payload, pick_conversations, ratios, save_ours, save_peer, server_argv  # noqa: E402
+from colossus.data.chat_template import render_prompt  # noqa: E402
+from colossus.model.config import ModelConfig  # noqa: E402
+from colossus.model.io import load_model  # noqa: E402
 
 needs_transformers = pytest.mark.skipif(importlib.util.find_spec("transformers") is None,
                                         reason="the peer's model needs transformers: pip install -e '.[bench]'")

@@ -8,11 +8,13 @@ import asyncio
 import json
 import socket
 
-import aiohttp
 import pytest
-from aiohttp import web
 
-from benchmarks.serve_client import (
+aiohttp = pytest.importorskip("aiohttp", reason="the benchmark client needs aiohttp (pip install -e '.[dev]')")
+
+from aiohttp import web  # noqa: E402
+
+from benchmarks.serve_client import (  # noqa: E402
     RequestResult,
     chunk_text,
     parse_stream,

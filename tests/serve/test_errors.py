@@ -6,8 +6,9 @@ import asyncio
 import json
 
 import httpx
-import openai
 import pytest
+
+openai = pytest.importorskip("openai", reason="the official openai client is not installed (pip install -e '.[dev]')")
 
 USER = [{"role": "user", "content": "hello"}]
 CHAT, COMPLETIONS = "/v1/chat/completions", "/v1/completions"

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import httpx
-import openai
 import pytest
 
 from colossus.serve.metrics import parse_metrics
+
+openai = pytest.importorskip("openai", reason="the official openai client is not installed (pip install -e '.[dev]')")
 
 HELLO = [{"role": "system", "content": "You answer briefly."}, {"role": "user", "content": "Where is Sitor Vale?"}]
 FIXED = {"ignore_eos": True}  # a random model may end at once; fixed-length replies make the tests exact
