@@ -2,8 +2,8 @@
 the same streamed chat workload sent to both, one server after the other, in one run.
 
     .venv/bin/pip install -e '.[bench]'
-    .venv/bin/python benchmarks/serve.py --weights float32 bfloat16 --out docs/serve_bench.json \
-        --plot docs/serve_bench.png
+    .venv/bin/python benchmarks/serve.py --weights float32 bfloat16 --out runs/serve_bench.json \
+        --plot runs/serve_bench.png
     .venv/bin/python benchmarks/serve.py --models ref8.7m --weights float32 --kv-dtype bfloat16
     .venv/bin/python benchmarks/serve.py --models ref8.7m --concurrency 1 8 --requests 8 16 --skip-peer
 

@@ -75,7 +75,8 @@ KERNELS = ("auto", "c", "torch")
 MAX_KERNEL_THREADS = 8  # the C step's default threads: the cores, up to this many (a small model gains no more)
 PREFILL_TOKENS = 512  # prompt tokens admitted into one step (one longer prompt is admitted alone)
 # attention on a GPU without cuDNN's backend: it builds a plan for each new shape, and a decode step's key length
-# is new at every step (on an H100 that took 4-170 ms a step, docs/benchmarks.md); the others take any length
+# is new at every step (on an H100 a 32-stream step took 66.6 ms with it, 9.2 without: docs/benchmarks.md, "What
+# was tried"); the others take any length
 GPU_ATTENTION = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 

@@ -43,3 +43,6 @@ class TrainConfig:
     device: str = "auto"
     dtype: str = "auto"
     """auto (bf16 where the device supports it), bf16, fp16 or fp32."""
+    compile: bool = False
+    """Train through torch.compile (a faster step after a compile of some seconds; needs a C++ compiler on a
+    CPU, and trains eagerly without one). Validation and checkpoints use the model itself."""

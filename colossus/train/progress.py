@@ -49,7 +49,8 @@ def read_metrics(path: Path) -> list[dict]:
 class Progress:
     """Prints a progress line; in a terminal it rewrites one line, in a log it appends lines."""
 
-    def __init__(self, label: str, total_steps: int, stream=sys.stdout):
+    def __init__(self, label: str, total_steps: int, stream=None):
+        stream = sys.stdout if stream is None else stream  # looked up now: sys.stdout may have been replaced
         self.label, self.total, self.stream = label, total_steps, stream
         self.tty = stream.isatty()
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import time
 from dataclasses import asdict
@@ -43,6 +44,15 @@ def crash_point() -> tuple[str, int] | None:
     if not label or not step.isdigit():
         raise ColossusError(f"COLOSSUS_CRASH_AT must be LABEL:STEP, e.g. pretrain:30, not {value!r}")
     return label, int(step)
+
+
+def compiled(model: GPT, device, progress: Progress) -> torch.nn.Module:
+    """The model through torch.compile, or the model itself where inductor has no compiler to use."""
+    if device.torch.type == "cpu" and not any(shutil.which(cxx) for cxx in ("c++", "g++", "clang++")):
+        progress.note("compile: no C++ compiler on this machine (install g++), training eagerly")
+        return model
+    progress.note("compile: the first step compiles the model, the ones after it run faster")
+    return torch.compile(model)
 
 
 @torch.no_grad()
@@ -100,6 +110,7 @@ def train(stage_dir: str | Path, model_cfg: ModelConfig, cfg: TrainConfig, data:
                   f"{fmt_count(tokens_per_step)} tokens/step, {total} steps"
                   + (f", resuming at step {start}" if start else "") + f"; MFU vs {peak_src} "
                   f"{peak / 1e12:.2f} TFLOP/s")
+    forward = compiled(model, device, progress) if cfg.compile else model
     crash_at = crash_point()
     meter = Throughput()
     t_start = time.perf_counter()
@@ -125,7 +136,7 @@ def train(stage_dir: str | Path, model_cfg: ModelConfig, cfg: TrainConfig, data:
                 x, y = x.to(device.torch, non_blocking=True), y.to(device.torch, non_blocking=True)
                 m = None if m is None else m.to(device.torch, non_blocking=True)
                 with device.autocast(), device.attention_backend():
-                    loss = model(x, y, m) / cfg.grad_accum
+                    loss = forward(x, y, m) / cfg.grad_accum
                 loss.backward()
                 loss_sum += loss.detach()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0

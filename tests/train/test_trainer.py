@@ -113,3 +113,20 @@ def test_vocab_mismatch_is_refused(tmp_path, shards):
     small = ModelConfig(vocab_size=32, seq_len=16, n_layer=1, d_model=16, n_head=1, n_kv_head=1)
     with pytest.raises(ColossusError, match="vocabulary"):
         train(tmp_path / "x", small, tcfg(), shards)
+
+
+def test_compiled_training_matches_eager_and_checkpoints_the_model_itself(tmp_path, shards, capsys):
+    eager = train(tmp_path / "eager", CFG, tcfg(), shards)
+    fast = train(tmp_path / "compiled", CFG, tcfg(compile=True), shards)
+    assert "compile: the first step compiles the model" in capsys.readouterr().out
+    assert fast["final_loss"] == pytest.approx(eager["final_loss"], rel=1e-3)
+    a, b = weights(tmp_path / "eager"), weights(tmp_path / "compiled")  # plain names: no _orig_mod. prefix
+    assert a.keys() == b.keys()
+    assert all(torch.allclose(a[k], b[k], atol=1e-3) for k in a)
+
+
+def test_compile_without_a_cxx_compiler_trains_eagerly(tmp_path, shards, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    s = train(tmp_path / "run", CFG, tcfg(compile=True), shards)
+    assert "no C++ compiler on this machine (install g++), training eagerly" in capsys.readouterr().out
+    assert s["steps"] == 12
