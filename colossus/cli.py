@@ -67,11 +67,20 @@ def cmd_data_tokenizer(a) -> int:
 
 
 def cmd_data_shards(a) -> int:
-    from colossus.data.corpus import read_corpus
-    from colossus.data.prepare import pretrain_shards
+    from colossus.data.corpus import read_chats, read_corpus
+    from colossus.data.prepare import packed_shards, pretrain_shards
     from colossus.data.tokenizer import Tokenizer
 
-    pretrain_shards(read_corpus(a.corpus, a.text_field), Tokenizer.load(a.tokenizer), a.out)
+    if a.corpus is None and a.chats is None:
+        raise ColossusError("data shards needs --corpus (documents), --chats (conversations), or both")
+    tok = Tokenizer.load(a.tokenizer)
+    if a.chats is None:
+        pretrain_shards(read_corpus(a.corpus, a.text_field), tok, a.out)
+        return 0
+    if a.seq_len < 8:
+        raise ColossusError("--seq-len must be at least 8")
+    docs = [] if a.corpus is None else list(read_corpus(a.corpus, a.text_field))
+    packed_shards(docs, read_chats(a.chats), tok, a.out, a.seq_len, a.seed)
     return 0
 
 
@@ -210,11 +219,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--vocab-size", type=int, default=8192)
     t.add_argument("--text-field", default="text", help="jsonl field / parquet column holding the text")
     t.set_defaults(func=cmd_data_tokenizer)
-    sh = dsub.add_parser("shards", help="tokenize a corpus into token shards")
-    sh.add_argument("--corpus", type=Path, required=True)
+    sh = dsub.add_parser("shards", help="tokenize a corpus into token shards, or pack conversations for sft")
+    sh.add_argument("--corpus", type=Path, help=".txt / .jsonl / .parquet file or directory of documents")
+    sh.add_argument("--chats", type=Path, help="a .jsonl of conversations ({\"messages\": [...]} per line): packed "
+                    "rows for `colossus sft`, the loss on the assistant's tokens (--corpus documents mixed in)")
     sh.add_argument("--tokenizer", type=Path, required=True)
     sh.add_argument("--out", type=Path, required=True)
     sh.add_argument("--text-field", default="text")
+    sh.add_argument("--seq-len", type=int, default=128, help="with --chats: the model's context (rows are one longer)")
+    sh.add_argument("--seed", type=int, default=1337, help="with --chats: the order of the packed rows")
     sh.set_defaults(func=cmd_data_shards)
 
     for stage, helptext in (("train", "pretrain a model on token shards"),

@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 from safetensors.torch import load_file
 
@@ -253,15 +254,45 @@ def test_train_init_starts_from_the_given_weights(run, scratch, tmp_path):
 # --- colossus sft --------------------------------------------------------------------------------------------
 
 
+def test_data_shards_packs_conversations_for_sft(run, tmp_path):
+    out, world = tmp_path / "chats", run.dir / "world"
+    r = ok(colossus("data", "shards", "--chats", world / "chat_train.jsonl", "--corpus",
+                    world / "heldout_documents.jsonl", "--tokenizer", run.tokenizer, "--out", out, cwd=run.root))
+    n_chats = len((run.dir / "world/chat_train.jsonl").read_text().splitlines())
+    n_docs = len((run.dir / "world/heldout_documents.jsonl").read_text().splitlines())
+    assert f"{n_docs:,} documents + {n_chats:,} conversations" in r.stdout
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["has_mask"] and meta["row_len"] == 129  # --seq-len 128, one longer
+    mask = np.fromfile(out / "shard_00000.mask", dtype=np.uint8)
+    assert (mask == 0).any() and (mask > 0).any()  # the loss on some tokens (the assistant's), not on all
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ((), "needs --corpus (documents), --chats (conversations), or both"),
+    (("--chats", "documents.txt"), "conversations come in a .jsonl file"),
+    (("--chats", "bad.jsonl"), "bad.jsonl line 2: no list field 'messages'"),
+])
+def test_data_shards_bad_chats_are_one_clear_line(run, tmp_path, args, message):
+    (tmp_path / "documents.txt").write_text("a document")
+    (tmp_path / "bad.jsonl").write_text('{"messages": []}\n{"text": "a document"}\n')
+    r = colossus("data", "shards", *args, "--tokenizer", run.tokenizer, "--out", tmp_path / "out", cwd=tmp_path)
+    one_line_error(r, message)
+
+
 def test_sft_fine_tunes_from_the_init(run, tmp_path):
-    # `colossus data shards` writes documents only (no loss mask): packed chat shards come from the speedrun
+    chats = tmp_path / "chats"  # packed by the CLI from the world's conversations, as a user would
+    ok(colossus("data", "shards", "--chats", run.dir / "world/chat_train.jsonl", "--corpus",
+                run.dir / "world/documents.jsonl", "--tokenizer", run.tokenizer, "--out", chats, cwd=run.root))
     out = tmp_path / "sft"
-    r = ok(colossus("sft", "--data", run.dir / "data/sft", "--tokenizer", run.tokenizer, "--out", out, *SHAPE,
+    r = ok(colossus("sft", "--data", chats, "--tokenizer", run.tokenizer, "--out", out, *SHAPE,
                     "--init", run.model, "--set", "sft.steps=3", "--set", "sft.log_every=1", cwd=run.root))
     assert "sft: " in r.stdout and ", 3 steps" in r.stdout
     rows = loss_rows(out)
     assert [m["step"] for m in rows] == [1, 2, 3] and all(math.isfinite(m["loss"]) for m in rows)
-    assert rows[0]["loss"] < math.log(run.vocab()) - 0.25  # started from trained weights, not a fresh model
+    ok(colossus("train", "--data", chats, "--tokenizer", run.tokenizer, "--out", tmp_path / "fresh", *SHAPE,
+                "--set", "pretrain.steps=1", "--set", "pretrain.log_every=1", cwd=run.root))
+    fresh = loss_rows(tmp_path / "fresh")[0]["loss"]
+    assert rows[0]["loss"] < fresh - 0.1  # started from trained weights, not from a fresh model
     tuned, init = final_weights(out), run.model_weights()
     assert tuned.keys() == init.keys() and not same_weights(tuned, init)
     changed = [k for k in init if not tuned[k].equal(init[k])]

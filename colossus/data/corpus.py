@@ -57,6 +57,30 @@ def read_jsonl(path: Path, field: str) -> Iterator[str]:
         raise ColossusError(f"cannot read {path}: not UTF-8 ({e.reason})") from e
 
 
+def read_chats(path: str | Path) -> list[dict]:
+    """Conversations from a .jsonl file, one per line: {"messages": [{"role": ..., "content": ...}, ...]} (the
+    world's chats.jsonl, or a user's own)."""
+    path = Path(path)
+    if path.suffix != ".jsonl" or not path.is_file():
+        raise ColossusError(f"{path}: conversations come in a .jsonl file, one {{\"messages\": [...]}} per line")
+    chats = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ColossusError(f"cannot read {path} line {n}: not JSON ({e.msg})") from e
+                if not isinstance(row, dict) or not isinstance(row.get("messages"), list):
+                    raise ColossusError(f"cannot read {path} line {n}: no list field 'messages'")
+                chats.append(row)
+    except UnicodeDecodeError as e:
+        raise ColossusError(f"cannot read {path}: not UTF-8 ({e.reason})") from e
+    return chats
+
+
 def read_parquet(path: Path, column: str) -> Iterator[str]:
     import pyarrow.parquet as pq
 
