@@ -1,10 +1,13 @@
-"""Fixtures of the HTTP tests: a tiny random model directory, and live uvicorn servers on 127.0.0.1.
+"""Fixtures of the HTTP tests: tiny random model directories, and live uvicorn servers on 127.0.0.1.
 
 `server_url` is the shared open server (no keys, no rate limit) that most tests and the browser test
-use; `live_server(cfg)` starts another one with its own settings."""
+use; `live_server(cfg)` starts another one with its own settings. `model_dir` is as GPT initialises a
+model (its output barely depends on the input); `lively` has every weight random, for tests where the
+input, a precision or a sampling choice must show in the tokens."""
 
 from __future__ import annotations
 
+import math
 import socket
 import threading
 import time
@@ -37,6 +40,32 @@ def write_tiny_model(d: Path, tok, context: int, **shape) -> Path:
     tok.save(d / "tokenizer.json")
     save_model(d, GPT(cfg).eval())
     return d
+
+
+def write_lively_model(d: Path, tok, context: int) -> Path:
+    """write_tiny_model's default shape with every weight random. GPT initialises its residual projections to
+    zero, so attention and the KV cache have no effect on that model's output at all, and its output head makes
+    the logits nearly uniform (a spread of 0.04 over the vocabulary). Here both matter (a spread of about 10),
+    so a precision, a kernel or a sampling choice shows in the numbers and the tokens."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=tok.vocab_size, seq_len=context, n_layer=2, d_model=32, n_head=2, n_kv_head=1)
+    model = GPT(cfg).eval()
+    bound = math.sqrt(3 / cfg.d_model)
+    with torch.no_grad():
+        for blk in model.blocks:
+            for lin in (blk.attn.proj, blk.mlp.down):
+                torch.nn.init.uniform_(lin.weight, -bound, bound)
+        torch.nn.init.normal_(model.lm_head.weight, std=2 / math.sqrt(cfg.d_model))
+    d.mkdir()
+    tok.save(d / "tokenizer.json")
+    save_model(d, model)
+    return d
+
+
+@pytest.fixture(scope="session")
+def lively(tmp_path_factory, tok) -> Path:
+    """write_lively_model with a 128-token context (the directory is named lively)."""
+    return write_lively_model(tmp_path_factory.mktemp("lively-model") / "lively", tok, CONTEXT)
 
 
 @pytest.fixture(scope="session")

@@ -12,10 +12,8 @@ check never refuse another's requests, whatever order the tests run in."""
 
 from __future__ import annotations
 
-import math
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -24,9 +22,7 @@ from cli_server import SECOND_LOOPBACK, CliServer, can_bind, free_port, run_cli
 
 from colossus.infer.cpu_decode import load_library
 from colossus.infer.detokenize import TokenTable
-from colossus.model.config import ModelConfig
-from colossus.model.gpt import GPT
-from colossus.model.io import load_model, save_model
+from colossus.model.io import load_model
 from colossus.serve.metrics import parse_metrics
 
 KEY_RATE, KEY_OTHER, KEY_GREEDY = "key-rate-a1", "key-other-b2", "key-greedy-g3"  # --api-key, three times
@@ -42,28 +38,6 @@ TOL = 1e-4  # logprobs of one model computed two ways (float rounding) agree far
 
 needs_second_loopback = pytest.mark.skipif(not can_bind(SECOND_LOOPBACK), reason="127.0.0.2 is not a local address")
 needs_c = pytest.mark.skipif(load_library() is None, reason="no C compiler: --kernel c cannot start")
-
-
-@pytest.fixture(scope="module")
-def lively(tmp_path_factory, tok) -> Path:
-    """conftest's tiny shape (2 layers of width 32, a 128-token context) with every weight random. conftest's
-    model is as GPT initialises one: its residual projections are zero, so attention and the KV cache have no
-    effect on its output at all, and its output head makes the logits nearly uniform (a spread of 0.04 over
-    the vocabulary). Here both matter (a spread of about 10), so a precision or a kernel shows in the numbers."""
-    torch.manual_seed(0)
-    cfg = ModelConfig(vocab_size=tok.vocab_size, seq_len=CONTEXT, n_layer=2, d_model=32, n_head=2, n_kv_head=1)
-    model = GPT(cfg).eval()
-    bound = math.sqrt(3 / cfg.d_model)
-    with torch.no_grad():
-        for blk in model.blocks:
-            for lin in (blk.attn.proj, blk.mlp.down):
-                torch.nn.init.uniform_(lin.weight, -bound, bound)
-        torch.nn.init.normal_(model.lm_head.weight, std=2 / math.sqrt(cfg.d_model))
-    d = tmp_path_factory.mktemp("lively-model") / "lively"
-    d.mkdir()
-    tok.save(d / "tokenizer.json")
-    save_model(d, model)
-    return d
 
 
 def bearer(key: str) -> dict:
