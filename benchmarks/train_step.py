@@ -1,28 +1,29 @@
 """Training-step throughput of Colossus's GPT against Hugging Face's Llama of the same shape, in one run.
 
     .venv/bin/pip install -e '.[bench]'
-    .venv/bin/python benchmarks/train_step.py [--preset cpu] [--steps 20]
+    .venv/bin/python benchmarks/train_step.py [--preset cpu] [--steps 20] [--no-compile]
 
 Both models get the same shape (layers, width, heads, vocabulary, untied embeddings), the same batch
-of random tokens, the same optimizer (AdamW) and the same autocast dtype; each is timed over the same
-number of steps after warm-up, alternating so that neither is favoured by the machine's state. The
-ratio is tokens/s of ours over theirs (higher is better for us). Speed does not depend on the
+of random tokens, the same optimizer (AdamW) and the preset's dtype; each runs eagerly and through
+torch.compile (what the preset trains with), each timed over the same number of steps after warm-up,
+alternating so that none is favoured by the machine's state. The ratio is tokens/s over HF Llama's,
+eager (higher is better for us). Speed does not depend on the
 weights' values, so both start from their own random initialisation.
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 
 import torch
 
 from colossus.config import load_config
+from colossus.evals.report import describe_machine
 from colossus.model.config import ModelConfig
 from colossus.model.gpt import GPT
-from colossus.train.device import pick_device
+from colossus.train.device import machine, pick_device
 
 
 def llama_of(cfg: ModelConfig):
@@ -44,12 +45,24 @@ def time_steps(step, n: int) -> list[float]:
     return times
 
 
+def optimizer_step(model, opt, loss_of, device):
+    def step():
+        with device.autocast(), device.attention_backend():
+            loss = loss_of(model)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        device.synchronize()
+    return step
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="cpu")
     p.add_argument("--vocab", type=int, default=4096)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--no-compile", action="store_true", help="leave out the torch.compile rows")
     args = p.parse_args()
     run = load_config(args.preset)
     m = run.model
@@ -61,44 +74,33 @@ def main() -> None:
     x = torch.randint(0, cfg.vocab_size, (B, T), device=device.torch)
     y = torch.randint(0, cfg.vocab_size, (B, T), device=device.torch)
 
-    ours = GPT(cfg).to(device.torch)
-    theirs = llama_of(cfg).to(device.torch)
-    opt_ours = torch.optim.AdamW(ours.parameters(), lr=1e-4)
-    opt_theirs = torch.optim.AdamW(theirs.parameters(), lr=1e-4)
+    ours, theirs = GPT(cfg).to(device.torch), llama_of(cfg).to(device.torch)
+    contenders = {"colossus GPT": (ours, lambda model: model(x, y)),
+                  "HF Llama": (theirs, lambda model: model(input_ids=x, labels=y).loss)}
+    if not args.no_compile:  # each compiled model is its own contender, with its own optimizer state
+        contenders |= {f"{name}, torch.compile": (torch.compile(model), loss_of)
+                       for name, (model, loss_of) in list(contenders.items())}
+    steps = {name: optimizer_step(model, torch.optim.AdamW(model.parameters(), lr=1e-4), loss_of, device)
+             for name, (model, loss_of) in contenders.items()}
+    for step in steps.values():
+        time_steps(step, 3)  # warm-up (and the compile)
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(args.rounds):  # alternating, so that neither is favoured by the machine's state
+        for name, step in steps.items():
+            times[name] += time_steps(step, args.steps)
 
-    def step_ours():
-        with device.autocast(), device.attention_backend():
-            loss = ours(x, y)
-        loss.backward()
-        opt_ours.step()
-        opt_ours.zero_grad(set_to_none=True)
-        device.synchronize()
-
-    def step_theirs():
-        with device.autocast():
-            loss = theirs(input_ids=x, labels=y).loss
-        loss.backward()
-        opt_theirs.step()
-        opt_theirs.zero_grad(set_to_none=True)
-        device.synchronize()
-
-    for f in (step_ours, step_theirs):
-        time_steps(f, 3)  # warm-up
-    ours_t, theirs_t = [], []
-    for _ in range(args.rounds):
-        ours_t += time_steps(step_ours, args.steps)
-        theirs_t += time_steps(step_theirs, args.steps)
-    tok = B * T
-    a, b = tok / statistics.median(ours_t), tok / statistics.median(theirs_t)
-    n_ours = sum(p.numel() for p in ours.parameters())
-    n_theirs = sum(p.numel() for p in theirs.parameters())
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}, device {device.name}, dtype {str(device.dtype)[6:]}")
+    peak, source = device.peak_flops()
+    print(f"machine: {describe_machine(machine(device))}; torch {torch.__version__}")
     print(f"shape: {cfg.n_layer} layers, width {cfg.d_model}, {cfg.n_head} heads, vocab {cfg.vocab_size}, "
-          f"seq {T}, batch {B}; params ours {n_ours / 1e6:.2f}M, HF Llama {n_theirs / 1e6:.2f}M")
-    print(f"colossus GPT : {a:,.0f} tokens/s (median of {len(ours_t)} steps)")
-    print(f"HF Llama     : {b:,.0f} tokens/s (median of {len(theirs_t)} steps)")
-    print(f"ratio        : {a / b:.2f}x")
+          f"seq {T}, batch {B}; params ours {ours.num_params() / 1e6:.2f}M, HF Llama "
+          f"{sum(p.numel() for p in theirs.parameters()) / 1e6:.2f}M")
+    tok_s = {name: B * T / statistics.median(t) for name, t in times.items()}
+    flops = ours.flops_per_token()  # the same model FLOPs for both: the shapes are the same
+    print(f"| model | tokens/s (median of {args.rounds * args.steps} steps) | MFU vs {source} {peak / 1e12:.2f} "
+          f"TFLOP/s | over HF Llama, eager |")
+    print("|---|---|---|---|")
+    for name, v in tok_s.items():
+        print(f"| {name} | {v:,.0f} | {100 * v * flops / peak:.1f}% | {v / tok_s['HF Llama']:.2f}x |")
 
 
 if __name__ == "__main__":
