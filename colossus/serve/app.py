@@ -7,7 +7,12 @@
 Routes: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, POST /tokenize, GET /health
 (503 until the model is loaded), GET /metrics (Prometheus), /v1/conversations... (conversation_routes),
 GET / (the web chat) and /static/... The model loads in a background thread, so /health answers at once.
-Routes stay thin: the logic is in completions.py, the request bodies in protocol.py."""
+Routes stay thin: the logic is in completions.py, the request and response bodies in protocol.py.
+
+The API describes itself: GET /openapi.json (OpenAPI 3.1) and GET /docs (Swagger UI). The routes read their
+bodies themselves (read_body and parse_body: size limit, strict JSON, errors naming the field), so their request
+models are attached with openapi_extra and openapi_document() puts them into the components; the document
+follows the settings: with keys, a bearer scheme and 401; with a rate limit, 429."""
 
 from __future__ import annotations
 
@@ -20,16 +25,37 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
 from colossus.model.io import CONFIG, TOKENIZER, WEIGHTS, resolve_model_dir
-from colossus.serve.auth import AccessMiddleware
+from colossus.serve.auth import PROTECTED, RATE_LIMITED, AccessMiddleware
+from colossus.serve.conversation_routes import REQUEST_MODELS as CONVERSATION_REQUESTS
 from colossus.serve.conversation_routes import router as conversation_router
 from colossus.serve.conversations import DEFAULT_DB, ConversationStore
-from colossus.serve.errors import APIError, install_error_handlers
+from colossus.serve.errors import REF, APIError, ErrorResponse, error_responses, install_error_handlers
 from colossus.serve.metrics import Metrics, MetricsMiddleware
-from colossus.serve.protocol import ChatCompletionRequest, CompletionRequest, TokenizeRequest, parse_body, read_body
+from colossus.serve.protocol import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Completion,
+    CompletionChunk,
+    CompletionRequest,
+    Health,
+    HealthUnavailable,
+    Model,
+    ModelList,
+    TokenizeRequest,
+    TokenizeResponse,
+    event_stream,
+    parse_body,
+    read_body,
+    request_body,
+)
 
 log = logging.getLogger("colossus.serve")
 STATIC_DIR = Path(__file__).parent / "static"
@@ -166,21 +192,28 @@ def create_app(cfg: ServeConfig) -> FastAPI:
             slot.close()
             store.close()
 
-    app = FastAPI(title="Colossus", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  openapi_url=None)
+    app = FastAPI(title="Colossus", version="0.1.0", description=API_DESCRIPTION, lifespan=lifespan,
+                  openapi_url="/openapi.json", docs_url="/docs", redoc_url=None, swagger_ui_oauth2_redirect_url=None,
+                  openapi_tags=TAGS)
     app.state.store, app.state.slot, app.state.max_body = store, slot, cfg.max_body
     install_error_handlers(app)
     app.add_middleware(AccessMiddleware, keys=cfg.api_keys, rate_per_minute=cfg.rate_limit)
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes_of=lambda: app.router.routes)
 
-    @app.get("/health")
+    @app.get("/health", tags=["Server"], operation_id="health", summary="Whether the model is loaded",
+             response_model=None, responses={200: {"model": Health, "description": "The model is loaded."},
+                                             503: {"model": HealthUnavailable,
+                                                   "description": "The model is loading, or its load failed.",
+                                                   "headers": error_responses(503)["503"]["headers"]}})
     async def health() -> JSONResponse:
         err = slot.unavailable()
         if err is None:
             return JSONResponse({"status": "ok", "model": slot.name})
         return JSONResponse({"status": slot.state} | err.body(), status_code=503, headers=err.headers)
 
-    @app.get("/metrics")
+    @app.get("/metrics", tags=["Server"], operation_id="metrics", summary="Prometheus metrics",
+             response_class=PlainTextResponse,
+             responses={200: {"description": "The Prometheus text exposition format, version 0.0.4."}})
     async def prometheus() -> PlainTextResponse:
         return PlainTextResponse(metrics.render(slot.stats(), slot.state == "ready"),
                                  media_type="text/plain; version=0.0.4; charset=utf-8")
@@ -190,30 +223,39 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         return {"id": slot.name, "object": "model", "created": service.m.created, "owned_by": "colossus",
                 "max_model_len": service.m.max_context}
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", tags=["Models"], operation_id="listModels", summary="The model this server serves",
+             response_model=None, responses={200: {"model": ModelList}, **error_responses(503)})
     async def list_models() -> dict:
         return {"object": "list", "data": [model_card()]}
 
-    @app.get("/v1/models/{name:path}")
+    @app.get("/v1/models/{name:path}", tags=["Models"], operation_id="retrieveModel", summary="One model",
+             response_model=None, responses={200: {"model": Model}, **error_responses(404, 503)})
     async def get_model(name: str) -> dict:
         card = model_card()
         if name != card["id"]:
             raise APIError(404, f"the model `{name[:200]}` does not exist", param="model", code="model_not_found")
         return card
 
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions", tags=["Chat"], operation_id="createChatCompletion",
+              summary="A reply to a conversation", response_model=None,
+              openapi_extra=request_body(ChatCompletionRequest),
+              responses=generation_responses(ChatCompletion, ChatCompletionChunk))
     async def chat_completions(request: Request) -> Response:
         t0 = time.perf_counter()
         req = parse_body(ChatCompletionRequest, await read_body(request, cfg.max_body))
         return await slot.require().chat(req, request, t0)
 
-    @app.post("/v1/completions")
+    @app.post("/v1/completions", tags=["Completions"], operation_id="createCompletion",
+              summary="A continuation of raw text", response_model=None, openapi_extra=request_body(CompletionRequest),
+              responses=generation_responses(Completion, CompletionChunk))
     async def completions(request: Request) -> Response:
         t0 = time.perf_counter()
         req = parse_body(CompletionRequest, await read_body(request, cfg.max_body))
         return await slot.require().complete(req, request, t0)
 
-    @app.post("/tokenize")
+    @app.post("/tokenize", tags=["Tokenize"], operation_id="tokenize", summary="The token ids of a prompt",
+              response_model=None, openapi_extra=request_body(TokenizeRequest),
+              responses={200: {"model": TokenizeResponse}, **error_responses(400, 404, 413, 503)})
     async def tokenize(request: Request) -> dict:
         req = parse_body(TokenizeRequest, await read_body(request, cfg.max_body))
         service = slot.require()
@@ -222,7 +264,8 @@ def create_app(cfg: ServeConfig) -> FastAPI:
 
     app.include_router(conversation_router)
 
-    @app.get("/", include_in_schema=False)
+    @app.get("/", tags=["Server"], operation_id="webChat", summary="The web chat", response_class=HTMLResponse,
+             responses={200: {"description": "The web chat's page."}, **error_responses(404)})
     async def index() -> FileResponse:
         page = STATIC_DIR / "index.html"
         if not page.exists():
@@ -230,4 +273,67 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         return FileResponse(page)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            app.openapi_schema = openapi_document(app, cfg)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+API_DESCRIPTION = """An OpenAI-compatible API (chat completions, completions, models) with vLLM's /tokenize, the web
+chat's conversation store, and the server's health and metrics. Errors answer as the OpenAI API writes them:
+`{"error": {"message", "type", "param", "code"}}`.
+
+The Swagger UI page at /docs loads its script and style from cdn.jsdelivr.net in the browser that opens it; with no
+internet it stays blank, and this document (/openapi.json) is all there is: it refers to nothing outside itself."""
+
+TAGS = [{"name": "Chat"}, {"name": "Completions"}, {"name": "Models"},
+        {"name": "Tokenize", "description": "vLLM's extension: how a prompt is tokenized."},
+        {"name": "Conversations", "description": "The web chat's history, kept in SQLite."},
+        {"name": "Server"}]
+BEARER = "bearerAuth"
+
+
+def generation_responses(answer: type[BaseModel], chunk: type[BaseModel]) -> dict:
+    return {200: {"model": answer, "content": {"text/event-stream": event_stream(chunk)},
+                  "description": "The answer; with stream: true, server-sent events ending in [DONE]."},
+            **error_responses(400, 404, 413, 503)}
+
+
+def openapi_document(app: FastAPI, cfg: ServeConfig) -> dict:
+    """FastAPI's document of the routes, completed: into the components go the request bodies the routes read
+    themselves, the chunks of event streams and the error body, which no route names as its model; the 422
+    FastAPI assumes for path and query parameters goes (errors.py answers validation errors with 400); the
+    bearer scheme and 401 where keys are needed, 429 where a rate limit applies (auth.py decides both, before
+    any route runs)."""
+    doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes,
+                      tags=app.openapi_tags)
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    requests = (ChatCompletionRequest, CompletionRequest, TokenizeRequest, *CONVERSATION_REQUESTS)
+    answers = (ChatCompletionChunk, CompletionChunk, ErrorResponse)
+    _, defs = models_json_schema([(m, "validation") for m in requests] + [(m, "serialization") for m in answers],
+                                 ref_template=REF + "{model}")
+    for name, schema in defs["$defs"].items():
+        if schemas.setdefault(name, schema) != schema:
+            raise RuntimeError(f"two different schemas named {name} in the OpenAPI document")
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    doc["components"]["schemas"] = dict(sorted(schemas.items()))
+    for path, operations in doc["paths"].items():
+        for op in operations.values():
+            responses = op["responses"]
+            responses.pop("422", None)
+            if cfg.api_keys and path.startswith(PROTECTED):
+                op["security"] = [{BEARER: []}]
+                responses |= error_responses(401)
+            if cfg.rate_limit and path in RATE_LIMITED:
+                responses |= error_responses(429)
+            op["responses"] = dict(sorted(responses.items()))
+    if cfg.api_keys:
+        doc["components"]["securitySchemes"] = {BEARER: {
+            "type": "http", "scheme": "bearer",
+            "description": "One of the server's keys (--api-key, COLOSSUS_API_KEY), on /v1/* and /tokenize."}}
+    return doc

@@ -20,8 +20,17 @@ from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from colossus.serve.conversations import ConversationStore
-from colossus.serve.errors import APIError
-from colossus.serve.protocol import Strict, parse_body, read_body
+from colossus.serve.errors import APIError, error_responses
+from colossus.serve.protocol import (
+    Conversation,
+    ConversationDeleted,
+    ConversationList,
+    ConversationMessage,
+    Strict,
+    parse_body,
+    read_body,
+    request_body,
+)
 
 MAX_TITLE = 500
 
@@ -51,7 +60,9 @@ class MessageAppend(Strict):
     meta: dict[str, Any] | None = None
 
 
-router = APIRouter(prefix="/v1/conversations")
+REQUEST_MODELS = (ConversationCreate, ConversationPatch, MessageAppend)  # for the OpenAPI document (app.py)
+
+router = APIRouter(prefix="/v1/conversations", tags=["Conversations"])
 
 
 def _store(request: Request) -> ConversationStore:
@@ -66,13 +77,16 @@ def _messages(msgs: list[StoredMessage] | None) -> list[dict] | None:
     return None if msgs is None else [m.model_dump() for m in msgs]
 
 
-@router.get("")
+@router.get("", operation_id="listConversations", summary="The conversations, newest first, without messages",
+            response_model=None, responses={200: {"model": ConversationList}, **error_responses(400)})
 async def list_conversations(request: Request, limit: int = Query(100, ge=1, le=1000)) -> dict:
     data = await run_in_threadpool(_store(request).list, limit)
     return {"object": "list", "data": data}
 
 
-@router.post("")
+@router.post("", operation_id="createConversation", summary="A new conversation (the body may be empty)",
+             response_model=None, openapi_extra=request_body(ConversationCreate, required=False),
+             responses={200: {"model": Conversation}, **error_responses(400, 413)})
 async def create_conversation(request: Request) -> dict:
     body = await read_body(request, request.app.state.max_body)
     req = parse_body(ConversationCreate, body) if body.strip() else ConversationCreate()
@@ -80,7 +94,8 @@ async def create_conversation(request: Request) -> dict:
                                    _messages(req.messages))
 
 
-@router.get("/{cid}")
+@router.get("/{cid}", operation_id="getConversation", summary="One conversation with its messages",
+            response_model=None, responses={200: {"model": Conversation}, **error_responses(404)})
 async def get_conversation(request: Request, cid: str) -> dict:
     conv = await run_in_threadpool(_store(request).get, cid)
     if conv is None:
@@ -88,7 +103,10 @@ async def get_conversation(request: Request, cid: str) -> dict:
     return conv
 
 
-@router.patch("/{cid}")
+@router.patch("/{cid}", operation_id="updateConversation",
+              summary="Change the given fields; messages, when given, replace them all", response_model=None,
+              openapi_extra=request_body(ConversationPatch),
+              responses={200: {"model": Conversation}, **error_responses(400, 404, 413)})
 async def patch_conversation(request: Request, cid: str) -> dict:
     req = parse_body(ConversationPatch, await read_body(request, request.app.state.max_body))
     given = req.model_fields_set
@@ -104,14 +122,17 @@ async def patch_conversation(request: Request, cid: str) -> dict:
     return conv
 
 
-@router.delete("/{cid}")
+@router.delete("/{cid}", operation_id="deleteConversation", summary="Delete a conversation and its messages",
+               response_model=None, responses={200: {"model": ConversationDeleted}, **error_responses(404)})
 async def delete_conversation(request: Request, cid: str) -> dict:
     if not await run_in_threadpool(_store(request).delete, cid):
         raise _not_found(cid)
     return {"id": cid, "object": "conversation.deleted", "deleted": True}
 
 
-@router.post("/{cid}/messages")
+@router.post("/{cid}/messages", operation_id="appendMessage", summary="Append a message; answers the stored message",
+             response_model=None, openapi_extra=request_body(MessageAppend),
+             responses={200: {"model": ConversationMessage}, **error_responses(400, 404, 413)})
 async def append_message(request: Request, cid: str) -> dict:
     req = parse_body(MessageAppend, await read_body(request, request.app.state.max_body))
     msg = await run_in_threadpool(_store(request).append, cid, req.model_dump())
@@ -120,7 +141,11 @@ async def append_message(request: Request, cid: str) -> dict:
     return msg
 
 
-@router.get("/{cid}/export")
+@router.get("/{cid}/export", operation_id="exportConversation", summary="The conversation as a JSON download",
+            response_model=None,
+            responses={200: {"model": Conversation, "headers": {"Content-Disposition": {
+                "description": 'attachment; filename="ID.json"', "schema": {"type": "string"}}}},
+                **error_responses(404)})
 async def export_conversation(request: Request, cid: str) -> JSONResponse:
     conv = await run_in_threadpool(_store(request).get, cid)
     if conv is None:

@@ -1,25 +1,32 @@
 """Request bodies of the OpenAI-compatible API, in the order of the OpenAI API reference, and how a body
 is read: size-limited, strict UTF-8 JSON, then validated strictly (a string is not a number, 1 is not
-true) so a wrong type or an out-of-range value answers 400 naming the field.
+true; 3.0 is the integer 3, as JSON Schema reads it) so a wrong type or an out-of-range value answers 400
+naming the field.
 
 A null field means its default, as in the OpenAI API. Extensions beyond OpenAI (as in vLLM): top_k,
 min_p, repetition_penalty, ignore_eos. Features the engine does not have (tools, logit_bias,
-response_format other than text, echo, suffix) are refused with 400 instead of being silently ignored."""
+response_format other than text, echo, suffix) are refused with 400 instead of being silently ignored.
+
+The response bodies follow, in the same order, then this server's own (tokenize, conversations, health).
+They document what the routes write (completions.py and conversations.py build the dicts): the OpenAPI
+schema is made from them, and no route validates its answer through them."""
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any, Literal, TypeVar
 
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from colossus.serve.errors import APIError
+from colossus.serve.errors import REF, APIError, ErrorResponse
 
 MAX_N = 16
 MAX_STOP = 4
 INT64 = 2**63
+FLOAT32_TINY = 1e-37  # the engine samples in float32, where a much smaller positive number is 0 (2**-126 ~ 1.2e-38)
 
 
 class Strict(BaseModel):
@@ -65,10 +72,15 @@ class SamplingFields(Strict):
     # extensions
     top_k: int | None = Field(None, ge=-1)
     min_p: float | None = Field(None, ge=0, le=1)
-    repetition_penalty: float | None = Field(None, gt=0, le=10)
+    repetition_penalty: float | None = Field(None, ge=0.1, le=10)  # 0.1 pulls toward repeats as hard as 10 away
     ignore_eos: bool | None = None
 
     def check_common(self) -> None:
+        for name in ("temperature", "top_p"):
+            x = getattr(self, name)
+            if x is not None and 0 < x < FLOAT32_TINY:
+                raise APIError(400, f"{name}: {x:g} is 0 in the engine's float32; send at least {FLOAT32_TINY:g}",
+                               param=name)
         if self.logit_bias:
             raise APIError(400, "logit_bias is not supported by this server", param="logit_bias")
         if self.stream_options is not None and not self.stream:
@@ -125,6 +137,8 @@ class CompletionRequest(SamplingFields):
 
 
 class TokenizeRequest(Strict):
+    """Give exactly one of prompt (raw text, which starts a document) or messages (rendered by the chat template)."""
+
     model: str | None = None
     prompt: str | None = None
     messages: list[ChatMessage] | None = None
@@ -134,6 +148,218 @@ class TokenizeRequest(Strict):
             raise APIError(400, "give exactly one of prompt (a string) or messages (a list)", param="prompt")
         if self.messages is not None and not self.messages:
             raise APIError(400, "messages: List should have at least 1 item", param="messages")
+
+
+# Response bodies
+
+FinishReason = Literal["stop", "length", "abort"]
+FINISH = ("stop: the model ended its turn or a stop sequence matched; length: max_tokens or the context was "
+          "reached; abort (not in the OpenAI API, as in vLLM): the server stopped the request while shutting down")
+
+
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float = Field(description="-9999.0 for a token the sampler could never pick (JSON has no -Infinity).")
+    bytes: list[int] | None = Field(description="The token's UTF-8 bytes.")
+
+
+class ChatCompletionTokenLogprob(TopLogprob):
+    top_logprobs: list[TopLogprob] = Field(description="The top_logprobs most likely tokens, most likely first.")
+
+
+class ChoiceLogprobs(BaseModel):
+    content: list[ChatCompletionTokenLogprob] | None
+    refusal: list[ChatCompletionTokenLogprob] | None
+
+
+class PromptTokensDetails(BaseModel):
+    cached_tokens: int = Field(description="Prompt tokens whose KV came from the prefix cache.")
+
+
+class CompletionUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int = Field(description="Generated tokens, the end-of-turn token included.")
+    total_tokens: int
+    prompt_tokens_details: PromptTokensDetails
+
+
+class ChatCompletionMessage(BaseModel):
+    role: Literal["assistant"]
+    content: str | None
+    refusal: str | None
+
+
+class ChatCompletionChoice(BaseModel):
+    index: int
+    message: ChatCompletionMessage
+    logprobs: ChoiceLogprobs | None = Field(description="Null unless the request set logprobs.")
+    finish_reason: FinishReason = Field(description=FINISH)
+
+
+class ChatCompletion(BaseModel):
+    """The answer of POST /v1/chat/completions without stream."""
+
+    id: str
+    object: Literal["chat.completion"]
+    created: int = Field(description="Unix seconds.")
+    model: str
+    system_fingerprint: str = Field(description="Changes when the weights or the config change.")
+    choices: list[ChatCompletionChoice]
+    usage: CompletionUsage
+
+
+class ChoiceDelta(BaseModel):
+    role: Literal["assistant"] | None = Field(None, description="In the first chunk of each choice.")
+    content: str | None = None
+
+
+class ChatCompletionChunkChoice(BaseModel):
+    index: int
+    delta: ChoiceDelta = Field(description="Empty in the chunk that carries finish_reason.")
+    logprobs: ChoiceLogprobs | None
+    finish_reason: FinishReason | None = Field(description="Null until the choice's last chunk. " + FINISH)
+
+
+class ChatCompletionChunk(BaseModel):
+    """One event of POST /v1/chat/completions with stream: true. With stream_options.include_usage every chunk
+    has usage null, and one last chunk before [DONE] has no choices and the usage of the whole request."""
+
+    id: str
+    object: Literal["chat.completion.chunk"]
+    created: int
+    model: str
+    system_fingerprint: str
+    choices: list[ChatCompletionChunkChoice]
+    usage: CompletionUsage | None = Field(None, description="Only with stream_options.include_usage.")
+
+
+class CompletionLogprobs(BaseModel):
+    tokens: list[str]
+    token_logprobs: list[float]
+    top_logprobs: list[dict[str, float]] | None = Field(description="Null when logprobs is 0.")
+    text_offset: list[int] = Field(description="Each token's offset in characters in the choice's text.")
+
+
+class CompletionChoice(BaseModel):
+    index: int = Field(description="prompt index x n + choice index.")
+    text: str
+    logprobs: CompletionLogprobs | None = Field(description="Null unless the request set logprobs.")
+    finish_reason: FinishReason = Field(description=FINISH)
+
+
+class Completion(BaseModel):
+    """The answer of POST /v1/completions without stream."""
+
+    id: str
+    object: Literal["text_completion"]
+    created: int
+    model: str
+    system_fingerprint: str
+    choices: list[CompletionChoice]
+    usage: CompletionUsage
+
+
+class CompletionChunkChoice(CompletionChoice):
+    finish_reason: FinishReason | None = Field(description="Null until the choice's last chunk. " + FINISH)
+
+
+class CompletionChunk(Completion):
+    """One event of POST /v1/completions with stream: true (usage as in ChatCompletionChunk)."""
+
+    choices: list[CompletionChunkChoice]
+    usage: CompletionUsage | None = Field(None, description="Only with stream_options.include_usage.")
+
+
+class Model(BaseModel):
+    id: str
+    object: Literal["model"]
+    created: int = Field(description="When the weights were written, in Unix seconds.")
+    owned_by: str
+    max_model_len: int = Field(description="The context in tokens (an extension, as in vLLM).")
+
+
+class ModelList(BaseModel):
+    object: Literal["list"]
+    data: list[Model]
+
+
+class TokenizeResponse(BaseModel):
+    tokens: list[int]
+    count: int
+    max_model_len: int
+
+
+ConversationRole = Literal["system", "user", "assistant", "tool"]
+
+
+class ConversationMessage(BaseModel):
+    id: str
+    role: ConversationRole
+    content: str
+    created: int
+    meta: dict[str, Any] | None
+
+
+class ConversationFields(BaseModel):
+    id: str
+    object: Literal["conversation"]
+    title: str
+    created: int
+    updated: int
+    system: str | None
+    settings: dict[str, Any]
+
+
+class Conversation(ConversationFields):
+    messages: list[ConversationMessage]
+
+
+class ConversationSummary(ConversationFields):
+    """A conversation in a list: without its messages."""
+
+    message_count: int
+
+
+class ConversationList(BaseModel):
+    object: Literal["list"]
+    data: list[ConversationSummary] = Field(description="Most recently changed first.")
+
+
+class ConversationDeleted(BaseModel):
+    id: str
+    object: Literal["conversation.deleted"]
+    deleted: Literal[True]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    model: str
+
+
+class HealthUnavailable(ErrorResponse):
+    """While the model loads, or after its load failed."""
+
+    status: Literal["loading", "failed"]
+
+
+# OpenAPI: the routes read their bodies with read_body and parse_body, so FastAPI does not know the request models;
+# these attach them (app.openapi_document puts the models into the components)
+
+
+def request_body(model: type[BaseModel], required: bool = True) -> dict:
+    """openapi_extra of a route whose body is model, as JSON."""
+    return {"requestBody": {"required": required,
+                            "content": {"application/json": {"schema": {"$ref": REF + model.__name__}}}}}
+
+
+def event_stream(chunk: type[BaseModel]) -> dict:
+    """The text/event-stream media type of a streamed answer. Its schema is that of one event, as OpenAPI 3.1
+    leaves it (3.2's itemSchema, which FastAPI writes for its own streams, is no 3.1 field): the data of each
+    event is a chunk as JSON, or an error body when generation fails midway, and the last event's is [DONE]."""
+    data = {"type": "string", "contentMediaType": "application/json",
+            "contentSchema": {"anyOf": [{"$ref": REF + chunk.__name__}, {"$ref": REF + ErrorResponse.__name__}]}}
+    return {"schema": {"type": "object", "required": ["data"], "properties": {
+        "data": {"anyOf": [{"const": "[DONE]", "description": "The last event."}, data]}}}}
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -166,7 +392,9 @@ def parse_json(raw: bytes) -> Any:
     except UnicodeDecodeError as e:
         raise APIError(400, f"the request body is not valid UTF-8 (byte {e.start})") from None
     try:
-        obj = json.loads(text, parse_constant=_reject_constant)
+        obj = json.loads(text, parse_constant=_reject_constant, parse_float=_number)
+    except OutOfRange as e:
+        raise APIError(400, f"the request body has a number out of range: {e}") from None
     except json.JSONDecodeError as e:
         raise APIError(400, f"the request body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") \
             from None
@@ -201,6 +429,21 @@ def _check_surrogates(obj: Any) -> None:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
+
+
+class OutOfRange(ValueError):
+    pass
+
+
+def _number(text: str) -> float | int:
+    """A JSON number written with a fraction or an exponent. 1e400 is valid JSON but no double: float() makes it
+    infinite, which a free-form field (settings, meta) would store as Infinity, then answer as null, or fail to
+    write back at all. 3.0 is the integer 3, as JSON Schema reads it: an integer field takes it (and a number
+    field an integer); 3.5 stays a float."""
+    x = float(text)
+    if math.isinf(x):
+        raise OutOfRange(f"{text[:40]} is beyond the range of a double")
+    return int(x) if x.is_integer() and abs(x) < INT64 else x
 
 
 async def read_body(request: Request, limit: int) -> bytes:
