@@ -35,18 +35,18 @@ class RowParams:
             return torch.tensor(idx, dtype=torch.long, device=device) if idx else None
 
         self.n, self.rngs, self.vocab_size = len(params), rngs, vocab_size
-        greedy = [p.temperature == 0 for p in params]
+        greedy = [p.greedy for p in params]
         self.all_greedy, self.any_greedy = all(greedy), any(greedy)
         self.greedy = torch.tensor(greedy, device=device)
-        self.temperature = col([p.temperature or 1.0 for p in params])
-        self.top_k_rows = rows(lambda p: p.temperature > 0 and 0 < p.top_k < vocab_size)
+        self.temperature = col([1.0 if p.greedy else p.temperature for p in params])
+        self.top_k_rows = rows(lambda p: not p.greedy and 0 < p.top_k < vocab_size)
         if self.top_k_rows is not None:
-            ks = [p.top_k for p in params if p.temperature > 0 and 0 < p.top_k < vocab_size]
+            ks = [p.top_k for p in params if not p.greedy and 0 < p.top_k < vocab_size]
             self.top_k, self.top_k_max = col(ks, torch.long), max(ks)
-        self.top_p_rows = rows(lambda p: p.temperature > 0 and p.top_p < 1)
+        self.top_p_rows = rows(lambda p: not p.greedy and p.top_p < 1)
         if self.top_p_rows is not None:
-            self.top_p = col([p.top_p for p in params if p.temperature > 0 and p.top_p < 1])
-        self.use_min_p = any(p.min_p > 0 and p.temperature > 0 for p in params)
+            self.top_p = col([p.top_p for p in params if not p.greedy and p.top_p < 1])
+        self.use_min_p = any(p.min_p > 0 and not p.greedy for p in params)
         self.min_p = col([p.min_p for p in params])
         self.use_repetition = any(p.repetition_penalty != 1 for p in params)
         self.repetition = col([p.repetition_penalty for p in params])
@@ -96,7 +96,7 @@ def _top_p_floor(probs: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
         desc = probs.topk(k, dim=-1).values if k < V else probs.sort(dim=-1, descending=True).values
         before = desc.cumsum(-1) - desc  # the mass of the more likely tokens
         if k >= V or bool((before[:, -1:] >= top_p).all()):
-            n_keep = (before < top_p).sum(-1, keepdim=True)  # >= 1: the top token stays
+            n_keep = (before < top_p).sum(-1, keepdim=True).clamp_min(1)  # the top token stays (even if p is 0)
             return desc.gather(1, n_keep - 1)
     raise AssertionError("unreachable: the last pass sorts whole rows")
 

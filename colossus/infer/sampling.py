@@ -13,11 +13,15 @@ import torch
 
 from colossus.errors import ColossusError
 
+GREEDY_BELOW = 1e-5
+"""A temperature below this picks the most likely token (as vLLM): dividing float32 logits by a much smaller one
+overflows them."""
+
 
 @dataclass
 class SamplingParams:
     temperature: float = 0.7
-    """0 picks the most likely token (greedy)."""
+    """0 (or below GREEDY_BELOW) picks the most likely token (greedy)."""
     top_k: int = 0
     """Keep only the k most likely tokens (0: all)."""
     top_p: float = 1.0
@@ -78,6 +82,10 @@ class SamplingParams:
             raise bad("logprobs", "None or an integer >= 0")
 
     @property
+    def greedy(self) -> bool:
+        return self.temperature < GREEDY_BELOW
+
+    @property
     def has_penalties(self) -> bool:
         return self.presence_penalty != 0 or self.frequency_penalty != 0 or self.repetition_penalty != 1
 
@@ -100,7 +108,7 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> t
 def sample(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: float = 1.0,
            generator: torch.Generator | None = None) -> torch.Tensor:
     """logits (B, V) -> token ids (B,)."""
-    if temperature == 0:
+    if temperature < GREEDY_BELOW:
         return logits.argmax(-1)
     logits = filter_logits(logits.float() / temperature, top_k, top_p)
     probs = logits.softmax(-1)

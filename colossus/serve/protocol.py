@@ -26,7 +26,6 @@ from colossus.serve.errors import REF, APIError, ErrorResponse
 MAX_N = 16
 MAX_STOP = 4
 INT64 = 2**63
-FLOAT32_TINY = 1e-37  # the engine samples in float32, where a much smaller positive number is 0 (2**-126 ~ 1.2e-38)
 
 
 class Strict(BaseModel):
@@ -76,11 +75,6 @@ class SamplingFields(Strict):
     ignore_eos: bool | None = None
 
     def check_common(self) -> None:
-        for name in ("temperature", "top_p"):
-            x = getattr(self, name)
-            if x is not None and 0 < x < FLOAT32_TINY:
-                raise APIError(400, f"{name}: {x:g} is 0 in the engine's float32; send at least {FLOAT32_TINY:g}",
-                               param=name)
         if self.logit_bias:
             raise APIError(400, "logit_bias is not supported by this server", param="logit_bias")
         if self.stream_options is not None and not self.stream:

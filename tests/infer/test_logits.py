@@ -31,6 +31,15 @@ def test_temperature_zero_is_greedy():
     assert draw(SamplingParams(temperature=0), n=5).tolist() == [0] * 5
 
 
+@pytest.mark.parametrize("kw", [{"temperature": 1e-300}, {"temperature": 1e-6}, {"temperature": 1.0, "top_p": 5e-324},
+                                {"temperature": 1.0, "top_p": 1e-50}])
+def test_values_that_float32_makes_zero_are_greedy_not_a_crash(kw):
+    """A temperature below GREEDY_BELOW would overflow the logits it divides; a top_p that is 0 in float32 keeps the
+    top token, as any top_p does. Schemathesis found both (they crashed the engine's step)."""
+    logits = torch.tensor([3.0, 60.0, 1.0, 0.5, 0.0, -1.0])  # 60 / 1e-37 overflows float32
+    assert draw(SamplingParams(**kw), logits=logits, n=50).tolist() == [1] * 50
+
+
 def test_chunked_argmax_is_argmax_with_ties_and_nan():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(9, 4096, generator=g)
