@@ -105,18 +105,19 @@ def pick_device(name: str = "auto", dtype: str = "auto") -> Device:
 
 
 @lru_cache(maxsize=4)
-def measured_matmul_peak(device_type: str, dtype: torch.dtype, n: int = 2048, trials: int = 3) -> float:
-    """FLOP/s of a large square matmul on this device, the best of a few trials: the ceiling for a
-    CPU, whose datasheet peak depends on clocks and vector units we cannot read reliably."""
+def measured_matmul_peak(device_type: str, dtype: torch.dtype, n: int = 2048, seconds: float = 0.5) -> float:
+    """FLOP/s of a large square matmul on this device, the best of the trials that fit in `seconds` (at least 3):
+    the ceiling for a CPU, whose datasheet peak depends on clocks and vector units we cannot read reliably. On a
+    shared host a moment's load lowers a trial; the best of half a second's worth is steadier than the best of three."""
     a = torch.randn(n, n, dtype=dtype, device=device_type)
     b = torch.randn(n, n, dtype=dtype, device=device_type)
     a @ b  # warm-up: the first call pays for kernel selection and page faults
-    best = 0.0
-    for _ in range(trials):
+    best, trials, start = 0.0, 0, time.perf_counter()
+    while trials < 3 or time.perf_counter() - start < seconds:
         t0 = time.perf_counter()
-        for _ in range(2):
-            a @ b
-        best = max(best, 2 * 2 * n**3 / (time.perf_counter() - t0))
+        a @ b
+        best = max(best, 2 * n**3 / (time.perf_counter() - t0))
+        trials += 1
     return best
 
 
