@@ -40,21 +40,26 @@ def read_txt(path: Path) -> Iterator[str]:
         yield text
 
 
-def read_jsonl(path: Path, field: str) -> Iterator[str]:
+def jsonl_rows(path: Path) -> Iterator[tuple[int, object]]:
+    """(line number, parsed JSON) for each non-blank line; a line that is not JSON is a clear error."""
     try:
         with open(path, encoding="utf-8") as f:
             for n, line in enumerate(f, 1):
                 if not line.strip():
                     continue
                 try:
-                    row = json.loads(line)
+                    yield n, json.loads(line)
                 except json.JSONDecodeError as e:
                     raise ColossusError(f"cannot read {path} line {n}: not JSON ({e.msg})") from e
-                if not isinstance(row, dict) or not isinstance(row.get(field), str):
-                    raise ColossusError(f"cannot read {path} line {n}: no string field {field!r}")
-                yield row[field]
     except UnicodeDecodeError as e:
         raise ColossusError(f"cannot read {path}: not UTF-8 ({e.reason})") from e
+
+
+def read_jsonl(path: Path, field: str) -> Iterator[str]:
+    for n, row in jsonl_rows(path):
+        if not isinstance(row, dict) or not isinstance(row.get(field), str):
+            raise ColossusError(f"cannot read {path} line {n}: no string field {field!r}")
+        yield row[field]
 
 
 def read_chats(path: str | Path) -> list[dict]:
@@ -64,20 +69,10 @@ def read_chats(path: str | Path) -> list[dict]:
     if path.suffix != ".jsonl" or not path.is_file():
         raise ColossusError(f"{path}: conversations come in a .jsonl file, one {{\"messages\": [...]}} per line")
     chats = []
-    try:
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ColossusError(f"cannot read {path} line {n}: not JSON ({e.msg})") from e
-                if not isinstance(row, dict) or not isinstance(row.get("messages"), list):
-                    raise ColossusError(f"cannot read {path} line {n}: no list field 'messages'")
-                chats.append(row)
-    except UnicodeDecodeError as e:
-        raise ColossusError(f"cannot read {path}: not UTF-8 ({e.reason})") from e
+    for n, row in jsonl_rows(path):
+        if not isinstance(row, dict) or not isinstance(row.get("messages"), list):
+            raise ColossusError(f"cannot read {path} line {n}: no list field 'messages'")
+        chats.append(row)
     return chats
 
 

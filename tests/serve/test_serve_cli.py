@@ -226,21 +226,23 @@ def test_the_default_batch_is_32_slots(c_step):
 # ---- --host ----
 
 
+def answers_only_on(port: int, host: str, other: str) -> None:
+    assert httpx.get(f"http://{host}:{port}/health", timeout=30).status_code == 200
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://{other}:{port}/health", timeout=30)
+
+
 @needs_second_loopback
 def test_host_is_where_the_server_listens_and_nowhere_else(keyed, lively):
     assert f"Serving {lively} on http://{SECOND_LOOPBACK}:{keyed.port} (5 API key(s);" in keyed.line("Serving")
-    assert httpx.get(f"http://{SECOND_LOOPBACK}:{keyed.port}/health", timeout=30).status_code == 200
-    with pytest.raises(httpx.ConnectError):
-        httpx.get(f"http://127.0.0.1:{keyed.port}/health", timeout=30)
+    answers_only_on(keyed.port, SECOND_LOOPBACK, "127.0.0.1")
 
 
 @needs_c
 @needs_second_loopback
 def test_host_127_0_0_1_is_not_another_loopback_address(c_step, lively):
     assert f"Serving {lively} on http://127.0.0.1:{c_step.port} (0 API key(s): open" in c_step.line("Serving")
-    assert httpx.get(f"http://127.0.0.1:{c_step.port}/health", timeout=30).status_code == 200
-    with pytest.raises(httpx.ConnectError):
-        httpx.get(f"http://{SECOND_LOOPBACK}:{c_step.port}/health", timeout=30)
+    answers_only_on(c_step.port, "127.0.0.1", SECOND_LOOPBACK)
 
 
 def test_the_default_host_is_127_0_0_1(batch2, lively):
