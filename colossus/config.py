@@ -86,9 +86,9 @@ PRESETS: dict[str, RunConfig] = {
     ),
     # the embedded default: `make speedrun` on 2 CPU cores. float32 on every host, so that its figures do not depend
     # on whether the CPU has bfloat16 matmuls, and the time scales with the float32 matmul peak it reports;
-    # compiled, the step is 1.36x faster than eager on the 2-core host (12.0k against 8.8k tokens/s). The drill and
-    # pretraining stop short of a whole pass (0.85 and 0.9 of one) so that a host with half the matmul peak of
-    # README.md's run still finishes the chain within 15 minutes
+    # compiled, the step is 1.40x faster than eager on the 2-core host (docs/benchmarks.md, "Training step"). The
+    # drill and pretraining stop short of a whole pass (0.85 and 0.9 of one) so that a host with half the matmul
+    # peak of README.md's run still finishes the chain within 15 minutes
     "cpu": RunConfig(
         "cpu",
         world=WorldConfig(entities=800, docs_per_entity=32, qa_per_entity=6, unknown_names=3.0,
