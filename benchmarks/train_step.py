@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -23,7 +24,7 @@ from colossus.config import load_config
 from colossus.evals.report import describe_machine
 from colossus.model.config import ModelConfig
 from colossus.model.gpt import GPT
-from colossus.train.device import machine, pick_device
+from colossus.train.device import Device, machine, pick_device
 
 
 def llama_of(cfg: ModelConfig):
@@ -45,8 +46,10 @@ def time_steps(step, n: int) -> list[float]:
     return times
 
 
-def optimizer_step(model, opt, loss_of, device):
-    def step():
+def optimizer_step(model: torch.nn.Module, opt: torch.optim.Optimizer, loss_of: Callable, device: Device
+                   ) -> Callable[[], None]:
+    """One timed training step of a contender: forward (loss_of), backward, the optimizer."""
+    def step() -> None:
         with device.autocast(), device.attention_backend():
             loss = loss_of(model)
         loss.backward()
@@ -85,7 +88,7 @@ def main() -> None:
     for step in steps.values():
         time_steps(step, 3)  # warm-up (and the compile)
     times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(args.rounds):  # alternating, so that neither is favoured by the machine's state
+    for _ in range(args.rounds):  # alternating, so that none is favoured by the machine's state
         for name, step in steps.items():
             times[name] += time_steps(step, args.steps)
 
@@ -95,7 +98,7 @@ def main() -> None:
           f"seq {T}, batch {B}; params ours {ours.num_params() / 1e6:.2f}M, HF Llama "
           f"{sum(p.numel() for p in theirs.parameters()) / 1e6:.2f}M")
     tok_s = {name: B * T / statistics.median(t) for name, t in times.items()}
-    flops = ours.flops_per_token()  # the same model FLOPs for both: the shapes are the same
+    flops = ours.flops_per_token()  # ours for both rows: the Llama's SwiGLU MLP has a few FLOPs more
     print(f"| model | tokens/s (median of {args.rounds * args.steps} steps) | MFU vs {source} {peak / 1e12:.2f} "
           f"TFLOP/s | over HF Llama, eager |")
     print("|---|---|---|---|")

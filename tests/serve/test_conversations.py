@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import httpx
 import pytest
+from cli_server import CliServer
 
 from colossus.cli import main
 from colossus.serve.conversations import ConversationStore
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_crud_and_export(server_url):
@@ -80,56 +71,25 @@ def test_newest_first(tmp_path):
     store.close()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_cli_server(model_dir: Path, db: Path, port: int, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLOSSUS_API_KEY": "env-key-1,env-key-2"}
-    return subprocess.Popen([sys.executable, "-m", "colossus.cli", "serve", "--model", str(model_dir), "--port",
-                             str(port), "--db", str(db), "--api-key", "cli-key"],
-                            env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=ROOT)
-
-
-def wait_up(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "colossus serve exited"
-        try:
-            httpx.get(f"{url}/health", timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError("colossus serve did not start")
-
-
 def test_sigkill_loses_nothing_acknowledged(model_dir, tmp_path):
     """Write through the CLI server, kill -9 it, start it again: everything it acknowledged is there.
     Also: keys from --api-key and $COLOSSUS_API_KEY both work, and none reaches the log."""
-    db, log, port = tmp_path / "conv.db", tmp_path / "serve.log", free_port()
-    url, auth = f"http://127.0.0.1:{port}", {"Authorization": "Bearer env-key-2"}
-    proc = start_cli_server(model_dir, db, port, log)
-    try:
-        wait_up(url, proc)
-        assert httpx.get(f"{url}/v1/conversations").status_code == 401
-        assert httpx.get(f"{url}/v1/conversations", headers={"Authorization": "Bearer cli-key"}).status_code == 200
-        cid = httpx.post(f"{url}/v1/conversations", json={"title": "durable"}, headers=auth).json()["id"]
+    log, auth = tmp_path / "serve.log", {"Authorization": "Bearer env-key-2"}
+    args = ["--model", str(model_dir), "--db", str(tmp_path / "conv.db"), "--api-key", "cli-key"]
+    env = {"COLOSSUS_API_KEY": "env-key-1,env-key-2"}
+    with CliServer(args, log, env=env) as s:
+        assert httpx.get(f"{s.url}/v1/conversations").status_code == 401
+        assert httpx.get(f"{s.url}/v1/conversations", headers={"Authorization": "Bearer cli-key"}).status_code == 200
+        cid = httpx.post(f"{s.url}/v1/conversations", json={"title": "durable"}, headers=auth).json()["id"]
         for i in range(20):
-            r = httpx.post(f"{url}/v1/conversations/{cid}/messages", headers=auth,
+            r = httpx.post(f"{s.url}/v1/conversations/{cid}/messages", headers=auth,
                            json={"role": "user", "content": f"message {i}"})
             assert r.status_code == 200
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-        proc = start_cli_server(model_dir, db, port, log)
-        wait_up(url, proc)
-        conv = httpx.get(f"{url}/v1/conversations/{cid}", headers=auth).json()
+        s.kill()
+    with CliServer(args, log, env=env) as s:
+        conv = httpx.get(f"{s.url}/v1/conversations/{cid}", headers=auth).json()
         assert conv["title"] == "durable"
         assert [m["content"] for m in conv["messages"]] == [f"message {i}" for i in range(20)]
-    finally:
-        proc.kill()
-        proc.wait(10)
     text = log.read_text()
     assert "Serving" in text and "3 API key(s)" in text
     assert not any(k in text for k in ("env-key-1", "env-key-2", "cli-key"))
