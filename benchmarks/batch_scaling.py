@@ -26,7 +26,7 @@ import statistics
 import torch
 
 from benchmarks.decode_step import REF, timed
-from colossus.infer.cpu_decode import CpuDecoder, load_library
+from colossus.infer.cpu_decode import CpuDecoder, load_kernel
 from colossus.infer.kv_pool import SlotPool
 from colossus.model.gpt import GPT
 
@@ -63,7 +63,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=7, help="interleaved rounds; the median of each figure")
     p.add_argument("--steps", type=int, default=40, help="one-row steps per round (a quarter as many of the others)")
     a = p.parse_args()
-    if load_library() is None:
+    if load_kernel() is None:
         raise SystemExit("no C compiler: the C step is what this measures")
     torch.set_num_threads(1)
     torch.manual_seed(0)

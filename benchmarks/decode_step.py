@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from colossus.infer.cpu_decode import CpuDecoder, load_library
+from colossus.infer.cpu_decode import CpuDecoder, load_kernel
 from colossus.infer.kv_pool import SlotPool
 from colossus.model.config import ModelConfig
 from colossus.model.gpt import GPT
@@ -52,7 +52,7 @@ def steps(model: GPT, bf16_model: GPT, pool: SlotPool, threads: int) -> dict:
         return model.decode_step(tokens, view.positions, view)
 
     out = {"forward(cache)": forward, "decode_step": packed}
-    if load_library() is not None:
+    if load_kernel() is not None:
         kv16 = SlotPool(REF, pool.slots, pool.max_len, kv_dtype=torch.bfloat16)
         for name, m, w, p in (("C float32", model, "float32", pool), ("C bfloat16", bf16_model, "bfloat16", pool),
                               ("C float32, KV bfloat16", model, "float32", kv16)):

@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))  # run as a script
 
 from benchmarks.serve import llama_config, shapes, world_tokenizers  # noqa: E402
 from colossus.data.tokenizer import Tokenizer  # noqa: E402
-from colossus.infer.cpu_decode import load_library  # noqa: E402
+from colossus.infer.cpu_decode import load_kernel  # noqa: E402
 from colossus.infer.engine import Engine  # noqa: E402
 from colossus.infer.sampling import SamplingParams  # noqa: E402
 from colossus.model.gpt import GPT  # noqa: E402
@@ -144,7 +144,7 @@ def main() -> None:
     p.add_argument("--eager", action="store_true", help="on a GPU, decode op by op (no CUDA graphs): `serve --eager`")
     a = p.parse_args()
     device, dtype = torch.device(a.device), getattr(torch, a.dtype)
-    if device.type == "cpu" and load_library() is not None:
+    if device.type == "cpu" and load_kernel() is not None:
         # as `colossus serve` does beside the C step (which has its own threads): torch only samples, and a
         # pool of torch threads made before this point would spin against the C step's (up to 4x slower)
         torch.set_num_threads(1)

@@ -27,10 +27,12 @@ import hashlib
 import logging
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -55,14 +57,36 @@ class _Model(ctypes.Structure):
     _fields_ = [*((name, ctypes.c_int) for name in ("n_layer", "C", "H", "Hkv", "hd", "F", "V", "swiglu", "bf16",
                                                      "kv_bf16", "slots", "max_len", "threads")),
                 ("eps", ctypes.c_float), ("embed", _F), ("final_norm", _F), ("head", _P), ("cos", _F), ("sin", _F),
-                ("k_pool", _P), ("v_pool", _P), ("layers", ctypes.POINTER(_Layer))]
+                ("k_pool", _P), ("v_pool", _P), ("layers", ctypes.POINTER(_Layer)),
+                ("prof", ctypes.POINTER(ctypes.c_double))]
 
 
 _ERRORS = {1: "out of memory", 2: "a position or slot outside the KV pool", 3: "a token id out of range",
            4: "an output row out of range, or more output rows than rows"}
+FLAGS_ENV = "COLOSSUS_KERNEL_CFLAGS"  # more compiler flags for the engine's build, e.g. -mno-avx512f
 _lock = threading.Lock()
-_lib: ctypes.CDLL | None = None
-_tried = False
+_kernels: dict[tuple[str, ...], Kernel | None] = {}  # by extra flags: built (or failed) once per process
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A build of cpu_decode.c and the blocking it was compiled with, which packing must match."""
+
+    lib: ctypes.CDLL
+    path: Path
+    flags: tuple[str, ...]  # the extra flags it was built with, beyond the defaults
+    isa: str  # the vector instructions compiled for: AVX-512, AVX2, NEON, ...
+    lanes: int  # floats per vector register
+    registers: int  # vector registers
+    rows: int  # rows of X per block of the matmul
+    panel: int  # outputs per weight panel (and per block)
+    march: str  # what -march=native stands for on this compiler ("znver3"), "" where it does not say
+
+    def describe(self) -> str:
+        target = f"-march=native = {self.march}" if self.march else "-march=native"
+        extra = " " + " ".join(self.flags) if self.flags else ""
+        return (f"{self.isa} ({self.registers} x {self.lanes * 32}-bit registers; {self.rows} rows x {self.panel} "
+                f"outputs per matmul block), {target}{extra}")
 
 
 def cache_dir() -> Path:
@@ -77,70 +101,92 @@ def compiler() -> str | None:
     return None
 
 
-def _flags() -> list[str]:
+def _flags(extra: tuple[str, ...]) -> list[str]:
     flags = ["-O3", "-shared", "-fPIC", "-std=gnu99", "-march=native", "-fopenmp"]
-    if platform.machine().lower() in ("x86_64", "amd64"):
-        flags.append("-mprefer-vector-width=512")  # gcc keeps 256-bit vectors on recent x86 unless asked
-    return flags
+    return flags + list(extra)
 
 
-def _compile(cc: str, out: Path) -> None:
-    flags = _flags()
+def _compile(cc: str, out: Path, extra: tuple[str, ...]) -> None:
+    flags = _flags(extra)
     for attempt in (flags, [f for f in flags if f != "-fopenmp"],
-                    [f for f in flags if f not in ("-fopenmp", "-march=native", "-mprefer-vector-width=512")]):
+                    [f for f in flags if f not in ("-fopenmp", "-march=native")]):
         r = subprocess.run([cc, *attempt, str(SOURCE), "-o", str(out), "-lm"], capture_output=True, text=True)
         if r.returncode == 0:
             return
     raise OSError(f"{cc} failed: {r.stderr.strip()[-500:]}")
 
 
-def load_library() -> ctypes.CDLL | None:
-    """The compiled step, built on first use and cached; None (with a warning) when it cannot be built."""
-    global _lib, _tried
+def _march(cc: str) -> str:
+    """What -march=native resolves to (gcc says; clang does not): the CPU the build is tuned for."""
+    try:
+        r = subprocess.run([cc, "-march=native", "-Q", "--help=target"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    for line in r.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == "-march=":
+            return parts[1]
+    return ""
+
+
+def env_flags() -> tuple[str, ...]:
+    """Extra compiler flags for the build the engine uses, from $COLOSSUS_KERNEL_CFLAGS."""
+    return tuple(shlex.split(os.environ.get(FLAGS_ENV, "")))
+
+
+def load_kernel(flags: tuple[str, ...] | None = None) -> Kernel | None:
+    """The compiled step with these extra compiler flags (default: $COLOSSUS_KERNEL_CFLAGS), built on first use
+    and cached; None (with a warning) when it cannot be built. flags=("-mno-avx512f",) builds the AVX2 code on
+    an AVX-512 machine."""
+    flags = env_flags() if flags is None else tuple(flags)
     with _lock:
-        if _tried:
-            return _lib
-        _tried = True
-        cc = compiler()
-        if cc is None:
-            log.warning("no C compiler found ($CC, cc, gcc, clang): decoding with PyTorch ops, which is slower")
-            return None
-        version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
-        key = hashlib.sha256("\0".join([SOURCE.read_text(), version, " ".join(_flags()), platform.machine(),
-                                        platform.node()]).encode()).hexdigest()[:16]
-        path = cache_dir() / f"cpu_decode-{key}.so"
-        try:
-            if not path.exists():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                log.info("compiling the CPU decode step with %s -> %s", cc, path)
-                with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-                    part = Path(tmp) / path.name
-                    _compile(cc, part)
-                    os.replace(part, path)  # atomic: another process sees all of it or none
-            lib = ctypes.CDLL(str(path))
-        except OSError as e:
-            log.warning("the CPU decode step could not be built (%s): decoding with PyTorch ops, which is slower", e)
-            return None
-        lib.colossus_decode.argtypes = [ctypes.POINTER(_Model), ctypes.c_int, _P, _P, _P, ctypes.c_int, _P, _P]
-        lib.colossus_decode.restype = ctypes.c_int
-        _lib = lib
-        return lib
+        if flags in _kernels:
+            return _kernels[flags]
+        _kernels[flags] = kernel = _build(flags)
+        return kernel
 
 
-PANEL = 64  # output rows per panel: P in cpu_decode.c
+def _build(flags: tuple[str, ...]) -> Kernel | None:
+    cc = compiler()
+    if cc is None:
+        log.warning("no C compiler found ($CC, cc, gcc, clang): decoding with PyTorch ops, which is slower")
+        return None
+    version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
+    key = hashlib.sha256("\0".join([SOURCE.read_text(), version, " ".join(_flags(flags)), platform.machine(),
+                                    platform.node()]).encode()).hexdigest()[:16]
+    path = cache_dir() / f"cpu_decode-{key}.so"
+    try:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            log.info("compiling the CPU decode step with %s %s -> %s", cc, " ".join(flags), path)
+            with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+                part = Path(tmp) / path.name
+                _compile(cc, part, flags)
+                os.replace(part, path)  # atomic: another process sees all of it or none
+        lib = ctypes.CDLL(str(path))
+    except OSError as e:
+        log.warning("the CPU decode step could not be built (%s): decoding with PyTorch ops, which is slower", e)
+        return None
+    lib.colossus_decode.argtypes = [ctypes.POINTER(_Model), ctypes.c_int, _P, _P, _P, ctypes.c_int, _P, _P]
+    lib.colossus_decode.restype = ctypes.c_int
+    lib.colossus_kernel_isa.restype = ctypes.c_char_p
+    info = (ctypes.c_int * 5)()
+    lib.colossus_kernel_info(info)
+    lanes, registers, rows, _, panel = info
+    return Kernel(lib, path, flags, lib.colossus_kernel_isa().decode(), lanes, registers, rows, panel, _march(cc))
 
 
-def pack(w: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """(out, in) weight -> panels of PANEL output rows, each (in, PANEL) contiguous, zero-padded at the end.
-    In bfloat16 each 32 outputs of a panel row are stored as pairs (j, j + 16), the order cpu_decode.c's
-    load_w widens them in."""
+def pack(w: torch.Tensor, dtype: torch.dtype, panel: int, lanes: int) -> torch.Tensor:
+    """(out, in) weight -> panels of `panel` output rows, each (in, panel) contiguous, zero-padded at the end.
+    In bfloat16 each 2 * lanes outputs of a panel row are stored as pairs (j, j + lanes), the order
+    cpu_decode.c's load_w widens them in."""
     n, k = w.shape
-    pad = -n % PANEL
+    pad = -n % panel
     if pad:
         w = torch.cat((w, w.new_zeros(pad, k)))
-    panels = w.view(-1, PANEL, k).transpose(1, 2).to(dtype)  # (panels, in, PANEL)
+    panels = w.view(-1, panel, k).transpose(1, 2).to(dtype)  # (panels, in, panel)
     if dtype == torch.bfloat16:
-        panels = panels.reshape(-1, k, PANEL // 32, 2, 16).transpose(3, 4)
+        panels = panels.reshape(-1, k, panel // (2 * lanes), 2, lanes).transpose(3, 4)
     return panels.contiguous()
 
 
@@ -152,7 +198,7 @@ class CpuDecoder:
     """GPT.decode_step for a SlotPool on CPU, as one C call. Holds its own copies of the matmul weights (made at
     construction: a model changed afterwards needs a new decoder)."""
 
-    def __init__(self, lib: ctypes.CDLL, model: GPT, pool: SlotPool, weights: str = "float32", threads: int = 1):
+    def __init__(self, kernel: Kernel, model: GPT, pool: SlotPool, weights: str = "float32", threads: int = 1):
         if weights not in DTYPES:
             raise ValueError(f"weights must be one of {tuple(DTYPES)}, not {weights!r}")
         if threads < 1:
@@ -160,11 +206,11 @@ class CpuDecoder:
         if pool.k.dtype not in DTYPES.values() or not pool.k.is_contiguous() or pool.k.device.type != "cpu":
             raise ValueError("the C decode step needs a contiguous float32 or bfloat16 KV pool on CPU")
         cfg = model.cfg
-        self.lib, self.cfg, self.pool = lib, cfg, pool
+        self.kernel, self.lib, self.cfg, self.pool = kernel, kernel.lib, cfg, pool
         wdt = DTYPES[weights]
 
         def mat(t: torch.Tensor) -> torch.Tensor:
-            return pack(t.detach(), wdt)
+            return pack(t.detach(), wdt, kernel.panel, kernel.lanes)
 
         def vec(t: torch.Tensor) -> torch.Tensor:
             return t.detach().float().contiguous()
@@ -187,12 +233,37 @@ class CpuDecoder:
         self.model = _Model(cfg.n_layer, cfg.d_model, cfg.n_head, cfg.n_kv_head, cfg.head_dim, cfg.mlp_hidden,
                             cfg.vocab_size, cfg.mlp == "swiglu", wdt == torch.bfloat16, pool.k.dtype == torch.bfloat16,
                             pool.slots, pool.max_len, threads, cfg.norm_eps, _ptr(embed, _F), _ptr(final, _F),
-                            _ptr(head), _ptr(cos, _F), _ptr(sin, _F), _ptr(pool.k), _ptr(pool.v), layers)
+                            _ptr(head), _ptr(cos, _F), _ptr(sin, _F), _ptr(pool.k), _ptr(pool.v), layers, None)
+        self._prof = (ctypes.c_double * 3)()
+
+    def profile(self, on: bool = True) -> None:
+        """Start (or stop) adding up where the step's time goes; timings() reads and clears the sums."""
+        self.model.prof = ctypes.cast(self._prof, ctypes.POINTER(ctypes.c_double)) if on else None
+        self.timings()
+
+    def timings(self) -> dict[str, float]:
+        """Seconds spent, since the last call, in the matmuls, in attention and in whole calls (while profiling:
+        thread 0 reads the clock around each section; every section ends at a barrier of all threads)."""
+        out = dict(zip(("matmul", "attention", "total"), self._prof, strict=True))
+        for i in range(3):
+            self._prof[i] = 0.0
+        return out
+
+    def matmul_flops(self, rows: int, out_rows: int | None = None) -> int:
+        """Multiply-adds x 2 of the matmuls of a step of `rows` rows, `out_rows` (default: all) of them through
+        the output head."""
+        c = self.cfg
+        nq, nkv = c.n_head * c.head_dim, 2 * c.n_kv_head * c.head_dim
+        nup = c.mlp_hidden * (2 if c.mlp == "swiglu" else 1)
+        per_row = c.n_layer * (c.d_model * (nq + nkv + nup) + nq * c.d_model + c.mlp_hidden * c.d_model)
+        return 2 * (rows * per_row + (rows if out_rows is None else out_rows) * c.vocab_size * c.d_model)
 
     @classmethod
-    def create(cls, model: GPT, pool: SlotPool, weights: str = "float32", threads: int = 1) -> CpuDecoder | None:
-        lib = load_library()
-        return cls(lib, model, pool, weights, threads) if lib is not None else None
+    def create(cls, model: GPT, pool: SlotPool, weights: str = "float32", threads: int = 1,
+               kernel: Kernel | None = None) -> CpuDecoder | None:
+        """A decoder on `kernel` (default: load_kernel()'s build); None where no build can be made."""
+        kernel = kernel or load_kernel()
+        return cls(kernel, model, pool, weights, threads) if kernel is not None else None
 
     @property
     def threads(self) -> int:

@@ -44,6 +44,7 @@ bounded pool (colossus.infer.prefix_cache)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import os
@@ -52,7 +53,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -67,6 +68,7 @@ from colossus.infer.kv_pool import SlotPool
 from colossus.infer.logits import RowParams, apply_penalties, sample_rows, token_logprobs
 from colossus.infer.prefix_cache import PrefixCache
 from colossus.infer.sampling import SamplingParams
+from colossus.infer.step_choice import CONTEXT, StepTimes, cache_key
 from colossus.model.gpt import GPT
 
 log = logging.getLogger(__name__)
@@ -166,7 +168,11 @@ class Engine:
             self.cdec = CpuDecoder.create(model, self.pool, weights, threads)
         if kernel == "c" and self.cdec is None:
             raise ColossusError("kernel 'c' needs a C compiler ($CC, cc, gcc or clang) and a float32 model on CPU")
-        self.kernel = "c" if self.cdec is not None else "torch"
+        # "auto" with the C step: each step takes whichever path this machine runs faster at its size
+        self.step_times: StepTimes | None = None
+        if kernel == "auto" and self.cdec is not None:
+            self.step_times = self._time_paths(weights, str(kv).removeprefix("torch."))
+        self.kernel = "torch" if self.cdec is None else "auto" if self.step_times else "c"
         self.graphs: DecodeGraphs | None = None  # on a GPU: decode steps replayed from CUDA graphs
         if cuda_graphs and self.device.type == "cuda":
             t = time.perf_counter()
@@ -177,8 +183,13 @@ class Engine:
                          "%.1fs", len(self.graphs), max_batch, self.max_context, time.perf_counter() - t)
             except RuntimeError as e:
                 log.warning("CUDA graphs could not be captured, decode steps run op by op: %s", e)
-        log.info("forward step: %s, %s matmul weights, %s KV cache", f"one C call on {self.cdec.threads} thread(s)"
-                 if self.cdec else "PyTorch ops", weights, str(kv).removeprefix("torch."))
+        if self.cdec is None:
+            path = "PyTorch ops"
+        else:
+            path = f"one C call on {self.cdec.threads} thread(s), {self.cdec.kernel.describe()}"
+            if self.step_times is not None:
+                path = f"{path}, or PyTorch ops where faster: {self.step_times.summary()}"
+        log.info("forward step: %s; %s matmul weights, %s KV cache", path, weights, str(kv).removeprefix("torch."))
         prefix_tokens = self.kv_total // 4 if prefix_cache_tokens is None else prefix_cache_tokens
         self.prefix = PrefixCache(cfg, prefix_tokens, device=self.device, dtype=kv) \
             if prefix_tokens >= PrefixCache.BLOCK else None
@@ -205,7 +216,8 @@ class Engine:
         self._allowed: int | None = None  # steps the loop may take before it holds; None: no limit
         self._parked = False  # the loop waits for work, or is held
         self._totals = dict.fromkeys(("prefix_hit_tokens_total", "prompt_tokens_total", "generation_tokens_total",
-                                      "requests_finished_total", "requests_aborted_total", "steps_total"), 0)
+                                      "requests_finished_total", "requests_aborted_total", "steps_total",
+                                      "c_steps_total", "torch_steps_total"), 0)
 
     # ---- the asyncio side ----
 
@@ -385,14 +397,18 @@ class Engine:
     def _step(self, admitted: list[_Request], events: dict) -> None:
         if not self._running and not admitted:
             return
-        if self.cdec is not None:
+        if self.cdec is not None and (self.step_times is None or self.step_times.use_c(
+                len(self._running), sum(len(r.prompt) for r in admitted))):
+            self._totals["c_steps_total"] += 1
             raw = self._forward_c(admitted)
         else:
-            logits = [self._decode()] if self._running else []
-            for req in admitted:
-                self._place(req)
-            if admitted:
-                logits.append(self._prefill(admitted[0]) if len(admitted) == 1 else self._prefill_batch(admitted))
+            self._totals["torch_steps_total"] += 1
+            with self._torch_threads(self.cdec.threads if self.step_times else None):
+                logits = [self._decode()] if self._running else []
+                for req in admitted:
+                    self._place(req)
+                if admitted:
+                    logits.append(self._prefill(admitted[0]) if len(admitted) == 1 else self._prefill_batch(admitted))
             if not self._running:
                 return
             raw = torch.cat(logits) if len(logits) > 1 else logits[0]  # (B, V) in slot order
@@ -409,6 +425,49 @@ class Engine:
             tokens = sample_rows(raw, rows)
         lps = token_logprobs(raw, tokens, rows)
         self._emit(tokens.tolist(), lps, rows, events)
+
+    @contextmanager
+    def _torch_threads(self, n: int | None):
+        """PyTorch ops on n threads (None: as the process has them). Where both paths are in use they get the
+        C step's threads: the server gives torch one thread beside the C step, for sampling."""
+        before = torch.get_num_threads()
+        if n is None or n == before:
+            yield
+            return
+        torch.set_num_threads(n)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+    def _time_paths(self, weights: str, kv: str) -> StepTimes:
+        """Both forward paths timed on this engine's own pool before it serves (every slot is written before it
+        is read, so what the timing leaves there is never seen), or read from the cache beside the kernel."""
+        cfg, cdec = self.model.cfg, self.cdec
+        at = min(CONTEXT, self.max_context - 1)
+        max_prompt = min(PREFILL_TOKENS, self.max_context)
+
+        def run(path: str, rows: int, prompt: int) -> float:
+            t = time.perf_counter()
+            if path == "c" and rows:
+                cdec.step([0] * rows, [at] * rows)
+            elif path == "c":
+                cdec.step([0] * prompt, list(range(prompt)), [0] * prompt, [prompt - 1])
+            elif rows:
+                view = self.pool.decode_view([at] * rows)
+                self.model.decode_step(torch.zeros(rows, dtype=torch.long), view.positions, view,
+                                       max_position=view.L - 1)
+            else:
+                view = self.pool.prefill_view(0, 0, prompt)
+                self.model(torch.zeros(1, prompt, dtype=torch.long), cache=view, positions=torch.arange(prompt),
+                           last_only=True)
+            return time.perf_counter() - t
+
+        key = cache_key(model=dataclasses.asdict(cfg), weights=weights, kv=kv, threads=cdec.threads,
+                        max_batch=self.max_batch, max_prompt=max_prompt, torch=torch.__version__)
+        path = cdec.kernel.path.with_name(f"{cdec.kernel.path.stem}-steps-{key}.json")
+        with torch.inference_mode(), self._torch_threads(cdec.threads):
+            return StepTimes.load_or_measure(path, run, self.max_batch, max_prompt)
 
     def _place(self, req: _Request) -> None:
         """A newly admitted request takes the next slot (running requests hold slots 0..B-1)."""

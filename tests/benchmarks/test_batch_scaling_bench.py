@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from benchmarks import batch_scaling
-from colossus.infer.cpu_decode import load_library
+from colossus.infer.cpu_decode import load_kernel
 
 
 def test_ceilings_follow_from_the_step_times():
@@ -20,7 +20,7 @@ def test_ceilings_follow_from_the_step_times():
     assert c["decode_ratio"] == pytest.approx(8.0)  # 32 rows in 4x the time of one
 
 
-@pytest.mark.skipif(load_library() is None, reason="needs a C compiler")
+@pytest.mark.skipif(load_kernel() is None, reason="needs a C compiler")
 def test_benchmark_prints_a_row_per_way(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["batch_scaling.py", "--rounds", "1", "--steps", "1", "--threads", "1"])
     threads = torch.get_num_threads()

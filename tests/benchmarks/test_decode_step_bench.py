@@ -7,7 +7,7 @@ import sys
 import torch
 
 from benchmarks import decode_step
-from colossus.infer.cpu_decode import load_library
+from colossus.infer.cpu_decode import load_kernel
 
 
 def test_decode_step_benchmark_prints_a_row_per_batch(monkeypatch, capsys):
@@ -19,7 +19,7 @@ def test_decode_step_benchmark_prints_a_row_per_batch(monkeypatch, capsys):
         torch.set_num_threads(threads)  # the benchmark sets its own
     lines = capsys.readouterr().out.splitlines()
     header = next(line for line in lines if line.startswith("| rows"))
-    ways = 5 if load_library() is not None else 2  # forward, decode_step, and the C step three ways
+    ways = 5 if load_kernel() is not None else 2  # forward, decode_step, and the C step three ways
     assert header.count("speed-up") == ways - 1
     rows = [line for line in lines if line.startswith("| ") and line.rstrip().endswith("x |")]
     assert [r.split("|")[1].strip() for r in rows] == ["1", "8", "32"]

@@ -5,15 +5,18 @@ a fallback to PyTorch ops where no C compiler is found."""
 from __future__ import annotations
 
 import copy
+import itertools
+import platform
+from pathlib import Path
 
 import pytest
 import torch
 
 from colossus.errors import ColossusError
 from colossus.infer import cpu_decode
-from colossus.infer.cpu_decode import CpuDecoder, load_library, pack
+from colossus.infer.cpu_decode import CpuDecoder, Kernel, load_kernel, pack
 from colossus.infer.engine import Engine
-from colossus.infer.kv_pool import SlotPool
+from colossus.infer.kv_pool import DecodeView, SlotPool
 from colossus.model.config import ModelConfig
 from colossus.model.gpt import GPT
 
@@ -27,7 +30,23 @@ SHAPES = {
                                          mlp="swiglu"),
 }
 
-needs_c = pytest.mark.skipif(load_library() is None, reason="no C compiler on this machine")
+needs_c = pytest.mark.skipif(load_kernel() is None, reason="no C compiler on this machine")
+
+X86 = platform.machine().lower() in ("x86_64", "amd64")
+# The builds every test below runs on: the machine's, and on x86 the AVX2 code (AVX-512 turned off) and 128-bit
+# vectors with NEON's blocking (5 x 4 of 4-wide vectors), so that an AVX-512 host still checks the code an AVX2
+# or ARM machine runs.
+BUILDS = {"native": (), "avx2": ("-mno-avx512f",), "128-bit, 5 x 4": ("-mno-avx", "-DMR=5", "-DNV=4")}
+
+
+@pytest.fixture(params=list(BUILDS))
+def kernel(request) -> Kernel:
+    if request.param != "native" and not X86:
+        pytest.skip("the x86 builds without AVX-512 or AVX need an x86 compiler")
+    k = load_kernel(BUILDS[request.param])
+    if k is None:
+        pytest.skip("no C compiler on this machine")
+    return k
 
 
 def random_model(cfg: ModelConfig, weights: str = "float32") -> GPT:
@@ -43,15 +62,14 @@ def random_model(cfg: ModelConfig, weights: str = "float32") -> GPT:
     return m
 
 
-@needs_c
 @pytest.mark.parametrize("weights", ["float32", "bfloat16"])
 @pytest.mark.parametrize("shape", list(SHAPES))
-def test_prefill_and_decode_rows_in_one_call_match_the_full_forward(shape, weights):
+def test_prefill_and_decode_rows_in_one_call_match_the_full_forward(shape, weights, kernel):
     cfg = SHAPES[shape]
     model = random_model(cfg, weights)
     seqs = [torch.randint(0, cfg.vocab_size, (n,)).tolist() for n in (11, 5, 17)]
     pool = SlotPool(cfg, 4, cfg.seq_len)
-    dec = CpuDecoder.create(model, pool, weights)
+    dec = CpuDecoder.create(model, pool, weights, kernel=kernel)
     with torch.no_grad():
         full = [model(torch.tensor([s]))[0] for s in seqs]  # (T, V) each
     scale = max(f.abs().max().item() for f in full)
@@ -71,11 +89,18 @@ def test_prefill_and_decode_rows_in_one_call_match_the_full_forward(shape, weigh
         assert torch.allclose(dec.step([seqs[0][t]], [t], [0])[0], full[0][t], atol=1e-5 * scale, rtol=0)
 
 
-@needs_c
+class ReadOnlyView(DecodeView):
+    """A decode view that attends to the pool as it is, writing nothing into it."""
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        kl, vl = self.pool.k[layer], self.pool.v[layer]
+        return kl[:self.B, :, :self.L].to(k.dtype), vl[:self.B, :, :self.L].to(v.dtype), self.mask
+
+
 @pytest.mark.parametrize("shape", ["swiglu-gqa-qknorm", "swiglu-gqa-wide-heads"])
 @pytest.mark.parametrize("weights,kv", [("float32", torch.float32), ("bfloat16", torch.float32),
                                         ("float32", torch.bfloat16)])
-def test_the_c_step_matches_gpt_decode_step_on_the_same_pool(weights, kv, shape):
+def test_the_c_step_matches_gpt_decode_step_on_the_same_pool(weights, kv, shape, kernel):
     cfg = SHAPES[shape]
     model = random_model(cfg, weights)
     torch_pool, c_pool = (SlotPool(cfg, 4, cfg.seq_len, kv_dtype=kv) for _ in range(2))
@@ -85,13 +110,21 @@ def test_the_c_step_matches_gpt_decode_step_on_the_same_pool(weights, kv, shape)
     with torch.inference_mode():
         view = torch_pool.decode_view(positions)
         want = model.decode_step(torch.tensor(tokens), view.positions, view)
-    got = CpuDecoder.create(model, c_pool, weights).step(tokens, positions)
-    assert torch.allclose(got, want, atol=1e-5 * want.abs().max().item(), rtol=0)
+    got = CpuDecoder.create(model, c_pool, weights, kernel=kernel).step(tokens, positions)
     if kv == torch.float32:
+        assert torch.allclose(got, want, atol=1e-5 * want.abs().max().item(), rtol=0)
         assert torch.allclose(c_pool.k, torch_pool.k, atol=1e-5) and torch.allclose(c_pool.v, torch_pool.v, atol=1e-5)
         return
     # bfloat16: the new keys and values rounded as PyTorch rounds (to nearest even). Their float32 values
-    # differ in the last bits, which may tip a rare one to the next bfloat16; truncating would tip half.
+    # differ in the last bits, which may tip a rare one to the next bfloat16 (more often in a build without
+    # fused multiply-adds); truncating would tip half. The logits are those of attending to what the pool
+    # holds: PyTorch's ops reading the keys and values as the C step stored them.
+    read = SlotPool(cfg, 4, cfg.seq_len, kv_dtype=kv)
+    read.k.copy_(c_pool.k), read.v.copy_(c_pool.v)
+    with torch.inference_mode():
+        view = ReadOnlyView(read, positions)
+        as_stored = model.decode_step(torch.tensor(tokens), view.positions, view)
+    assert torch.allclose(got, as_stored, atol=1e-5 * as_stored.abs().max().item(), rtol=0)
     written = len(tokens) * cfg.n_layer * cfg.n_kv_head * cfg.head_dim
     for c, t in ((c_pool.k, torch_pool.k), (c_pool.v, torch_pool.v)):
         assert c.dtype == torch.bfloat16
@@ -120,28 +153,28 @@ def test_prompts_and_decode_rows_read_a_bfloat16_pool_as_the_torch_ops_do(kv):
         assert torch.allclose(g, w, atol=1e-4 * w.abs().max().item(), rtol=0)
 
 
-@needs_c
-def test_a_rows_logits_are_the_same_bits_alone_or_in_any_batch():
+@pytest.mark.parametrize("weights", ["float32", "bfloat16"])
+def test_a_rows_logits_are_the_same_bits_alone_or_in_any_batch(weights, kernel):
     cfg = SHAPES["swiglu-gqa-qknorm"]
-    model = random_model(cfg, "bfloat16")
-    pool = SlotPool(cfg, 8, cfg.seq_len)
+    model = random_model(cfg, weights)
+    pool = SlotPool(cfg, 40, cfg.seq_len)
     pool.k.normal_(), pool.v.normal_()
-    dec = CpuDecoder.create(model, pool, "bfloat16")
-    alone = dec.step([42], [30], [7])
-    for others in (1, 3, 6):  # 1 + others rows: each block of rows takes a different code path
-        slots = [7, *range(others)]
-        batched = dec.step([42, *range(100, 100 + others)], [30, *range(10, 10 + others)], slots)
+    dec = CpuDecoder.create(model, pool, weights, kernel=kernel)
+    alone = dec.step([42], [30], [39])
+    # 1 + others rows: blocks of every size up to the kernel's rows, and batches split into several blocks
+    for others in sorted({1, 3, kernel.rows - 1, kernel.rows, kernel.rows + 1, 2 * kernel.rows + 3, 39}):
+        slots = [39, *range(others)]
+        batched = dec.step([42, *range(100, 100 + others)], [30, *(10 + i % 40 for i in range(others))], slots)
         assert torch.equal(batched[0], alone[0])
 
 
-@needs_c
-def test_more_threads_give_the_same_bits():
+def test_more_threads_give_the_same_bits(kernel):
     cfg = SHAPES["relu2-mha-plain"]
     model = random_model(cfg)
     outs = []
     for threads in (1, 2, 3):
         pool = SlotPool(cfg, 4, cfg.seq_len)
-        dec = CpuDecoder.create(model, pool, threads=threads)
+        dec = CpuDecoder.create(model, pool, threads=threads, kernel=kernel)
         assert dec.threads == threads
         prompt = dec.step(list(range(7, 20)), list(range(13)), [2] * 13, out_rows=[12])
         outs.append((prompt, dec.step([5, 6, 7], [13, 0, 0], [2, 0, 1]), pool.k.clone()))
@@ -170,22 +203,41 @@ def test_bad_rows_are_refused_with_a_reason_and_nothing_written():
     assert not pool.k.any() and not pool.v.any()
 
 
-def test_packed_panels_hold_every_weight_once_in_the_documented_order():
-    w = torch.arange(100 * 3, dtype=torch.float32).view(100, 3)  # 100 outputs: one full panel and a padded one
-    p32 = pack(w, torch.float32)
-    assert p32.shape == (2, 3, 64)
-    assert torch.equal(p32[1, :, :36], w[64:].t()) and not p32[1, :, 36:].any()
-    p16 = pack(w, torch.bfloat16).view(2, 3, 2, 16, 2)  # pairs (j, j + 16) in each 32 outputs
-    assert torch.equal(p16[0, :, 0, :, 0].float(), w[0:16].t().bfloat16().float())
-    assert torch.equal(p16[0, :, 0, :, 1].float(), w[16:32].t().bfloat16().float())
+@pytest.mark.parametrize("panel,lanes", [(64, 16), (32, 16), (16, 8), (16, 4)])
+def test_packed_panels_hold_every_weight_once_in_the_documented_order(panel, lanes):
+    w = torch.arange(100 * 3, dtype=torch.float32).view(100, 3)
+    n = -(-100 // panel)  # whole panels and a padded last one
+    p32 = pack(w, torch.float32, panel, lanes)
+    assert p32.shape == (n, 3, panel)
+    last = 100 - (n - 1) * panel
+    assert torch.equal(p32[-1, :, :last], w[(n - 1) * panel:].t()) and not p32[-1, :, last:].any()
+    # bfloat16: pairs (j, j + lanes) in each 2 * lanes outputs
+    p16 = pack(w, torch.bfloat16, panel, lanes).view(n, 3, panel // (2 * lanes), lanes, 2)
+    assert torch.equal(p16[0, :, 0, :, 0].float(), w[0:lanes].t().bfloat16().float())
+    assert torch.equal(p16[0, :, 0, :, 1].float(), w[lanes:2 * lanes].t().bfloat16().float())
+
+
+@pytest.mark.skipif(not X86, reason="AVX2 and AVX-512 are x86")
+def test_each_build_runs_the_vector_code_it_was_asked_for():
+    """The AVX2 build is 256-bit code with 16 registers, on any x86 host (an AVX-512 one included); the native
+    build's is what the CPU has."""
+    native, avx2, narrow = (load_kernel(f) for f in BUILDS.values())
+    if native is None:
+        pytest.skip("no C compiler on this machine")
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    if " avx512f" in flags:
+        assert (native.isa, native.lanes, native.registers) == ("AVX-512", 16, 32)
+    assert (avx2.isa, avx2.lanes, avx2.registers, avx2.panel) == ("AVX2", 8, 16, 16) and avx2.flags == BUILDS["avx2"]
+    assert (narrow.lanes, narrow.rows, narrow.panel) == (4, 5, 16)
+    assert len({native.path, avx2.path, narrow.path}) == 3  # three libraries side by side in the cache
+    assert "AVX2 (16 x 256-bit registers" in avx2.describe()
 
 
 def test_without_a_compiler_the_engine_falls_back_to_torch_ops(monkeypatch, tok):
     monkeypatch.setattr(cpu_decode, "compiler", lambda: None)
-    monkeypatch.setattr(cpu_decode, "_tried", False)
-    monkeypatch.setattr(cpu_decode, "_lib", None)
+    monkeypatch.setattr(cpu_decode, "_kernels", {})
     model = GPT(ModelConfig(vocab_size=tok.vocab_size, seq_len=32, n_layer=1, d_model=32, n_head=2, n_kv_head=2))
-    assert cpu_decode.load_library() is None
+    assert cpu_decode.load_kernel() is None
     assert Engine(model, tok, max_batch=2).kernel == "torch"
     with pytest.raises(ColossusError, match="C compiler"):
         Engine(model, tok, max_batch=2, kernel="c")
@@ -194,9 +246,8 @@ def test_without_a_compiler_the_engine_falls_back_to_torch_ops(monkeypatch, tok)
 def test_a_broken_compiler_is_a_warning_not_a_failure(monkeypatch, tmp_path, caplog):
     monkeypatch.setenv("COLOSSUS_CACHE", str(tmp_path))
     monkeypatch.setattr(cpu_decode, "compiler", lambda: "/bin/false")
-    monkeypatch.setattr(cpu_decode, "_tried", False)
-    monkeypatch.setattr(cpu_decode, "_lib", None)
-    assert cpu_decode.load_library() is None
+    monkeypatch.setattr(cpu_decode, "_kernels", {})
+    assert cpu_decode.load_kernel() is None
     assert "could not be built" in caplog.text
     assert not list(tmp_path.rglob("*.so"))
 
@@ -211,3 +262,31 @@ def test_bfloat16_weights_round_the_model_so_that_every_path_agrees(tok):
     assert torch.equal(model.embed.weight, kept.embed.weight)  # a lookup, not a matmul: kept as it was
     with pytest.raises(ColossusError, match="weights must be one of"):
         Engine(model, tok, max_batch=2, weights="int4")
+
+
+@pytest.mark.parametrize("weights", ["float32", "bfloat16"])
+def test_each_build_generates_the_tokens_of_the_pytorch_model(weights, kernel, small):
+    """Greedy replies to three prompts, decoded together (their prompts in one call, then one row each a step)
+    on each build, are token for token those of GPT.forward over the whole sequence."""
+    model = copy.deepcopy(small)
+    if weights == "bfloat16":
+        model.round_matmul_weights(torch.bfloat16)
+    prompts = [[5, 17, 3, 9, 60, 2, 44], [1, 2, 3], [90, 8, 8, 12, 33, 41, 7, 70, 15, 6, 26]]
+    want = []
+    with torch.no_grad():
+        for p in prompts:
+            seq = list(p)
+            for _ in range(24):
+                seq.append(int(model(torch.tensor([seq]))[0, -1].argmax()))
+            want.append(seq[len(p):])
+    dec = CpuDecoder.create(model, SlotPool(model.cfg, 3, model.cfg.seq_len), weights, kernel=kernel)
+    tokens = [t for p in prompts for t in p]
+    slots = [i for i, p in enumerate(prompts) for _ in p]
+    positions = [j for p in prompts for j in range(len(p))]
+    ends = list(itertools.accumulate(len(p) for p in prompts))
+    got = [[t] for t in dec.step(tokens, positions, slots, [e - 1 for e in ends]).argmax(-1).tolist()]
+    for _ in range(23):
+        nxt = dec.step([g[-1] for g in got], [len(p) + len(g) - 1 for p, g in zip(prompts, got, strict=True)])
+        for g, t in zip(got, nxt.argmax(-1).tolist(), strict=True):
+            g.append(t)
+    assert got == want

@@ -14,7 +14,7 @@ import torch
 
 from colossus.errors import ColossusError
 from colossus.infer import engine as engine_module
-from colossus.infer.cpu_decode import load_library
+from colossus.infer.cpu_decode import load_kernel
 from colossus.infer.engine import Delta, Engine, EngineFull, PromptTooLong
 from colossus.infer.generate import stream
 from colossus.infer.sampling import SamplingParams
@@ -24,7 +24,7 @@ from colossus.model.gpt import GPT
 GREEDY = SamplingParams(temperature=0, max_tokens=24, ignore_eos=True)
 # the engine's two forward paths: one C call (prefills with the decode rows), and PyTorch ops
 KERNELS = pytest.mark.parametrize("kernel", [
-    pytest.param("c", marks=pytest.mark.skipif(load_library() is None, reason="no C compiler")), "torch"])
+    pytest.param("c", marks=pytest.mark.skipif(load_kernel() is None, reason="no C compiler")), "torch"])
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
 
 
@@ -276,7 +276,7 @@ def test_a_bfloat16_kv_cache_halves_the_pool_and_both_kernels_agree(model, tok):
     system = [1, 2, *range(200, 240)]
     prompts = [system + [3, 60, 61, 5], system + [3, 70, 5], PROMPTS[1]]
     outs = {}
-    for kernel in ["torch"] + (["c"] if load_library() is not None else []):
+    for kernel in ["torch"] + (["c"] if load_kernel() is not None else []):
         with running(model, tok, kernel=kernel, kv_dtype="bfloat16") as engine:
             assert engine.pool.k.dtype == torch.bfloat16 and engine.prefix.k.dtype == torch.bfloat16
             alone_ids = [ids(alone(engine, p)) for p in prompts]  # the second reuses the first's system prompt

@@ -20,7 +20,7 @@ import pytest
 import torch
 from cli_server import SECOND_LOOPBACK, CliServer, can_bind, free_port, run_cli
 
-from colossus.infer.cpu_decode import load_library
+from colossus.infer.cpu_decode import load_kernel
 from colossus.infer.detokenize import TokenTable
 from colossus.model.io import load_model
 from colossus.serve.metrics import parse_metrics
@@ -37,7 +37,7 @@ TOL = 1e-4  # logprobs of one model computed two ways (float rounding) agree far
 
 
 needs_second_loopback = pytest.mark.skipif(not can_bind(SECOND_LOOPBACK), reason="127.0.0.2 is not a local address")
-needs_c = pytest.mark.skipif(load_library() is None, reason="no C compiler: --kernel c cannot start")
+needs_c = pytest.mark.skipif(load_kernel() is None, reason="no C compiler: --kernel c cannot start")
 
 
 def bearer(key: str) -> dict:
@@ -59,7 +59,7 @@ def keyed(lively, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def c_step(lively, tmp_path_factory):
-    if load_library() is None:
+    if load_kernel() is None:
         pytest.skip("no C compiler: --kernel c cannot start")
     d = tmp_path_factory.mktemp("serve-c")
     args = ["--model", str(lively), "--db", str(d / "conv.db"), "--kernel", "c", "--kernel-threads", "1",
@@ -324,7 +324,7 @@ def test_max_body_refuses_larger_bodies_with_413(keyed, c_step):
     streamed = httpx.post(f"{keyed.url}/v1/conversations", content=chunks(), headers=h, timeout=60)
     assert "content-length" not in streamed.request.headers
     assert streamed.status_code == 413 and streamed.json()["error"]["code"] == "request_too_large"
-    if load_library() is not None:  # a server at the default limit (1 MiB) takes the body keyed refused
+    if load_kernel() is not None:  # a server at the default limit (1 MiB) takes the body keyed refused
         r = httpx.post(f"{c_step.url}/v1/chat/completions", content=chat_body(1500),
                        headers={"content-type": "application/json"}, timeout=60)
         assert r.status_code == 200, r.text
