@@ -5,6 +5,9 @@ prompt, then 64 generated tokens). A served figure can only be below these: they
 
     PYTHONPATH=. python benchmarks/batch_scaling.py [--threads 2] [--rounds 7]
 
+Above the table: the CPU, the vector code the C step was built for, and the float32 matmul peak
+($COLOSSUS_KERNEL_CFLAGS as in decode_step.py measures another build).
+
 Timed, in interleaved rounds (the median of each):
 - t1: one decode row (a request alone, mid-reply: position prompt + 32);
 - t32: 32 decode rows, one per request, at that position;
@@ -25,6 +28,7 @@ import statistics
 
 import torch
 
+from benchmarks.cpu_header import cpu_facts, describe
 from benchmarks.decode_step import REF, timed
 from colossus.infer.cpu_decode import CpuDecoder, load_kernel
 from colossus.infer.kv_pool import SlotPool
@@ -65,6 +69,7 @@ def main() -> None:
     a = p.parse_args()
     if load_kernel() is None:
         raise SystemExit("no C compiler: the C step is what this measures")
+    print(describe(cpu_facts(a.threads)))
     torch.set_num_threads(1)
     torch.manual_seed(0)
     decs = {}

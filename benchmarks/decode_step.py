@@ -2,7 +2,15 @@
 reference shape, five ways, in one run: GPT.forward with the cache (the peer: what PyTorch gives without
 our work), GPT.decode_step (packed weights, PyTorch ops), and the C step (colossus/infer/cpu_decode.c)
 with float32 and with bfloat16 matmul weights, and with float32 weights over a bfloat16 KV cache. Shows
-how much of a served token is the model and how much the server.
+how much of a served token is the model and how much the server. Above the table: the CPU, the vector code
+the C step was built for, and the float32 matmul peak; below it, the share of the C step's time in its
+matmuls at 32 rows and how near the peak they run.
+
+The C step is built for this machine (-march=native) unless $COLOSSUS_KERNEL_CFLAGS adds flags; on an
+AVX-512 host, AVX2 code and AVX2 torch kernels are measured with
+
+    COLOSSUS_KERNEL_CFLAGS=-mno-avx512f ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
+        ONEDNN_MAX_CPU_ISA=AVX2 PYTHONPATH=. python benchmarks/decode_step.py --threads 2
 
     PYTHONPATH=. python benchmarks/decode_step.py [--threads 1] [--steps 200]
 """
@@ -14,6 +22,7 @@ import time
 
 import torch
 
+from benchmarks.cpu_header import cpu_facts, describe
 from colossus.infer.cpu_decode import CpuDecoder, load_kernel
 from colossus.infer.kv_pool import SlotPool
 from colossus.model.config import ModelConfig
@@ -73,6 +82,8 @@ def main() -> None:
     bf16_model.load_state_dict(model.state_dict())
     bf16_model.round_matmul_weights(torch.bfloat16)
     pool = SlotPool(REF, 32, REF.seq_len)
+    facts = cpu_facts(a.threads)
+    print(describe(facts))
     fns = steps(model, bf16_model, pool, a.threads)
     print(f"ref8.7m ({model.num_params() / 1e6:.2f}M parameters), {a.threads} thread(s), {a.steps} steps each, "
           f"rows at positions 60, 61, ...; tok/s = rows / step time; speed-up over forward(cache)")
@@ -93,6 +104,29 @@ def main() -> None:
             cells = [f"{t[n] * 1e3:.2f} | {batch / t[n]:,.0f}" for n in fns]
             ups = [f"{base / t[n]:.2f}x" for n in list(fns)[1:]]
             print(f"| {batch} | " + " | ".join(cells) + " | " + " | ".join(ups) + " |")
+        if load_kernel() is not None:
+            print()
+            for name, m, w in (("C float32", model, "float32"), ("C bfloat16", bf16_model, "bfloat16")):
+                print(matmul_share(CpuDecoder.create(m, pool, w, a.threads), name, BATCHES[-1], a.steps,
+                                   facts["matmul_peak"]))
+
+
+def matmul_share(dec: CpuDecoder, name: str, rows: int, n: int, peak: float) -> str:
+    """How fast the C step's matmuls run at `rows` rows, against the peak: the step times its own sections
+    (thread 0 reads the clock around each matmul, and every matmul ends at a barrier of all threads)."""
+    positions = [60 + i for i in range(rows)]
+    tokens = [0] * rows
+    for _ in range(10):
+        dec.step(tokens, positions)
+    dec.profile()
+    for _ in range(n):
+        dec.step(tokens, positions)
+    t = dec.timings()
+    dec.profile(False)
+    flops = dec.matmul_flops(rows) * n / t["matmul"]
+    return (f"{name} at {rows} rows: {t['total'] / n * 1e3:.2f} ms a step, {t['matmul'] / n * 1e3:.2f} ms of it in "
+            f"matmuls ({t['matmul'] / t['total']:.0%}) at {flops / 1e9:.0f} GFLOP/s = {flops / peak:.0%} of the "
+            f"matmul peak; attention {t['attention'] / n * 1e3:.2f} ms")
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a script: `python benchmarks/serve.py`
 
+from benchmarks.cpu_header import cpu_facts, describe  # noqa: E402
 from benchmarks.serve_client import run_async, run_level, summarize  # noqa: E402
 from colossus.config import load_config  # noqa: E402
 from colossus.data.chat_template import render_prompt  # noqa: E402
@@ -393,7 +394,10 @@ def plot(results: list[dict], meta: dict, path: Path) -> None:
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
     load = meta.get("loadavg_start", [0.0])[0]
-    fig.suptitle(f"{meta['output_tokens']} output tokens per request; {meta['machine']};\n torch {meta['torch']}; "
+    cpu = meta.get("cpu")
+    where = (f"{cpu['cpu']} ({cpu['cores']} cores); C step {cpu['c_step'].split(' (')[0]}, torch {cpu['torch_isa']}; "
+             f"peak {cpu['matmul_peak'] / 1e12:.2f} TFLOP/s") if cpu else meta["machine"]
+    fig.suptitle(f"{meta['output_tokens']} output tokens per request; {where};\n torch {meta['torch']}; "
                  f"load average {load:.1f} at start; {meta['date'][:10]}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -447,6 +451,9 @@ def main() -> None:
         "output_tokens": args.output_tokens, "threads": args.threads, "params": {}, "shapes": {}, "notes": {},
         "loadavg_start": os.getloadavg(),  # other jobs on the machine show here
     }
+    if args.device == "cpu":  # which CPU, which vector code on each side, and its peak, above every table
+        meta["cpu"] = cpu_facts(args.threads or os.cpu_count() or 1)
+        print(describe(meta["cpu"]), flush=True)
     try:
         import transformers
         meta["transformers"] = transformers.__version__
@@ -480,11 +487,11 @@ def main() -> None:
     meta["wall_s"] = time.perf_counter() - t_start
     meta["loadavg_end"] = os.getloadavg()
 
-    print("\n" + table(results))
+    print("\n" + (describe(meta["cpu"]) + "\n" if "cpu" in meta else "") + table(results))
     rat = ratios(results)
     for r in rat:
         print("  " + ", ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
-    print("\n" + markdown(results, rat) + "\n")
+    print("\n" + (describe(meta["cpu"]) + "\n\n" if "cpu" in meta else "") + markdown(results, rat) + "\n")
     bad = [f"{r['model']}/{r['weights']}/{r['server']}/c{r['concurrency']}" for r in results if not r["fixed_length"]]
     if bad:
         print(f"WARNING: output lengths differ from {args.output_tokens} in {bad}")

@@ -183,13 +183,12 @@ class Engine:
                          "%.1fs", len(self.graphs), max_batch, self.max_context, time.perf_counter() - t)
             except RuntimeError as e:
                 log.warning("CUDA graphs could not be captured, decode steps run op by op: %s", e)
-        if self.cdec is None:
-            path = "PyTorch ops"
-        else:
-            path = f"one C call on {self.cdec.threads} thread(s), {self.cdec.kernel.describe()}"
-            if self.step_times is not None:
-                path = f"{path}, or PyTorch ops where faster: {self.step_times.summary()}"
-        log.info("forward step: %s; %s matmul weights, %s KV cache", path, weights, str(kv).removeprefix("torch."))
+        log.info("forward step: %s, %s matmul weights, %s KV cache", f"one C call on {self.cdec.threads} thread(s)"
+                 if self.cdec else "PyTorch ops", weights, str(kv).removeprefix("torch."))
+        if self.cdec is not None:
+            log.info("C step built for %s", self.cdec.kernel.describe())
+        if self.step_times is not None:
+            log.info("forward path by step size (--kernel c or torch to force one): %s", self.step_times.summary())
         prefix_tokens = self.kv_total // 4 if prefix_cache_tokens is None else prefix_cache_tokens
         self.prefix = PrefixCache(cfg, prefix_tokens, device=self.device, dtype=kv) \
             if prefix_tokens >= PrefixCache.BLOCK else None

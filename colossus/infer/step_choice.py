@@ -88,24 +88,24 @@ class StepTimes:
         return not t < (1 - MARGIN) * c
 
     def summary(self) -> str:
-        """Where each path is taken, in words, with the speed-ups measured."""
-        def ranges(points: list[int], rows: bool) -> str:
-            picks = [self.use_c(n, 0) if rows else self.use_c(0, n) for n in points]
-            torch_at = [n for n, c in zip(points, picks, strict=True) if not c]
-            if not torch_at:
-                return "the C step at every point"
-            return "PyTorch ops at " + ", ".join(map(str, torch_at)) + ", the C step elsewhere"
+        """Which path each measured point takes, and the C step's speed-up over PyTorch ops there."""
+        def part(label: str, points: list[int], times: dict[str, list[float]], c_at: list[bool]) -> str:
+            def nums(ns: list[int]) -> str:
+                return ", ".join(map(str, ns))
+            on_c = [n for n, c in zip(points, c_at, strict=True) if c]
+            on_torch = [n for n, c in zip(points, c_at, strict=True) if not c]
+            where = ("the C step" if not on_torch else "PyTorch ops" if not on_c
+                     else f"the C step at {nums(on_c)}, PyTorch ops at {nums(on_torch)}")
+            ups = ", ".join(f"{t / c:.2f}x" for c, t in zip(times["c"], times["torch"], strict=True))
+            return f"{label} {nums(points)}: {where} (C step speed-up {ups})"
 
-        def ups(points: list[int], times: dict[str, list[float]]) -> str:
-            return ", ".join(f"{n}: {t / c:.2f}x" for n, c, t in zip(points, times["c"], times["torch"], strict=True))
-
-        return (f"decode rows: {ranges(self.decode_rows, True)} (C over PyTorch {ups(self.decode_rows, self.decode)}); "
-                f"prompt tokens: {ranges(self.prompt_tokens, False)} "
-                f"(C over PyTorch {ups(self.prompt_tokens, self.prompt)})")
+        return "; ".join((
+            part("decode rows", self.decode_rows, self.decode, [self.use_c(n, 0) for n in self.decode_rows]),
+            part("prompt tokens", self.prompt_tokens, self.prompt, [self.use_c(0, n) for n in self.prompt_tokens])))
 
     def to_json(self) -> dict:
-        return {"decode_rows": self.decode_rows, "decode": self.decode, "prompt_tokens": self.prompt_tokens,
-                "prompt": self.prompt}
+        return {"decode_rows": list(self.decode_rows), "decode": {p: list(self.decode[p]) for p in PATHS},
+                "prompt_tokens": list(self.prompt_tokens), "prompt": {p: list(self.prompt[p]) for p in PATHS}}
 
     @classmethod
     def from_json(cls, d: dict) -> StepTimes:

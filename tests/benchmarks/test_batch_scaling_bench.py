@@ -28,8 +28,9 @@ def test_benchmark_prints_a_row_per_way(monkeypatch, capsys):
         batch_scaling.main()
     finally:
         torch.set_num_threads(threads)  # the benchmark sets its own
-    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| float32")
-            or line.startswith("| bfloat16")]
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("CPU: ") and "float32 matmul peak" in out[0]
+    rows = [line for line in out if line.startswith("| float32") or line.startswith("| bfloat16")]
     assert [tuple(c.strip() for c in r.split("|")[1:3]) for r in rows] == list(batch_scaling.WAYS)
     for r in rows:
         cells = [c.strip() for c in r.strip().strip("|").split("|")][2:]

@@ -7,6 +7,7 @@ import pytest
 from cli_server import CliServer
 
 from colossus.cli import main
+from colossus.infer.cpu_decode import load_kernel
 from colossus.serve.conversations import ConversationStore
 
 
@@ -73,10 +74,12 @@ def test_newest_first(tmp_path):
 
 def test_sigkill_loses_nothing_acknowledged(model_dir, tmp_path):
     """Write through the CLI server, kill -9 it, start it again: everything it acknowledged is there.
-    Also: keys from --api-key and $COLOSSUS_API_KEY both work, and none reaches the log."""
+    Also: keys from --api-key and $COLOSSUS_API_KEY both work, and none reaches the log; on a machine new to
+    it (an empty kernel cache) the first start times its two forward paths and says which it takes, the
+    second reads that from the cache."""
     log, auth = tmp_path / "serve.log", {"Authorization": "Bearer env-key-2"}
     args = ["--model", str(model_dir), "--db", str(tmp_path / "conv.db"), "--api-key", "cli-key"]
-    env = {"COLOSSUS_API_KEY": "env-key-1,env-key-2"}
+    env = {"COLOSSUS_API_KEY": "env-key-1,env-key-2", "COLOSSUS_CACHE": str(tmp_path / "cache")}
     with CliServer(args, log, env=env) as s:
         assert httpx.get(f"{s.url}/v1/conversations").status_code == 401
         assert httpx.get(f"{s.url}/v1/conversations", headers={"Authorization": "Bearer cli-key"}).status_code == 200
@@ -93,6 +96,9 @@ def test_sigkill_loses_nothing_acknowledged(model_dir, tmp_path):
     text = log.read_text()
     assert "Serving" in text and "3 API key(s)" in text
     assert not any(k in text for k in ("env-key-1", "env-key-2", "cli-key"))
+    if load_kernel() is not None:
+        assert text.count("timed the C step and PyTorch ops") == 1
+        assert text.count("forward path by step size (--kernel c or torch to force one): decode rows 1, 2, 4") == 2
 
 
 @pytest.mark.parametrize("args,message", [
