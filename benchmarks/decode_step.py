@@ -124,9 +124,12 @@ def matmul_share(dec: CpuDecoder, name: str, rows: int, n: int, peak: float) -> 
     t = dec.timings()
     dec.profile(False)
     flops = dec.matmul_flops(rows) * n / t["matmul"]
+    c = dec.cfg  # attention reads each row's keys and values once per layer and key-value head
+    kv = sum(p + 1 for p in positions) * c.n_layer * c.n_kv_head * c.head_dim * 2 * dec.pool.k.element_size()
     return (f"{name} at {rows} rows: {t['total'] / n * 1e3:.2f} ms a step, {t['matmul'] / n * 1e3:.2f} ms of it in "
             f"matmuls ({t['matmul'] / t['total']:.0%}) at {flops / 1e9:.0f} GFLOP/s = {flops / peak:.0%} of the "
-            f"matmul peak; attention {t['attention'] / n * 1e3:.2f} ms")
+            f"matmul peak; attention {t['attention'] / n * 1e3:.2f} ms, reading {kv / 1e6:.1f} MB of keys and "
+            f"values ({kv * n / t['attention'] / 1e9:.0f} GB/s)")
 
 
 if __name__ == "__main__":

@@ -14,11 +14,17 @@ GPT.forward's within float rounding, and a row's result never depends on the oth
 same bits alone or batched).
 
 `threads` OpenMP threads share one call's work (output panels, attention heads); a row's result is the
-same bits whatever their number. The library is compiled once per source, compiler and machine (-O3
--march=native, and -fopenmp where the compiler has it) with the system's C compiler (`$CC`, else cc, gcc
-or clang) into ~/.cache/colossus/kernels (or $COLOSSUS_CACHE/kernels) and loaded with ctypes: no build
+same bits whatever their number. The library is compiled once per source, compiler, flags and machine
+(-O3 -march=native, and -fopenmp where the compiler has it) with the system's C compiler (`$CC`, else cc,
+gcc or clang) into ~/.cache/colossus/kernels (or $COLOSSUS_CACHE/kernels) and loaded with ctypes: no build
 step at install, and no dependency beyond a C compiler. Without one, `create` returns None and the
-engine keeps GPT.decode_step."""
+engine keeps GPT.decode_step.
+
+The build is blocked for the vector unit it targets: vectors of its width and as many rows per pass over
+a weight panel as its registers hold (AVX-512: 12 rows x 32 outputs; AVX2: 5 x 16; NEON: 5 x 16 of 4-wide
+vectors; cpu_decode.c says why), read back from the library (Kernel) so that packing matches.
+load_kernel(flags) builds with extra flags beside the default build, e.g. ("-mno-avx512f",) for the AVX2
+code on an AVX-512 machine; $COLOSSUS_KERNEL_CFLAGS adds flags to the build the engine uses."""
 
 from __future__ import annotations
 

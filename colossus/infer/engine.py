@@ -30,7 +30,12 @@ The forward pass (3.) is one C call on CPU (colossus.infer.cpu_decode) when a C 
 decode rows and the new prompts' tokens together, with the GIL released, on kernel_threads threads
 (default: the cores, up to MAX_KERNEL_THREADS). Otherwise (or kernel="torch")
 it is GPT.decode_step's PyTorch ops, then one GPT.forward for all the new prompts (left-padded,
-kv_pool.BatchPrefillView). On a GPU the decode step is replayed from CUDA graphs captured at start
+kv_pool.BatchPrefillView). With kernel="auto" (the default) and the C step built, the engine first times
+both paths on its own pool, at decode batches of 1, 2, 4, ... rows and prompts of 16 to PREFILL_TOKENS
+tokens (colossus.infer.step_choice; once per machine and model shape, cached beside the compiled kernel),
+logs where each is faster, and then takes for every step the one estimated faster for its decode rows
+and prompt tokens (PyTorch ops only where they win by step_choice.MARGIN, running on the C step's
+threads); kernel="c" or "torch" forces one. stats() counts the steps of each. On a GPU the decode step is replayed from CUDA graphs captured at start
 (colossus.infer.cuda_graphs; cuda_graphs=False runs it op by op), and attention leaves out cuDNN's
 backend (GPU_ATTENTION). weights="bfloat16" rounds the model's matmul weights to bfloat16 (in place, so
 that every path computes the same model) and lets the C step read them at half the bytes; arithmetic
