@@ -395,8 +395,10 @@ def plot(results: list[dict], meta: dict, path: Path) -> None:
             ax.legend(fontsize=7)
     load = meta.get("loadavg_start", [0.0])[0]
     cpu = meta.get("cpu")
-    where = (f"{cpu['cpu']} ({cpu['cores']} cores); C step {cpu['c_step'].split(' (')[0]}, torch {cpu['torch_isa']}; "
-             f"peak {cpu['matmul_peak'] / 1e12:.2f} TFLOP/s") if cpu else meta["machine"]
+    where = meta["machine"]
+    if cpu:
+        where = (f"{cpu['cpu']} ({cpu['cores']} cores);\n C step {cpu['c_step'].split(' (')[0]}, torch "
+                 f"{cpu['torch_isa']}, float32 matmul peak {cpu['matmul_peak'] / 1e12:.2f} TFLOP/s")
     fig.suptitle(f"{meta['output_tokens']} output tokens per request; {where};\n torch {meta['torch']}; "
                  f"load average {load:.1f} at start; {meta['date'][:10]}", fontsize=9)
     fig.tight_layout()

@@ -35,10 +35,12 @@ both paths on its own pool, at decode batches of 1, 2, 4, ... rows and prompts o
 tokens (colossus.infer.step_choice; once per machine and model shape, cached beside the compiled kernel),
 logs where each is faster, and then takes for every step the one estimated faster for its decode rows
 and prompt tokens (PyTorch ops only where they win by step_choice.MARGIN, running on the C step's
-threads); kernel="c" or "torch" forces one. stats() counts the steps of each. On a GPU the decode step is replayed from CUDA graphs captured at start
-(colossus.infer.cuda_graphs; cuda_graphs=False runs it op by op), and attention leaves out cuDNN's
-backend (GPU_ATTENTION). weights="bfloat16" rounds the model's matmul weights to bfloat16 (in place, so
-that every path computes the same model) and lets the C step read them at half the bytes; arithmetic
+threads); kernel="c" or "torch" forces one. stats() counts the steps of each.
+
+On a GPU the decode step is replayed from CUDA graphs captured at start (colossus.infer.cuda_graphs;
+cuda_graphs=False runs it op by op), and attention leaves out cuDNN's backend (GPU_ATTENTION).
+weights="bfloat16" rounds the model's matmul weights to bfloat16 (in place, so that every path computes
+the same model) and lets the C step read them at half the bytes; arithmetic
 stays float32. On a GPU it makes the whole model bfloat16 instead. kv_dtype (default: the weights' type)
 is what the KV pool and the prefix cache store: bfloat16 halves their memory and what attention reads.
 

@@ -30,6 +30,9 @@ ENGINE_METRICS = (  # (metric, type, Engine.stats() key, help)
     ("colossus_requests_finished_total", "counter", "requests_finished_total", "Engine requests finished."),
     ("colossus_requests_aborted_total", "counter", "requests_aborted_total", "Engine requests aborted."),
     ("colossus_engine_steps_total", "counter", "steps_total", "Steps of the engine loop (one forward pass each)."),
+    ("colossus_engine_c_steps_total", "counter", "c_steps_total", "Engine steps whose forward pass was the C step."),
+    ("colossus_engine_torch_steps_total", "counter", "torch_steps_total",
+     "Engine steps whose forward pass was PyTorch ops."),
 )
 
 

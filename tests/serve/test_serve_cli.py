@@ -215,12 +215,23 @@ def test_max_batch_sizes_the_kv_cache_and_caps_running_requests(batch2, lively):
     assert max(run for run, _ in seen) == 2, sorted(set(seen))
     m = engine_metrics(batch2.url)
     assert m["colossus_kv_cache_used_tokens"] == 0 and m["colossus_requests_finished_total"] >= 6
+    # --kernel torch: every step on PyTorch ops, none on the C step
+    assert m["colossus_engine_torch_steps_total"] == m["colossus_engine_steps_total"] > 0
+    assert m["colossus_engine_c_steps_total"] == 0
 
 
 @needs_c
-def test_the_default_batch_is_32_slots(c_step):
+def test_the_default_batch_is_32_slots_and_kernel_c_takes_every_step(c_step):
     assert "KV cache: 32 slots x 128 tokens" in c_step.line("KV cache:")
     assert engine_metrics(c_step.url)["colossus_kv_cache_total_tokens"] == 32 * CONTEXT
+    r = httpx.post(f"{c_step.url}/v1/chat/completions", json={"messages": HELLO, "max_tokens": 5, **GREEDY},
+                   timeout=60)
+    assert r.status_code == 200, r.text
+    m = engine_metrics(c_step.url)
+    assert m["colossus_engine_c_steps_total"] == m["colossus_engine_steps_total"] >= 5
+    assert m["colossus_engine_torch_steps_total"] == 0
+    assert "C step built for " in c_step.line("C step built for")
+    assert "forward path by step size" not in c_step.log()  # forced: nothing timed, nothing chosen
 
 
 # ---- --host ----
