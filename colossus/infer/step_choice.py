@@ -35,22 +35,23 @@ CONTEXT = 64  # tokens already in a slot when its decode row is timed
 REPEATS = 5  # timed calls of each path at each point (interleaved), after one untimed; the median counts
 
 
+def _points(first: int, factor: int, last: int) -> list[int]:
+    """first, first * factor, ... below last, and last itself."""
+    points, n = [], first
+    while n < last:
+        points.append(n)
+        n *= factor
+    return points + [last]
+
+
 def decode_points(max_batch: int) -> list[int]:
     """1, 2, 4, ... and max_batch itself."""
-    points, n = [], 1
-    while n < max_batch:
-        points.append(n)
-        n *= 2
-    return points + [max_batch]
+    return _points(1, 2, max_batch)
 
 
 def prompt_points(max_prompt: int) -> list[int]:
     """16, 64, 256, ... below max_prompt, and max_prompt itself."""
-    points, n = [], 16
-    while n < max_prompt:
-        points.append(n)
-        n *= 4
-    return points + [max_prompt]
+    return _points(16, 4, max_prompt)
 
 
 def _estimate(points: list[int], seconds: list[float], n: int) -> float:
