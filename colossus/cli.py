@@ -283,7 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="what the KV cache stores (default: as --weights): bfloat16 halves its memory and what "
                          "attention reads each step; attention still computes in float32")
     sv.add_argument("--kernel", choices=("auto", "c", "torch"), default="auto",
-                    help="forward step: auto (one C call on CPU when a C compiler is found), c, or torch ops")
+                    help="forward step: auto (on CPU, the C step or torch ops, whichever was timed faster for the "
+                         "step's size on this machine: timed at the first start of a model shape, cached beside "
+                         "the compiled kernel, logged), c (always the C step), or torch (always PyTorch ops)")
     sv.add_argument("--kernel-threads", type=int,
                     help="threads of the C forward step (default: the cores, up to 8; it runs with the GIL released)")
     sv.add_argument("--eager", action="store_true",
