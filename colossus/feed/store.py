@@ -1,0 +1,164 @@
+"""The feed's store of record: posts in SQLite (WAL, synchronous=FULL), and a log of every change.
+
+Every add or delete is one transaction, committed (on disk) before the call returns. Each change gets
+the next number of a log (`changes`): the search index records the last number it holds, and after a
+crash it replays the log from there (SearchIndex.catch_up), so the index can be rebuilt from the store
+at any time and never holds what the store does not."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from colossus.feed.post import Post
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS posts (
+    id TEXT PRIMARY KEY, author TEXT NOT NULL, created_at TEXT NOT NULL, ts INTEGER NOT NULL,
+    text TEXT NOT NULL, reply_to TEXT, lang TEXT, seq INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS posts_by_reply ON posts(reply_to);
+CREATE INDEX IF NOT EXISTS posts_by_time ON posts(ts);
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, op TEXT NOT NULL, post_id TEXT NOT NULL);
+"""
+THREAD_LIMIT = 200  # posts of a thread returned at most (ancestors and replies)
+
+
+def _row(r: tuple) -> Post:
+    pid, author, created_at, _ts, text, reply_to, lang = r
+    return Post(pid, author, dt.datetime.fromisoformat(created_at), text, reply_to, lang)
+
+
+_COLS = "id, author, created_at, ts, text, reply_to, lang"
+
+
+class FeedStore:
+    def __init__(self, path: Path):
+        self.path = Path(path).expanduser()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def add(self, posts: Iterable[Post]) -> list[bool]:
+        """Store the posts not stored yet (by id; a post stored before is left as it was) in one transaction
+        -> for each, whether it was new."""
+        posts = list(posts)
+        new = []
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for p in posts:
+                    cur = self._db.execute("INSERT INTO changes (op, post_id) SELECT 'add', ? WHERE NOT "
+                                           "EXISTS (SELECT 1 FROM posts WHERE id = ?)", (p.id, p.id))
+                    if cur.rowcount:
+                        self._db.execute(f"INSERT INTO posts ({_COLS}, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                         (p.id, p.author, p.created_at.isoformat(), p.ts, p.text, p.reply_to,
+                                          p.lang, cur.lastrowid))
+                    new.append(bool(cur.rowcount))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return new
+
+    def delete(self, post_id: str) -> bool:
+        """Remove a post -> whether it was there."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                gone = self._db.execute("DELETE FROM posts WHERE id = ?", (post_id,)).rowcount
+                if gone:
+                    self._db.execute("INSERT INTO changes (op, post_id) VALUES ('delete', ?)", (post_id,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return bool(gone)
+
+    def get(self, post_id: str) -> Post | None:
+        with self._lock:
+            r = self._db.execute(f"SELECT {_COLS} FROM posts WHERE id = ?", (post_id,)).fetchone()
+        return _row(r) if r else None
+
+    def get_many(self, ids: list[str]) -> dict[str, Post]:
+        out: dict[str, Post] = {}
+        with self._lock:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i:i + 500]
+                q = f"SELECT {_COLS} FROM posts WHERE id IN ({','.join('?' * len(chunk))})"
+                out.update((r[0], _row(r)) for r in self._db.execute(q, chunk))
+        return out
+
+    def thread(self, post_id: str) -> list[Post]:
+        """The post's ancestors (through reply_to, oldest first), the post, then its replies and theirs (oldest
+        first): at most THREAD_LIMIT posts; [] when the post is not stored."""
+        post = self.get(post_id)
+        if post is None:
+            return []
+        up: list[Post] = []
+        seen = {post.id}
+        at = post
+        while at.reply_to and at.reply_to not in seen and len(up) < THREAD_LIMIT // 2:
+            parent = self.get(at.reply_to)
+            if parent is None:
+                break
+            up.append(parent)
+            seen.add(parent.id)
+            at = parent
+        down: list[Post] = []
+        frontier = [post.id]
+        with self._lock:
+            while frontier and len(down) < THREAD_LIMIT - len(up) - 1:
+                q = f"SELECT {_COLS} FROM posts WHERE reply_to IN ({','.join('?' * len(frontier))}) ORDER BY ts, id"
+                replies = [_row(r) for r in self._db.execute(q, frontier) if r[0] not in seen]
+                replies = replies[:THREAD_LIMIT - len(up) - 1 - len(down)]
+                down += replies
+                seen.update(r.id for r in replies)
+                frontier = [r.id for r in replies]
+        return up[::-1] + [post] + sorted(down, key=lambda p: (p.created_at, p.id))
+
+    def recent(self, limit: int = 50, before: dt.datetime | None = None) -> list[Post]:
+        """The newest posts, newest first (before a time, when given)."""
+        with self._lock:
+            if before is None:
+                rows = self._db.execute(f"SELECT {_COLS} FROM posts ORDER BY ts DESC, seq DESC LIMIT ?", (limit,))
+            else:
+                rows = self._db.execute(f"SELECT {_COLS} FROM posts WHERE ts < ? ORDER BY ts DESC, seq DESC LIMIT ?",
+                                        (int(before.timestamp()), limit))
+            return [_row(r) for r in rows]
+
+    def count(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM posts").fetchone()[0]
+
+    def last_change(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0]
+
+    def changes(self, after: int, batch: int = 10_000) -> Iterator[tuple[int, str, Post | str]]:
+        """Every change after `after`, in order: (seq, "add", post) for a post still stored, (seq, "delete", id)
+        for one removed (an add whose post was removed later is left out: its delete follows)."""
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    f"SELECT c.seq, c.op, c.post_id, {', '.join('p.' + c for c in _COLS.split(', '))} FROM changes c "
+                    "LEFT JOIN posts p ON p.id = c.post_id AND p.seq = c.seq WHERE c.seq > ? ORDER BY c.seq LIMIT ?",
+                    (after, batch)).fetchall()
+            if not rows:
+                return
+            for seq, op, pid, *post in rows:
+                if op == "delete":
+                    yield seq, "delete", pid
+                elif post[0] is not None:
+                    yield seq, "add", _row(tuple(post))
+            after = rows[-1][0]
