@@ -13,7 +13,8 @@ engine. For each corpus size:
   call, and whether that search returned the post;
 - ours, search: Feed.search (BM25 top 10, the posts read back from the store), p50 and p99;
 - bm25s: its index built in memory over the same texts (posts/s), then retrieve top 10 (p50, p99);
-- SQLite FTS5: rows inserted in one transaction (posts/s), then MATCH ... ORDER BY rank LIMIT 10 (p50, p99).
+- SQLite FTS5: rows inserted in one transaction (posts/s), then MATCH ... ORDER BY rank LIMIT 10 (p50, p99);
+- ours, on disk: the bytes of the store (feed.db and its WAL) and of the index.
 """
 
 from __future__ import annotations
@@ -99,8 +100,10 @@ def bench_ours(posts: list[dict], qs: list[str], root: Path) -> dict:
     finally:
         feed.close()
     p50, p99 = percentiles(lat)
+    disk = {part: sum(f.stat().st_size for f in (root / part).rglob("*") if f.is_file()) if (root / part).is_dir()
+            else sum(f.stat().st_size for f in root.glob(part + "*")) for part in ("feed.db", "index")}
     return {"ingest_per_s": rate, "single_ingest_ms": single_ms, "single_found": found, "p50_ms": p50,
-            "p99_ms": p99}
+            "p99_ms": p99, "store_bytes": disk["feed.db"], "index_bytes": disk["index"]}
 
 
 def bench_bm25s(posts: list[dict], qs: list[str]) -> dict:
@@ -184,13 +187,15 @@ def main() -> None:
         for r in rows[-3:] if not a.skip_peers else rows[-1:]:
             print(f"  {n:>9,} posts  {r['engine']:<20} ingest {r['ingest_per_s']:>10,.0f} posts/s  "
                   f"search p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms", flush=True)
-    print("\n| posts | engine | ingest posts/s | search p50 ms | search p99 ms | one post: ingest ms, then found |")
-    print("|---|---|---|---|---|---|")
+    print("\n| posts | engine | ingest posts/s | search p50 ms | search p99 ms | one post: ingest ms, then found "
+          "| on disk: store, index MB |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
-        single = (f"{r['single_ingest_ms']:.1f}, {'yes' if r['single_found'] else 'NO'}"
-                  if "single_found" in r else "")
+        ours = "single_found" in r
+        single = f"{r['single_ingest_ms']:.1f}, {'yes' if r['single_found'] else 'NO'}" if ours else ""
+        disk = f"{r['store_bytes'] / 1e6:.1f}, {r['index_bytes'] / 1e6:.1f}" if ours else ""
         print(f"| {r['posts']:,} | {r['engine']} | {r['ingest_per_s']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
-              f"| {single} |")
+              f"| {single} | {disk} |")
     if a.out:
         a.out.write_text(json.dumps({"title": title, "queries": a.queries, "rows": rows}, indent=1) + "\n")
         print(f"results -> {a.out}")

@@ -27,5 +27,6 @@ def test_benchmark_prints_a_row_per_engine(monkeypatch, capsys, tmp_path):
     assert [r["engine"] for r in rows] == ["colossus (tantivy)", "bm25s", "SQLite FTS5"]
     assert rows[0]["single_found"] is True
     assert all(r["ingest_per_s"] > 0 and 0 < r["p50_ms"] <= r["p99_ms"] for r in rows)
+    assert rows[0]["store_bytes"] > 0 and rows[0]["index_bytes"] > 0
     table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 300 |")]
     assert len(table) == 3 and png.stat().st_size > 0
