@@ -20,6 +20,7 @@ engine. For each corpus size:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import sqlite3
@@ -52,11 +53,12 @@ def corpus(n: int, seed: int = 0) -> list[dict]:
     """n posts as dicts (the feed's JSON), deterministic in seed."""
     rng = random.Random(seed)
     words = vocabulary(rng)
-    weights = [1 / (r + 1) for r in range(VOCAB)]  # Zipf: the r-th word is 1/r as frequent as the first
+    # Zipf: the r-th word is 1/r as frequent as the first (cumulated once: choices() would redo it every call)
+    cum = list(itertools.accumulate(1 / (r + 1) for r in range(VOCAB)))
     out = []
     for i in range(n):
         k = rng.randint(8, 40)
-        text = " ".join(rng.choices(words, weights, k=k))
+        text = " ".join(rng.choices(words, cum_weights=cum, k=k))
         t = START + rng.randrange(30 * 86_400)
         out.append({"id": str(i), "author": f"user{rng.randrange(AUTHORS)}",
                     "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)), "text": text})
