@@ -150,12 +150,13 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(1, 2, figsize=(10, 4))
-    for engine, style in (("colossus (tantivy)", "o-"), ("bm25s", "s--"), ("SQLite FTS5", "^:")):
+    for engine, style, color in (("colossus (tantivy)", "o-", "C0"), ("bm25s", "s--", "C1"),
+                                 ("SQLite FTS5", "^:", "C2")):
         rs = [r for r in rows if r["engine"] == engine]
         sizes = [r["posts"] for r in rs]
-        ax[0].plot(sizes, [r["p99_ms"] for r in rs], style, label=f"{engine} p99")
-        ax[0].plot(sizes, [r["p50_ms"] for r in rs], style, alpha=0.4, label=f"{engine} p50")
-        ax[1].plot(sizes, [r["ingest_per_s"] for r in rs], style, label=engine)
+        ax[0].plot(sizes, [r["p99_ms"] for r in rs], style, color=color, label=f"{engine} p99")
+        ax[0].plot(sizes, [r["p50_ms"] for r in rs], style, color=color, alpha=0.35, label=f"{engine} p50")
+        ax[1].plot(sizes, [r["ingest_per_s"] for r in rs], style, color=color, label=engine)
     for a, label in ((ax[0], "search latency, ms (log)"), (ax[1], "ingest, posts/s (log)")):
         a.set_xscale("log"), a.set_yscale("log"), a.set_xlabel("posts in the feed"), a.set_ylabel(label)
         a.grid(alpha=0.3), a.legend(fontsize=7)
