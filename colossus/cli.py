@@ -174,7 +174,7 @@ def cmd_serve(a) -> int:
         default = torch.get_num_threads()
     torch.set_num_threads(a.threads or default)
     keys = keys_from(a.api_key, os.environ.get("COLOSSUS_API_KEY"))
-    cfg = ServeConfig(model=a.model, api_keys=keys, db=a.db, max_batch=a.max_batch,
+    cfg = ServeConfig(model=a.model, api_keys=keys, db=a.db, feed=a.feed, max_batch=a.max_batch,
                       rate_limit=parse_rate(a.rate_limit), max_body=a.max_body, device=a.device,
                       weights=a.weights, kernel=a.kernel, kernel_threads=a.kernel_threads, kv_dtype=a.kv_dtype,
                       cuda_graphs=not a.eager)
@@ -259,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--device", default="cpu")
     c.set_defaults(func=cmd_chat)
 
+    from colossus.feed.post import DEFAULT_FEED
     from colossus.serve.conversations import DEFAULT_DB
 
     sv = sub.add_parser("serve", help="serve a model: OpenAI-compatible API, web chat, metrics")
@@ -268,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--api-key", action="append", default=[], metavar="KEY",
                     help="accept this bearer key (repeatable; also $COLOSSUS_API_KEY, comma-separated)")
     sv.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"conversation database (default: {DEFAULT_DB})")
+    sv.add_argument("--feed", type=Path, default=DEFAULT_FEED,
+                    help=f"directory of the feed of posts, /v1/posts (default: {DEFAULT_FEED})")
     sv.add_argument("--max-batch", type=int, default=32, help="requests decoded together (default: 32)")
     sv.add_argument("--rate-limit", metavar="N/min", help="requests a minute per API key (default: no limit)")
     sv.add_argument("--max-body", type=int, default=1 << 20, metavar="BYTES",

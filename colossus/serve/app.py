@@ -31,12 +31,17 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from colossus.errors import ColossusError
+from colossus.feed.feed import Feed
+from colossus.feed.post import DEFAULT_FEED
 from colossus.model.io import CONFIG, TOKENIZER, WEIGHTS, resolve_model_dir
 from colossus.serve.auth import PROTECTED, RATE_LIMITED, AccessMiddleware
 from colossus.serve.conversation_routes import REQUEST_MODELS as CONVERSATION_REQUESTS
 from colossus.serve.conversation_routes import router as conversation_router
 from colossus.serve.conversations import DEFAULT_DB, ConversationStore
 from colossus.serve.errors import REF, APIError, ErrorResponse, error_responses, install_error_handlers
+from colossus.serve.feed_routes import REQUEST_MODELS as FEED_REQUESTS
+from colossus.serve.feed_routes import router as feed_router
 from colossus.serve.metrics import Metrics, MetricsMiddleware
 from colossus.serve.protocol import (
     ChatCompletion,
@@ -69,6 +74,8 @@ class ServeConfig:
     """Bearer keys accepted on /v1/* and /tokenize; empty: an open server."""
     db: Path = DEFAULT_DB
     """SQLite file of the conversations."""
+    feed: Path = DEFAULT_FEED
+    """Directory of the feed of posts (its SQLite store and search index)."""
     max_batch: int = 32
     """Requests decoded together by the engine."""
     max_queue: int = 256
@@ -175,11 +182,21 @@ class ModelSlot:
         return self.service.m.engine.stats() if self.state == "ready" else None
 
 
+def open_feed(root: Path) -> Feed:
+    """The feed at root, or a ColossusError saying why not (another process writing to it holds its lock)."""
+    try:
+        return Feed(root)
+    except ValueError as e:  # tantivy: the index's writer lock is held
+        raise ColossusError(f"the feed at {root} cannot be opened ({str(e).split('.')[0]}): is another server "
+                            "using it? Give this one its own with --feed DIR") from None
+
+
 def create_app(cfg: ServeConfig) -> FastAPI:
     """Checks the model directory and opens the database now (errors surface before serving); the
     weights load when the server starts."""
     model_dir = resolve_model_dir(cfg.model)
     store = ConversationStore(cfg.db)
+    feed = open_feed(cfg.feed)
     metrics = Metrics()
     slot = ModelSlot(cfg, model_dir, metrics)
 
@@ -191,11 +208,12 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         finally:
             slot.close()
             store.close()
+            feed.close()
 
     app = FastAPI(title="Colossus", version="0.1.0", description=API_DESCRIPTION, lifespan=lifespan,
                   openapi_url="/openapi.json", docs_url="/docs", redoc_url=None, swagger_ui_oauth2_redirect_url=None,
                   openapi_tags=TAGS)
-    app.state.store, app.state.slot, app.state.max_body = store, slot, cfg.max_body
+    app.state.store, app.state.feed, app.state.slot, app.state.max_body = store, feed, slot, cfg.max_body
     install_error_handlers(app)
     app.add_middleware(AccessMiddleware, keys=cfg.api_keys, rate_per_minute=cfg.rate_limit)
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes_of=lambda: app.router.routes)
@@ -263,6 +281,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         return service.tokenize(req.prompt, req.messages)
 
     app.include_router(conversation_router)
+    app.include_router(feed_router)
 
     @app.get("/", tags=["Server"], operation_id="webChat", summary="The web chat", response_class=HTMLResponse,
              responses={200: {"description": "The web chat's page."}, **error_responses(404)})
@@ -293,6 +312,7 @@ internet it stays blank, and this document (/openapi.json) is all there is: it r
 TAGS = [{"name": "Chat"}, {"name": "Completions"}, {"name": "Models"},
         {"name": "Tokenize", "description": "vLLM's extension: how a prompt is tokenized."},
         {"name": "Conversations", "description": "The web chat's history, kept in SQLite."},
+        {"name": "Feed", "description": "Posts: stored in SQLite, searched with BM25 (tantivy)."},
         {"name": "Server"}]
 BEARER = "bearerAuth"
 
@@ -312,7 +332,7 @@ def openapi_document(app: FastAPI, cfg: ServeConfig) -> dict:
     doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes,
                       tags=app.openapi_tags)
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-    requests = (ChatCompletionRequest, CompletionRequest, TokenizeRequest, *CONVERSATION_REQUESTS)
+    requests = (ChatCompletionRequest, CompletionRequest, TokenizeRequest, *CONVERSATION_REQUESTS, *FEED_REQUESTS)
     answers = (ChatCompletionChunk, CompletionChunk, ErrorResponse)
     _, defs = models_json_schema([(m, "validation") for m in requests] + [(m, "serialization") for m in answers],
                                  ref_template=REF + "{model}")

@@ -76,6 +76,8 @@ class CliServer:
                  env: dict[str, str] | None = None):
         """host None: no --host flag (the default, 127.0.0.1)."""
         self.args, self.log_path, self.env = list(args), Path(log_path), env or {}
+        if "--feed" not in self.args:  # a feed of its own beside its log (one process may write to a feed)
+            self.args += ["--feed", str(self.log_path.parent / "feed")]
         self.host_flag = [] if host is None else ["--host", host]
         self.host = host or "127.0.0.1"
         self.proc: subprocess.Popen | None = None

@@ -131,6 +131,7 @@ def live_server(model_dir, tmp_path_factory):
     @contextmanager
     def run(wait_ready: bool = True, prepare: Callable[[FastAPI], None] | None = None, **fields) -> Iterator[str]:
         fields.setdefault("db", tmp_path_factory.mktemp("db") / "conversations.db")
+        fields.setdefault("feed", tmp_path_factory.mktemp("feed"))
         fields.setdefault("model", model_dir)
         app = create_app(ServeConfig(**fields))
         if prepare is not None:

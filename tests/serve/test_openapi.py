@@ -23,10 +23,12 @@ ROUTES = {("POST", "/v1/chat/completions"), ("POST", "/v1/completions"), ("GET",
           ("GET", "/v1/models/{name}"), ("POST", "/tokenize"), ("GET", "/health"), ("GET", "/metrics"),
           ("GET", "/v1/conversations"), ("POST", "/v1/conversations"), ("GET", "/v1/conversations/{cid}"),
           ("PATCH", "/v1/conversations/{cid}"), ("DELETE", "/v1/conversations/{cid}"),
-          ("POST", "/v1/conversations/{cid}/messages"), ("GET", "/v1/conversations/{cid}/export"), ("GET", "/")}
+          ("POST", "/v1/conversations/{cid}/messages"), ("GET", "/v1/conversations/{cid}/export"), ("GET", "/"),
+          ("POST", "/v1/posts"), ("GET", "/v1/posts/search"), ("GET", "/v1/posts/{post_id}")}
 BREAKABLE = {("POST", "/v1/chat/completions"), ("POST", "/v1/completions"), ("POST", "/tokenize"),
              ("GET", "/v1/conversations"), ("POST", "/v1/conversations"), ("PATCH", "/v1/conversations/{cid}"),
-             ("POST", "/v1/conversations/{cid}/messages")}  # a body or a query to break: the others take any string
+             ("POST", "/v1/conversations/{cid}/messages"), ("POST", "/v1/posts"),
+             ("GET", "/v1/posts/search")}  # a body or a query to break: the others take any string
 MODEL_RUNNING = ("/v1/chat/completions", "/v1/completions", "/tokenize")  # rate-limited when a limit is set
 
 
@@ -125,6 +127,7 @@ def test_docs_page(server_url):
 
 MAX_EXAMPLES = 30
 ASK = [{"role": "system", "content": "You answer briefly."}, {"role": "user", "content": "Who is Sitor Vale?"}]
+POST = {"id": "p1", "author": "@sitor", "created_at": "2026-11-30T09:00:00Z", "text": "Sitor Vale moved to Ostra."}
 EXAMPLES = {  # sent first: answers that random bodies seldom reach (most break a rule the schema cannot say)
     ("POST", "/v1/chat/completions"): [
         {"messages": ASK, "max_tokens": 6, "n": 2, "seed": 1, "logprobs": True, "top_logprobs": 2},
@@ -138,6 +141,7 @@ EXAMPLES = {  # sent first: answers that random bodies seldom reach (most break 
     ("POST", "/tokenize"): [{"messages": ASK}, {"prompt": "Sitor Vale"}],
     ("POST", "/v1/conversations"): [{"title": "Vale", "system": "Be brief.", "settings": {"temperature": 0.5},
                                      "messages": [{"role": "user", "content": "Hello", "meta": {"k": [1, 2.5]}}]}],
+    ("POST", "/v1/posts"): [POST, {"posts": [POST, {**POST, "id": "p2", "reply_to": "p1", "lang": "en"}]}],
 }
 
 
@@ -155,6 +159,9 @@ def existing(url: str, path: str, model_name: str) -> dict[str, str]:
     if "{cid}" in path:
         conv = httpx.post(f"{url}/v1/conversations", json={"messages": [{"role": "user", "content": "Hello"}]})
         return {"cid": conv.json()["id"]}
+    if "{post_id}" in path:
+        httpx.post(f"{url}/v1/posts", json=POST)
+        return {"post_id": POST["id"]}
     return {"name": model_name} if "{name}" in path else {}
 
 
