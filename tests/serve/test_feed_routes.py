@@ -75,3 +75,54 @@ def test_a_second_server_on_the_same_feed_is_told_to_take_its_own(model_dir, tmp
     finally:
         first.state.feed.close()
         first.state.store.close()
+
+
+def test_posts_acknowledged_before_a_sigkill_are_stored_and_found_after_a_restart(model_dir, tmp_path):
+    """Four clients ingest batches concurrently; the server is killed with SIGKILL once each has had some
+    acknowledged, then started again on the same feed: every acknowledged post is there and found by search.
+    Nothing waits on how fast a request is: the kill comes after the acknowledgements are counted."""
+    import threading
+
+    from cli_server import CliServer
+
+    args = ["--model", str(model_dir), "--db", str(tmp_path / "conv.db"), "--feed", str(tmp_path / "feed"),
+            "--kernel", "torch"]
+    acked: list[str] = []
+    lock, enough = threading.Lock(), threading.Event()
+
+    def client(c: int, url: str) -> None:
+        for b in range(10_000):
+            batch = [{"id": f"c{c}-b{b}-{i}", "author": f"client{c}", "created_at": "2026-12-01T00:00:00Z",
+                      "text": f"client{c} batch{b} vorn"} for i in range(20)]
+            try:
+                r = httpx.post(f"{url}/v1/posts", json={"posts": batch}, timeout=30)
+            except httpx.TransportError:
+                return  # the server is gone: this batch was never acknowledged
+            if r.status_code != 200:
+                return
+            with lock:
+                acked.extend(p["id"] for p in batch)
+                if len(acked) >= 4 * 5 * 20:
+                    enough.set()
+
+    with CliServer(args, tmp_path / "serve.log") as s:
+        threads = [threading.Thread(target=client, args=(c, s.url)) for c in range(4)]
+        for t in threads:
+            t.start()
+        assert enough.wait(300), "the clients got too few acknowledgements"
+        s.kill()
+        for t in threads:
+            t.join(60)
+    with lock:
+        done = list(acked)
+    batches: dict[tuple[int, int], set[str]] = {}
+    for pid in done:
+        c, b, _ = pid.split("-")
+        batches.setdefault((int(c[1:]), int(b[1:])), set()).add(pid)
+    assert all(len(ids) == 20 for ids in batches.values())  # a batch is acknowledged whole or not at all
+    with CliServer(args, tmp_path / "serve.log") as s:
+        for (c, b), ids in sorted(batches.items()):
+            assert httpx.get(f"{s.url}/v1/posts/{min(ids)}").status_code == 200
+            hits = httpx.get(f"{s.url}/v1/posts/search",
+                             params={"q": f"batch{b}", "author": f"client{c}", "limit": 40}).json()["data"]
+            assert {h["id"] for h in hits} == ids, (c, b)
