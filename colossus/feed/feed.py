@@ -34,8 +34,7 @@ class Feed:
         self._lock = threading.Lock()  # one writer: the store's order of changes is the index's
         if self.index.watermark > self.store.last_change():  # an index newer than its store: not this store's
             log.warning("the feed's index is ahead of its store (%s): rebuilding it", self.root)
-            self.index.writer.delete_all_documents()
-            self.index.commit(0)
+            self.index.clear()
         replayed = catch_up(self.index, self.store)
         if replayed:
             log.info("feed index caught up with its store: %d change(s) replayed", replayed)

@@ -51,6 +51,7 @@ class SearchIndex(Protocol):
     def add(self, posts: Sequence[Post]) -> None: ...  # upserts, by id
     def delete(self, ids: Sequence[str]) -> None: ...
     def commit(self, watermark: int) -> None: ...  # what was added is searchable and durable, up to this change
+    def clear(self) -> None: ...
     def close(self) -> None: ...
 
     def search(self, query: str, since: dt.datetime | None = None, until: dt.datetime | None = None,
@@ -99,6 +100,11 @@ class TantivyIndex:
         self.writer = self.index.writer(heap_size=self.HEAP, num_threads=1)
         mark = self.path / "watermark.json"
         self.watermark = 0 if fresh or not mark.exists() else int(json.loads(mark.read_text())["watermark"])
+
+    def clear(self) -> None:
+        """Drop every document (the watermark goes back to 0): the index of another store."""
+        self.writer.delete_all_documents()
+        self.commit(0)
 
     def close(self) -> None:
         """Let the writer finish its merges and release the index's lock (a killed process releases it too)."""

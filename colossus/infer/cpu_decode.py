@@ -29,6 +29,7 @@ code on an AVX-512 machine; $COLOSSUS_KERNEL_CFLAGS adds flags to the build the 
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import logging
 import os
@@ -122,6 +123,7 @@ def _compile(cc: str, out: Path, extra: tuple[str, ...]) -> None:
     raise OSError(f"{cc} failed: {r.stderr.strip()[-500:]}")
 
 
+@functools.cache
 def _march(cc: str) -> str:
     """What -march=native resolves to (gcc says; clang does not): the CPU the build is tuned for."""
     try:
@@ -212,7 +214,7 @@ class CpuDecoder:
         if pool.k.dtype not in DTYPES.values() or not pool.k.is_contiguous() or pool.k.device.type != "cpu":
             raise ValueError("the C decode step needs a contiguous float32 or bfloat16 KV pool on CPU")
         cfg = model.cfg
-        self.kernel, self.lib, self.cfg, self.pool = kernel, kernel.lib, cfg, pool
+        self.kernel, self.cfg, self.pool = kernel, cfg, pool
         wdt = DTYPES[weights]
 
         def mat(t: torch.Tensor) -> torch.Tensor:
@@ -241,6 +243,8 @@ class CpuDecoder:
                             pool.slots, pool.max_len, threads, cfg.norm_eps, _ptr(embed, _F), _ptr(final, _F),
                             _ptr(head), _ptr(cos, _F), _ptr(sin, _F), _ptr(pool.k), _ptr(pool.v), layers, None)
         self._prof = (ctypes.c_double * 3)()
+        head_macs = model.lm_head.weight.numel()  # multiply-adds a row: the blocks' matmuls, then the head
+        self._macs = (sum(w.numel() for w in model.matmul_weights()) - head_macs, head_macs)
 
     def profile(self, on: bool = True) -> None:
         """Start (or stop) adding up where the step's time goes; timings() reads and clears the sums."""
@@ -258,11 +262,8 @@ class CpuDecoder:
     def matmul_flops(self, rows: int, out_rows: int | None = None) -> int:
         """Multiply-adds x 2 of the matmuls of a step of `rows` rows, `out_rows` (default: all) of them through
         the output head."""
-        c = self.cfg
-        nq, nkv = c.n_head * c.head_dim, 2 * c.n_kv_head * c.head_dim
-        nup = c.mlp_hidden * (2 if c.mlp == "swiglu" else 1)
-        per_row = c.n_layer * (c.d_model * (nq + nkv + nup) + nq * c.d_model + c.mlp_hidden * c.d_model)
-        return 2 * (rows * per_row + (rows if out_rows is None else out_rows) * c.vocab_size * c.d_model)
+        blocks, head = self._macs
+        return 2 * (rows * blocks + (rows if out_rows is None else out_rows) * head)
 
     @classmethod
     def create(cls, model: GPT, pool: SlotPool, weights: str = "float32", threads: int = 1,
@@ -291,7 +292,7 @@ class CpuDecoder:
         ints = torch.tensor([tokens, positions, list(range(B)) if slots is None else slots], dtype=torch.int64)
         rows = torch.arange(B) if out_rows is None else torch.tensor(out_rows, dtype=torch.int64)
         out = torch.empty(len(rows), self.cfg.vocab_size)
-        rc = self.lib.colossus_decode(ctypes.byref(self.model), B, ints[0].data_ptr(), ints[1].data_ptr(),
+        rc = self.kernel.lib.colossus_decode(ctypes.byref(self.model), B, ints[0].data_ptr(), ints[1].data_ptr(),
                                       ints[2].data_ptr(), len(rows), rows.data_ptr(), out.data_ptr())
         if rc:
             raise RuntimeError(f"the C decode step failed: {_ERRORS.get(rc, rc)}")

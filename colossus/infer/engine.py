@@ -169,6 +169,7 @@ class Engine:
         dtype = next(model.parameters()).dtype
         kv = DTYPES[kv_dtype] if dtype == torch.float32 else dtype  # a half-precision model keeps its own type
         self.pool = SlotPool(cfg, max_batch, self.max_context, self.device, dtype, kv)
+        kv_name = str(kv).removeprefix("torch.")
         self.cdec: CpuDecoder | None = None
         if kernel != "torch" and self.device.type == "cpu" and dtype == torch.float32:
             threads = kernel_threads or min(os.cpu_count() or 1, MAX_KERNEL_THREADS)
@@ -178,7 +179,7 @@ class Engine:
         # "auto" with the C step: each step takes whichever path this machine runs faster at its size
         self.step_times: StepTimes | None = None
         if kernel == "auto" and self.cdec is not None:
-            self.step_times = self._time_paths(weights, str(kv).removeprefix("torch."))
+            self.step_times = self._time_paths(weights, kv_name)
         self.kernel = "torch" if self.cdec is None else "auto" if self.step_times else "c"
         self.graphs: DecodeGraphs | None = None  # on a GPU: decode steps replayed from CUDA graphs
         if cuda_graphs and self.device.type == "cuda":
@@ -191,7 +192,7 @@ class Engine:
             except RuntimeError as e:
                 log.warning("CUDA graphs could not be captured, decode steps run op by op: %s", e)
         log.info("forward step: %s, %s matmul weights, %s KV cache", f"one C call on {self.cdec.threads} thread(s)"
-                 if self.cdec else "PyTorch ops", weights, str(kv).removeprefix("torch."))
+                 if self.cdec else "PyTorch ops", weights, kv_name)
         if self.cdec is not None:
             log.info("C step built for %s", self.cdec.kernel.describe())
         if self.step_times is not None:

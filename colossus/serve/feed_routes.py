@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from colossus.feed.feed import Feed
 from colossus.feed.post import MAX_LIMIT, MAX_QUERY, MAX_TEXT, FeedError, Post, handle, parse_time
 from colossus.serve.errors import APIError, error_responses
-from colossus.serve.protocol import Strict, parse_body, parse_json, read_body, request_body
+from colossus.serve.protocol import Strict, parse_json, read_body, request_body, validate_body
 
 MAX_BATCH = 1000  # posts of one POST /v1/posts
 
@@ -86,7 +86,7 @@ def _posts(body: bytes) -> list[Post]:
     """One post or a batch -> checked posts; APIError 400 naming the post and field that are wrong."""
     obj = parse_json(body)
     batch = isinstance(obj, dict) and "posts" in obj
-    req = parse_body(PostBatch if batch else FeedPost, body)
+    req = validate_body(PostBatch if batch else FeedPost, obj)
     raw = [p.model_dump() for p in req.posts] if batch else [req.model_dump()]
     out = []
     for i, d in enumerate(raw):

@@ -362,7 +362,11 @@ TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}
 
 def parse_body(model: type[M], raw: bytes) -> M:
     """bytes -> a validated request, or APIError 400 naming what is wrong."""
-    obj = parse_json(raw)
+    return validate_body(model, parse_json(raw))
+
+
+def validate_body(model: type[M], obj: Any) -> M:
+    """A parsed JSON body -> a validated request, or APIError 400 naming what is wrong."""
     if not isinstance(obj, dict):
         raise APIError(400, f"the request body must be a JSON object, not {type(obj).__name__}")
     try:
