@@ -29,3 +29,11 @@ def tiny_model(tok) -> GPT:
     torch.manual_seed(0)
     cfg = ModelConfig(vocab_size=tok.vocab_size, seq_len=64, n_layer=2, d_model=32, n_head=2, n_kv_head=1)
     return GPT(cfg).eval()
+
+
+@pytest.fixture(scope="session")
+def tool_model_dir(tmp_path_factory, tok):
+    """A model trained to call the tools and cite on the fixed conversations of tests/tool_model.py."""
+    from tool_model import write_tool_model
+
+    return write_tool_model(tmp_path_factory.mktemp("tool-model") / "tools", tok)

@@ -1,9 +1,12 @@
 """The chat template, defined here and nowhere else.
 
-    <|bos|><|system|>…<|end|><|user|>…<|end|><|assistant|>…<|end|><|tool_call|>…<|end|><|tool_result|>…<|end|>
+    <|bos|><|system|>…<|end|><|user|>…<|end|><|assistant|><|tool_call|>…<|end|><|tool_result|>…<|end|>
+    <|assistant|>…<|end|>
 
 A message is {"role": system | user | assistant | tool_call | tool, "content": str}. tool_call is
-the assistant calling a tool (its content a JSON string); tool is the tool's result. Rendering is
+the assistant calling a tool (its content a JSON string, colossus.assistant.format); tool is the tool's
+result. A tool call is an assistant turn that opens with <|tool_call|>: every prompt ends with
+<|assistant|>, and the model's first token decides whether it answers or calls a tool. Rendering is
 lossless: parse(render(messages)) == messages.
 
 For training, an assistant message may also carry "emphasis": the character offset of the token that
@@ -44,9 +47,17 @@ def render(tok: Tokenizer, messages: list[dict]) -> tuple[list[int], list[int]]:
             at = next((i for i, s in enumerate(starts) if s >= m["emphasis"]), None)
             if at is not None:
                 w[at] = EMPHASIS
-        ids += [tok.special[ROLE_TOKENS[m["role"]]]] + body + [tok.end]
-        weights += [0] + w + [trained]
+        opening = _opening(tok, m["role"])
+        ids += opening + body + [tok.end]
+        weights += [0] * (len(opening) - 1) + [int(m["role"] == "tool_call")] + w + [trained]
     return ids, weights
+
+
+def _opening(tok: Tokenizer, role: str) -> list[int]:
+    """The tokens that open a message of this role: a tool call is an assistant turn that says so first."""
+    if role == "tool_call":
+        return [tok.special["<|assistant|>"], tok.special["<|tool_call|>"]]
+    return [tok.special[ROLE_TOKENS[role]]]
 
 
 def render_prompt(tok: Tokenizer, messages: list[dict]) -> list[int]:
@@ -55,7 +66,7 @@ def render_prompt(tok: Tokenizer, messages: list[dict]) -> list[int]:
         check_messages(messages)
     ids = [tok.bos]
     for m in messages:
-        ids += [tok.special[ROLE_TOKENS[m["role"]]]] + tok.encode(m["content"]) + [tok.end]
+        ids += _opening(tok, m["role"]) + tok.encode(m["content"]) + [tok.end]
     return ids + [tok.special["<|assistant|>"]]
 
 
@@ -65,6 +76,9 @@ def parse(tok: Tokenizer, ids: list[int]) -> list[dict]:
     messages, role, body = [], None, []
     for i in ids:
         if i == tok.bos and role is None:
+            continue
+        if role == "assistant" and not body and i == tok.special["<|tool_call|>"]:
+            role = "tool_call"
             continue
         if role is None:
             if i not in role_of:

@@ -116,8 +116,8 @@ def fingerprint(model_dir: Path) -> str:
 class ModelSlot:
     """The model and its engine, loaded in a background thread: loading, ready or failed."""
 
-    def __init__(self, cfg: ServeConfig, model_dir: Path, metrics: Metrics):
-        self.cfg, self.dir, self.metrics = cfg, model_dir, metrics
+    def __init__(self, cfg: ServeConfig, model_dir: Path, metrics: Metrics, feed: Feed):
+        self.cfg, self.dir, self.metrics, self.feed = cfg, model_dir, metrics, feed
         self.name = model_name(model_dir)
         self.state, self.error = "loading", ""
         self.service = None  # CompletionService once ready
@@ -127,6 +127,7 @@ class ModelSlot:
 
     def _load(self) -> None:
         try:
+            from colossus.assistant.loop import Assistant
             from colossus.data.tokenizer import Tokenizer
             from colossus.infer.engine import Engine
             from colossus.model.io import load_model
@@ -139,7 +140,8 @@ class ModelSlot:
                             device=self.cfg.device, weights=self.cfg.weights, kernel=self.cfg.kernel,
                             kernel_threads=self.cfg.kernel_threads, kv_dtype=self.cfg.kv_dtype,
                             cuda_graphs=self.cfg.cuda_graphs)
-            served = ServedModel(self.name, tok, engine, engine.max_context, fingerprint(self.dir),
+            assistant = Assistant(engine, tok, self.feed, permalink=lambda pid: f"/posts/{pid}")
+            served = ServedModel(self.name, tok, engine, assistant, engine.max_context, fingerprint(self.dir),
                                  int((self.dir / WEIGHTS).stat().st_mtime))
             with self.lock:
                 if self.closing:
@@ -198,7 +200,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
     store = ConversationStore(cfg.db)
     feed = open_feed(cfg.feed)
     metrics = Metrics()
-    slot = ModelSlot(cfg, model_dir, metrics)
+    slot = ModelSlot(cfg, model_dir, metrics, feed)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

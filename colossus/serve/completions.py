@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 
+from colossus.assistant.loop import Answer, Assistant, ToolStep
+from colossus.assistant.search import SearchParameters
 from colossus.data.chat_template import render_prompt
 from colossus.data.tokenizer import Tokenizer
 from colossus.errors import ColossusError
@@ -46,6 +48,7 @@ class ServedModel:
     name: str
     tok: Tokenizer
     engine: Engine
+    assistant: Assistant
     max_context: int
     fingerprint: str
     created: int
@@ -69,8 +72,12 @@ class ChoiceResult:
     completion_tokens: int = 0
     cached_tokens: int = 0
     text_offset: int = 0  # characters streamed so far (completions' logprobs.text_offset)
+    steps: list[ToolStep] = field(default_factory=list)
 
-    def add(self, d: Delta) -> None:
+    def add(self, d: Delta | ToolStep) -> None:
+        if isinstance(d, ToolStep):
+            self.steps.append(d)
+            return
         self.text.append(d.text)
         self.logprobs += d.logprobs or []
         self.finish_reason = d.finish_reason or self.finish_reason
@@ -93,32 +100,48 @@ def engine_error(e: BaseException, prompt_param: str) -> APIError:
     return APIError(500, "generation failed; the server log has the details")
 
 
-class GenerationRun:
-    """The engine requests of one HTTP request, merged into one stream of (choice index, Delta). One choice
-    (the common case) is read straight from the engine's stream; several are merged through a queue, each
-    fed by a task of its own."""
+class EngineStream:
+    """One engine request as a choice's stream (POST /v1/completions: raw text, no assistant loop)."""
 
-    def __init__(self, engine: Engine, jobs: list[Job], metrics: Metrics, t0: float, prompt_param: str):
-        self.engine, self.jobs, self.metrics, self.t0 = engine, jobs, metrics, t0
+    def __init__(self, engine: Engine, job: Job):
+        self.engine, self.job = engine, job
+
+    def events(self) -> AsyncIterator[Delta]:
+        return self.engine.generate(self.job.prompt_ids, self.job.params, request_id=self.job.request_id)
+
+    def close(self) -> None:
+        self.engine.abort(self.job.request_id)  # a no-op once it has finished
+
+
+Stream = EngineStream | Answer  # what a choice reads: events() and close()
+
+
+class GenerationRun:
+    """The choices of one HTTP request, merged into one stream of (choice index, Delta or ToolStep). One
+    choice (the common case) is read straight from its stream; several are merged through a queue, each fed
+    by a task of its own."""
+
+    def __init__(self, streams: list[Stream], jobs: list[Job], metrics: Metrics, t0: float, prompt_param: str):
+        self.streams, self.jobs, self.metrics, self.t0 = streams, jobs, metrics, t0
         self.prompt_param = prompt_param
         self.queue: asyncio.Queue = asyncio.Queue()
         self.open = {j.index for j in jobs}
         self.first_token = False
         self.buffered: deque = deque()
-        self.single = None if len(jobs) > 1 else engine.generate(jobs[0].prompt_ids, jobs[0].params,
-                                                                  request_id=jobs[0].request_id)
-        self.tasks = [] if self.single else [asyncio.ensure_future(self._produce(j)) for j in jobs]
+        self.single = None if len(jobs) > 1 else streams[0].events()
+        self.tasks = [] if self.single else [asyncio.ensure_future(self._produce(j, st))
+                                             for j, st in zip(jobs, streams, strict=True)]
 
-    def _seen(self, delta: Delta) -> None:
-        if not self.first_token and delta.finish_reason != "abort":  # a token, or an end of turn
-            self.first_token = True
+    def _seen(self, item: Delta | ToolStep) -> None:
+        if not self.first_token and isinstance(item, Delta) and item.finish_reason != "abort":
+            self.first_token = True  # a token, or an end of turn
             self.metrics.observe_ttft(time.perf_counter() - self.t0)
 
-    async def _produce(self, job: Job) -> None:
+    async def _produce(self, job: Job, stream: Stream) -> None:
         try:
-            async for delta in self.engine.generate(job.prompt_ids, job.params, request_id=job.request_id):
-                self._seen(delta)
-                self.queue.put_nowait((job.index, delta))
+            async for item in stream.events():
+                self._seen(item)
+                self.queue.put_nowait((job.index, item))
         except asyncio.CancelledError:
             raise
         except Exception as e:  # handed to the reader, which answers with an error body
@@ -126,19 +149,19 @@ class GenerationRun:
             return
         self.queue.put_nowait((job.index, END))
 
-    async def _next(self) -> tuple[int, Delta | BaseException | object]:
+    async def _next(self) -> tuple[int, Delta | ToolStep | BaseException | object]:
         if self.single is None:
             return await self.queue.get()
         try:
-            delta = await anext(self.single)
+            item = await anext(self.single)
         except StopAsyncIteration:
             return self.jobs[0].index, END
         except asyncio.CancelledError:
             raise
         except Exception as e:
             return self.jobs[0].index, e
-        self._seen(delta)
-        return self.jobs[0].index, delta
+        self._seen(item)
+        return self.jobs[0].index, item
 
     async def start(self) -> None:
         """Wait for every choice's first event, so that a prompt too long or a full queue answers with its
@@ -155,7 +178,7 @@ class GenerationRun:
             self.close()
             raise
 
-    async def events(self) -> AsyncIterator[tuple[int, Delta]]:
+    async def events(self) -> AsyncIterator[tuple[int, Delta | ToolStep]]:
         while self.open:
             i, item = self.buffered.popleft() if self.buffered else await self._next()
             if item is END:
@@ -163,15 +186,15 @@ class GenerationRun:
                 continue
             if isinstance(item, BaseException):
                 raise engine_error(item, self.prompt_param)
-            if item.finish_reason is not None:
+            if isinstance(item, Delta) and item.finish_reason is not None:
                 self.open.discard(i)
             yield i, item
 
     def close(self) -> None:
         """Stop what still runs: the engine aborts those requests and frees their KV. Idempotent, and
         awaits nothing, so it is safe in a cancelled task."""
-        if self.single is not None:
-            self.engine.abort(self.jobs[0].request_id)  # a no-op once it has finished
+        for st in self.streams:
+            st.close()
         for t in self.tasks:
             if not t.done():
                 t.cancel()
@@ -215,8 +238,7 @@ class CompletionService:
         return [self.m.tok.bos] + self.m.tok.encode(text)
 
     def chat_prompt(self, messages: list) -> list[int]:
-        msgs = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in messages]
-        return render_prompt(self.m.tok, msgs)
+        return render_prompt(self.m.tok, self.chat_messages(messages))
 
     def jobs(self, prompts: list[list[int]], req: SamplingFields, max_tokens: int | None, default_max: int | None,
              logprobs: int | None, rid: str, prompt_param: str) -> list[Job]:
@@ -254,18 +276,22 @@ class CompletionService:
                 jobs.append(Job(i, p, ids, params, f"{rid}-{i}"))
         return jobs
 
-    def usage(self, jobs: list[Job], results: list[ChoiceResult]) -> dict:
+    def usage(self, jobs: list[Job], results: list[ChoiceResult], answers: list[Answer] | None = None) -> dict:
         firsts = {}
         for j in jobs:
             firsts.setdefault(j.prompt_index, results[j.index])
         prompt = sum(r.prompt_tokens for r in firsts.values())
         completion = sum(r.completion_tokens for r in results)
-        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-                "prompt_tokens_details": {"cached_tokens": sum(r.cached_tokens for r in firsts.values())}}
+        out = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+               "prompt_tokens_details": {"cached_tokens": sum(r.cached_tokens for r in firsts.values())}}
+        if answers is not None:  # xAI's count of the sources a search put before the model
+            out["num_sources_used"] = sum(a.num_sources_used for a in answers)
+        return out
 
-    async def run(self, jobs: list[Job], request: Request, t0: float, prompt_param: str) -> GenerationRun | None:
+    async def run(self, streams: list[Stream], jobs: list[Job], request: Request, t0: float,
+                  prompt_param: str) -> GenerationRun | None:
         """The started run, or None if the client went away while its requests waited in the queue."""
-        run = GenerationRun(self.m.engine, jobs, self.metrics, t0, prompt_param)
+        run = GenerationRun(streams, jobs, self.metrics, t0, prompt_param)
         if not await unless_disconnected(run.start(), request):
             run.close()
             return None
@@ -293,52 +319,86 @@ class CompletionService:
 
     async def chat(self, req: ChatCompletionRequest, request: Request, t0: float) -> Response:
         self.check_model(req.model)
-        prompt = self.chat_prompt(req.messages)
+        messages = self.chat_messages(req.messages)
+        prompt = render_prompt(self.m.tok, messages)
         rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         k = (req.top_logprobs or 0) if req.logprobs else None
         max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
         jobs = self.jobs([prompt], req, max_tokens, None, k, rid, "messages")
-        run = await self.run(jobs, request, t0, "messages")
+        search = req.search_parameters.parsed() if req.search_parameters is not None else SearchParameters()
+        base = str(request.base_url).rstrip("/")
+        answers = [self.m.assistant.answer(messages, j.params, search, j.request_id,
+                                           permalink=lambda pid: f"{base}/posts/{pid}") for j in jobs]
+        run = await self.run(answers, jobs, request, t0, "messages")
         if run is None:
             return Response(status_code=499)
         head = self.header(rid, "chat.completion.chunk" if req.stream else "chat.completion", created)
         if req.stream:
             usage = bool(req.stream_options and req.stream_options.include_usage)
-            return SSEResponse(self.chat_chunks(run, jobs, head, usage, k is not None), on_close=run.close)
+            return SSEResponse(self.chat_chunks(run, jobs, answers, search, head, usage, k is not None),
+                               on_close=run.close)
         results = await self.collect(run, request, len(jobs))
         if results is None:
             return Response(status_code=499)
-        choices = [{"index": i, "message": {"role": "assistant", "content": "".join(r.text), "refusal": None},
+        self.count_answers(answers, results)
+        choices = [{"index": i, "message": {"role": "assistant", "content": "".join(r.text), "refusal": None,
+                                            "annotations": answers[i].annotations,
+                                            "tool_steps": [st.to_dict() for st in r.steps]},
                     "logprobs": chat_logprobs(r.logprobs) if k is not None else None,
                     "finish_reason": r.finish_reason} for i, r in enumerate(results)]
-        return JSONResponse(head | {"choices": choices, "usage": self.usage(jobs, results)})
+        body = head | {"choices": choices}
+        if search.return_citations:
+            body["citations"] = citations_of(answers)
+        return JSONResponse(body | {"usage": self.usage(jobs, results, answers)})
 
-    def chat_chunks(self, run: GenerationRun, jobs: list[Job], head: dict, include_usage: bool,
-                    logprobs: bool) -> AsyncIterator[str]:
+    def chat_messages(self, messages: list) -> list[dict]:
+        return [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in messages]
+
+    def count_answers(self, answers: list[Answer], results: list[ChoiceResult]) -> None:
+        for a, r in zip(answers, results, strict=True):
+            self.metrics.count_answer([st.name for st in r.steps if not st.forced], len(a.annotations),
+                                      a.bad_citations, a.num_sources_used)
+
+    def chat_chunks(self, run: GenerationRun, jobs: list[Job], answers: list[Answer], search: SearchParameters,
+                    head: dict, include_usage: bool, logprobs: bool) -> AsyncIterator[str]:
+        """The chunks of a streamed chat answer. Each tool call comes as a chunk of its own (delta.tool_steps,
+        this server's extension); once a choice's text is over, one chunk carries its annotations (and the
+        citations of the whole answer, top level, as xAI sends them), then the chunk with finish_reason."""
         extra = {"usage": None} if include_usage else {}
         texts: dict[int, EventTemplate] = {}  # by choice: its text chunk, made when the choice opens
 
         def chunk(i: int, delta: dict, lp=None, finish: str | None = None) -> dict:
             return head | {"choices": [{"index": i, "delta": delta, "logprobs": lp, "finish_reason": finish}]} | extra
 
-        def chunks_of(i: int, d: Delta, r: ChoiceResult) -> list[str]:
+        def chunks_of(i: int, d: Delta | ToolStep, r: ChoiceResult) -> list[str]:
             r.add(d)
             out = []
             if i not in texts:  # a choice opens with its role
                 texts[i] = EventTemplate(chunk(i, {"content": EventTemplate.HOLE}))
                 out.append(event(chunk(i, {"role": "assistant", "content": ""})))
+            if isinstance(d, ToolStep):
+                return out + [event(chunk(i, {"tool_steps": [d.to_dict()]}))]
             if (d.text or d.logprobs) and logprobs:
                 out.append(event(chunk(i, {"content": d.text}, chat_logprobs(d.logprobs or []))))
             elif d.text:
                 out.append(texts[i].fill(d.text))
             if d.finish_reason is not None:
+                cited = chunk(i, {"annotations": answers[i].annotations})
+                if search.return_citations:
+                    cited["citations"] = citations_of(answers)
+                out.append(event(cited))
                 out.append(event(chunk(i, {}, None, d.finish_reason)))
             return out
 
-        return self.stream(run, jobs, head, include_usage, chunks_of)
+        def usage(results: list[ChoiceResult]) -> dict:
+            self.count_answers(answers, results)
+            return self.usage(jobs, results, answers)
 
-    async def stream(self, run: GenerationRun, jobs: list[Job], head: dict, include_usage: bool,
-                     chunks_of: Callable[[int, Delta, ChoiceResult], list[str]]) -> AsyncIterator[str]:
+        return self.stream(run, jobs, include_usage, chunks_of, usage, head)
+
+    async def stream(self, run: GenerationRun, jobs: list[Job], include_usage: bool,
+                     chunks_of: Callable[[int, Delta, ChoiceResult], list[str]],
+                     usage: Callable[[list[ChoiceResult]], dict], head: dict) -> AsyncIterator[str]:
         """What both streamed routes send: each event's chunks (chunks_of also adds the event to its choice's
         result), the usage chunk when asked for, then [DONE]; an error mid-stream becomes an error event
         before [DONE]. However the stream ends, what still runs in the engine is cancelled."""
@@ -347,8 +407,9 @@ class CompletionService:
             async for i, d in run.events():
                 for c in chunks_of(i, d, results[i]):
                     yield c
+            totals = usage(results)
             if include_usage:
-                yield event(head | {"choices": [], "usage": self.usage(jobs, results)})
+                yield event(head | {"choices": [], "usage": totals})
             yield DONE
         except APIError as e:
             yield event(e.body())
@@ -363,7 +424,7 @@ class CompletionService:
         prompts = self.completion_prompts(req.prompt)
         rid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
         jobs = self.jobs(prompts, req, req.max_tokens, DEFAULT_COMPLETION_TOKENS, req.logprobs, rid, "prompt")
-        run = await self.run(jobs, request, t0, "prompt")
+        run = await self.run([EngineStream(self.m.engine, j) for j in jobs], jobs, request, t0, "prompt")
         if run is None:
             return Response(status_code=499)
         head = self.header(rid, "text_completion", created)
@@ -414,7 +475,7 @@ class CompletionService:
             choice = {"index": i, "text": d.text, "logprobs": lp, "finish_reason": d.finish_reason}
             return [event(head | {"choices": [choice]} | extra)]
 
-        return self.stream(run, jobs, head, include_usage, chunks_of)
+        return self.stream(run, jobs, include_usage, chunks_of, lambda results: self.usage(jobs, results), head)
 
     # POST /tokenize
 
@@ -443,3 +504,8 @@ def completion_logprobs(lps: list[TokenLogprob], offset: int, k: int) -> dict:
     return {"tokens": [t.token for t in lps], "token_logprobs": [_finite(t.logprob) for t in lps],
             "top_logprobs": [{s: _finite(lp) for s, lp, _ in t.top} for t in lps] if k > 0 else None,
             "text_offset": offsets}
+
+
+def citations_of(answers: list[Answer]) -> list[str]:
+    """xAI's top-level citations: the permalinks the answer cites, in order of first use (over its choices)."""
+    return list(dict.fromkeys(url for a in answers for url in a.citations))

@@ -43,6 +43,20 @@ class Metrics:
         self.ttft_counts = [0] * len(TTFT_BUCKETS)
         self.ttft_sum = 0.0
         self.ttft_n = 0
+        self.tool_calls: dict[str, int] = defaultdict(int)  # by tool ("invalid": a call that named none)
+        self.citations = 0
+        self.bad_citations = 0
+        self.sources = 0
+
+    def count_answer(self, tools: list[str], citations: int, bad_citations: int, sources: int) -> None:
+        """One assistant answer: its tool calls, the citations it kept, those it dropped (they named no post
+        retrieved for it) and the posts it read."""
+        with self.lock:
+            for t in tools:
+                self.tool_calls[t or "invalid"] += 1
+            self.citations += citations
+            self.bad_citations += bad_citations
+            self.sources += sources
 
     def count_request(self, endpoint: str, status: int) -> None:
         with self.lock:
@@ -72,6 +86,15 @@ class Metrics:
                 out.append(f'colossus_time_to_first_token_seconds_bucket{{le="{le}"}} {cumulative}')
             out.append(f"colossus_time_to_first_token_seconds_sum {self.ttft_sum!r}")
             out.append(f"colossus_time_to_first_token_seconds_count {self.ttft_n}")
+            out += ["# HELP colossus_tool_calls_total Tool calls of assistant answers, by tool.",
+                    "# TYPE colossus_tool_calls_total counter"]
+            out += [f'colossus_tool_calls_total{{tool="{_escape(t)}"}} {n}' for t, n in sorted(self.tool_calls.items())]
+            for name, value, help_text in (
+                    ("colossus_citations_total", self.citations, "Citations in answers, each of a retrieved post."),
+                    ("colossus_bad_citations_total", self.bad_citations,
+                     "Citation markers dropped from answers: they named no post retrieved for that answer."),
+                    ("colossus_search_sources_total", self.sources, "Posts that searches put before the model.")):
+                out += [f"# HELP {name} {help_text}", f"# TYPE {name} counter", f"{name} {value}"]
         out += ["# HELP colossus_model_loaded 1 once the model is loaded and the engine runs.",
                 "# TYPE colossus_model_loaded gauge", f"colossus_model_loaded {int(model_loaded)}"]
         stats = engine_stats or {}

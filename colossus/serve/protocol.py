@@ -21,9 +21,14 @@ from typing import Any, Literal, TypeVar
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from colossus.assistant.search import DEFAULT_RESULTS, MODES, SearchParameters, end_of_day
+from colossus.feed.post import FeedError, handle, parse_time
 from colossus.serve.errors import REF, APIError, ErrorResponse
 
 MAX_N = 16
+MAX_HANDLES = 10  # xAI's bound on included_x_handles and excluded_x_handles
+MAX_SEARCH_RESULTS = 50  # xAI's bound on max_search_results
+DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 MAX_STOP = 4
 INT64 = 2**63
 
@@ -91,6 +96,71 @@ class SamplingFields(Strict):
         return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
 
 
+class SearchSource(Strict):
+    """One of xAI's Live Search sources. This server searches its own feed of posts: type "x" only."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+    type: str
+    included_x_handles: list[str] | None = Field(None, max_length=MAX_HANDLES)
+    excluded_x_handles: list[str] | None = Field(None, max_length=MAX_HANDLES)
+
+
+class SearchParametersField(Strict):
+    """xAI's Live Search `search_parameters`. Unknown fields are refused (400 naming them), not ignored: a
+    misspelt filter would otherwise widen a search without a word."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+    mode: str | None = Field(None, description='"off", "auto" (the default) or "on"')
+    from_date: str | None = Field(None, description="YYYY-MM-DD (UTC), inclusive")
+    to_date: str | None = Field(None, description="YYYY-MM-DD (UTC), inclusive")
+    max_search_results: int | None = Field(None, ge=1, le=MAX_SEARCH_RESULTS,
+                                           description="posts a search returns at most (default 3 here)")
+    return_citations: bool | None = None
+    sources: list[SearchSource] | None = Field(None, max_length=4)
+
+    def parsed(self) -> SearchParameters:
+        """The checked parameters, or APIError 400 naming the field."""
+        if self.mode is not None and self.mode not in MODES:
+            raise APIError(400, f"search_parameters.mode must be one of {', '.join(MODES)}, not {self.mode[:40]!r}",
+                           param="search_parameters.mode")
+        dates = {}
+        for name in ("from_date", "to_date"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not DATE.match(value):
+                raise APIError(400, f"search_parameters.{name} must be a date as YYYY-MM-DD, not {value[:40]!r}",
+                               param=f"search_parameters.{name}")
+            try:
+                dates[name] = parse_time(value, name)
+            except FeedError as e:
+                raise APIError(400, f"search_parameters.{name}: {e}", param=f"search_parameters.{name}") from None
+        if "to_date" in dates:
+            dates["to_date"] = end_of_day(dates["to_date"], self.to_date or "")
+        if len(dates) == 2 and dates["from_date"] > dates["to_date"]:
+            raise APIError(400, "search_parameters.from_date is after to_date", param="search_parameters.from_date")
+        included, excluded = [], []
+        for i, src in enumerate(self.sources or []):
+            where = f"search_parameters.sources.{i}"
+            if src.type != "x":
+                raise APIError(400, f'{where}.type: this server searches its own feed of posts, so the only source '
+                               f'type is "x", not {src.type[:40]!r}', param=f"{where}.type")
+            if src.included_x_handles and src.excluded_x_handles:
+                raise APIError(400, f"{where}: give included_x_handles or excluded_x_handles, not both",
+                               param=f"{where}.included_x_handles")
+            for name, out in (("included_x_handles", included), ("excluded_x_handles", excluded)):
+                for h in getattr(src, name) or []:
+                    try:
+                        out.append(handle(h, f"{where}.{name}"))
+                    except FeedError as e:
+                        raise APIError(400, str(e), param=f"{where}.{name}") from None
+        return SearchParameters(
+            mode=self.mode or "auto", from_date=dates.get("from_date"), to_date=dates.get("to_date"),
+            max_search_results=self.max_search_results or DEFAULT_RESULTS,
+            return_citations=True if self.return_citations is None else self.return_citations,
+            included_handles=tuple(included), excluded_handles=tuple(excluded))
+
+
 class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
     logprobs: bool | None = None
@@ -100,9 +170,12 @@ class ChatCompletionRequest(SamplingFields):
     tools: list[Any] | None = None
     tool_choice: Any = None
     functions: list[Any] | None = None
+    search_parameters: SearchParametersField | None = None
 
     def check(self) -> None:
         self.check_common()
+        if self.search_parameters is not None:
+            self.search_parameters.parsed()
         if self.tools or self.functions:
             raise APIError(400, "tools and functions are not supported by this server", param="tools")
         if self.response_format is not None and self.response_format.get("type", "text") != "text":

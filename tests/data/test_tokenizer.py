@@ -91,3 +91,18 @@ def test_emphasis_weighs_the_deciding_token(tok):
     heavy = [i for i, w in zip(ids, weights, strict=True) if w == chat_template.EMPHASIS]
     assert len(heavy) == 1 and tok.decode(heavy).strip() == "."
     assert chat_template.parse(tok, ids) == [{k: v for k, v in m.items() if k != "emphasis"} for m in convo]
+
+
+def test_a_tool_call_is_an_assistant_turn_whose_first_trained_token_says_so(tok):
+    convo = [{"role": "user", "content": "Any news on Kel?"},
+             {"role": "tool_call", "content": '{"name": "search", "arguments": {"query": "Kel"}}'},
+             {"role": "tool", "content": "[1] @kel 2026-11-30: Kel moved."},
+             {"role": "assistant", "content": "Kel moved [1]."}]
+    ids, weights = chat_template.render(tok, convo)
+    a, call = tok.special["<|assistant|>"], tok.special["<|tool_call|>"]
+    at = ids.index(call)
+    assert ids[at - 1] == a and (weights[at - 1], weights[at]) == (0, 1)  # the model chooses to call
+    # a prompt always ends with <|assistant|>: what follows is the model's choice, answer or call
+    prompt = chat_template.render_prompt(tok, convo[:1])
+    assert prompt[-1] == a and ids[:len(prompt)] == prompt
+    assert chat_template.render_prompt(tok, convo[:3]) == ids[:ids.index(a, at + 1) + 1]

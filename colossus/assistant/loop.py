@@ -1,0 +1,244 @@
+"""The assistant loop: the token engine made an assistant that searches the feed, calculates and cites.
+
+    assistant = Assistant(engine, tok, feed, permalink=lambda pid: f"http://host/posts/{pid}")
+    answer = assistant.answer(messages, SamplingParams(temperature=0), SearchParameters(mode="auto"))
+    async for event in answer.events():      # ToolStep, then Deltas of the answer's text
+        ...
+    answer.citations, answer.annotations, answer.num_sources_used, answer.bad_citations
+
+The model answers, or calls a tool (its turn opens with <|tool_call|>, colossus.assistant.format). The loop
+runs the tool, appends the call and its result to the prompt as token ids (so that the prefix cache holds
+every token already computed and the continuation costs only the new ones), and generates on: at most
+MAX_TOOL_CALLS calls per answer; a call beyond them reads back an error, and one more ends the answer.
+The answer's text goes through a CitationWriter: [n] markers are checked against the posts retrieved for
+this answer and renumbered in order of first use.
+
+search_parameters (xAI's Live Search) decide the search tool: "off" refuses every search call, "auto" lets
+the model decide, "on" searches the user's last message before the model writes anything and puts the
+results in the prompt as a call and its result, which works for a model that never learned the tool.
+Its dates and handles bound every search of the answer, the model's own arguments narrow them further.
+
+The engine stays a token engine: it never sees a tool, a post or a citation."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from colossus.assistant import format as fmt
+from colossus.assistant.calculator import CalculatorError, evaluate, show
+from colossus.assistant.citations import CitationWriter, Source, Sources
+from colossus.assistant.search import SearchParameters, end_of_day
+from colossus.data.chat_template import render_prompt
+from colossus.data.tokenizer import Tokenizer
+from colossus.feed.feed import Feed
+from colossus.feed.post import MAX_QUERY, FeedError, handle, parse_time
+from colossus.infer.engine import Delta, Engine
+from colossus.infer.sampling import SamplingParams
+
+MAX_TOOL_CALLS = 4  # tool calls in one answer
+ANSWER_ROOM = 48  # tokens kept free for the answer when a tool result is fitted into the context
+
+
+@dataclass
+class ToolStep:
+    """One tool call of an answer and what it gave back."""
+
+    name: str
+    arguments: dict
+    output: str  # the tool message the model read
+    sources: list[Source] = field(default_factory=list)  # search: the posts it returned, as numbered
+    error: str | None = None
+    forced: bool = False  # search_parameters mode "on" made this call, not the model
+
+    def to_dict(self) -> dict:
+        return {"type": self.name, "arguments": self.arguments, "error": self.error, "forced": self.forced,
+                "results": [{"number": s.number, "id": s.post.id, "url": s.url, **{
+                    k: v for k, v in s.post.to_dict().items() if k in ("author", "created_at", "text")}}
+                            for s in self.sources]}
+
+
+class Assistant:
+    """What every answer shares: the engine, its tokenizer, the feed (None: searches read back that there is
+    none) and how a post's permalink is written."""
+
+    def __init__(self, engine: Engine, tok: Tokenizer, feed: Feed | None, permalink: Callable[[str], str]):
+        self.engine, self.tok, self.feed, self.permalink = engine, tok, feed, permalink
+        self.tool_call_id = tok.special["<|tool_call|>"]
+        self.tool_result_id = tok.special["<|tool_result|>"]
+        self.assistant_id = tok.special["<|assistant|>"]
+
+    def answer(self, messages: list[dict], params: SamplingParams, search: SearchParameters | None = None,
+               request_id: str = "answer", permalink: Callable[[str], str] | None = None) -> Answer:
+        return Answer(self, messages, params, search or SearchParameters(), request_id, permalink or self.permalink)
+
+
+class Answer:
+    """One answer to a conversation (a list of chat_template messages): its events, then its citations."""
+
+    def __init__(self, a: Assistant, messages: list[dict], params: SamplingParams, search: SearchParameters,
+                 request_id: str, permalink: Callable[[str], str]):
+        self.a, self.messages, self.params, self.search, self.rid = a, messages, params, search, request_id
+        self.sources = Sources(permalink)
+        self.writer = CitationWriter(self.sources)
+        self.steps: list[ToolStep] = []
+        self.prompt_tokens = self.completion_tokens = self.cached_tokens = 0
+        self._current: str | None = None  # the engine request running now
+        self._closed = False
+
+    # what the API reports once the answer is done
+
+    @property
+    def citations(self) -> list[str]:
+        return self.writer.citations
+
+    @property
+    def annotations(self) -> list[dict]:
+        return [x.to_dict() for x in self.writer.annotations]
+
+    @property
+    def bad_citations(self) -> int:
+        return self.writer.bad
+
+    @property
+    def num_sources_used(self) -> int:
+        return len(self.sources)
+
+    def close(self) -> None:
+        """Abort what runs in the engine now; idempotent, awaits nothing."""
+        self._closed = True
+        if self._current is not None:
+            self.a.engine.abort(self._current)
+
+    async def events(self) -> AsyncIterator[ToolStep | Delta]:
+        tok, ctx = self.a.tok, self.a.engine.max_context
+        ids = render_prompt(tok, self.messages)
+        budget = self.params.max_tokens
+        if self.search.mode == "on":
+            query = next((m["content"] for m in reversed(self.messages) if m["role"] == "user"), "")
+            call = fmt.call_json(fmt.SEARCH, {"query": query[:MAX_QUERY]})
+            head = ids + [self.a.tool_call_id] + tok.encode(call) + [tok.end]
+            step = await self._search({"query": query[:MAX_QUERY]}, room=ctx - len(head) - 3 - ANSWER_ROOM)
+            step.forced = True
+            self.steps.append(step)
+            yield step
+            ids = self._continue(head, step.output)
+        for turn in range(MAX_TOOL_CALLS + 2):
+            room = min(budget, ctx - len(ids))
+            if room < 1:
+                yield self._delta("", [], None, "length")
+                return
+            self._current = f"{self.rid}-{turn}"
+            if self._closed:
+                return
+            out: list[int] = []
+            calling = None  # None until the first token says what this turn is
+            async for d in self.a.engine.generate(ids, dataclasses.replace(self.params, max_tokens=room),
+                                                  request_id=self._current):
+                if calling is None and (d.token_ids or d.finish_reason):
+                    calling = bool(d.token_ids) and d.token_ids[0] == self.a.tool_call_id
+                out += d.token_ids
+                if d.finish_reason is not None:
+                    self.prompt_tokens += d.prompt_tokens
+                    self.cached_tokens += d.cached_tokens
+                    self.completion_tokens += d.completion_tokens
+                if calling:
+                    if d.finish_reason not in (None, "stop"):  # a call cut by max_tokens, or aborted
+                        yield self._delta(self.writer.finish(), [], None, d.finish_reason)
+                        return
+                    continue
+                text = self.writer.feed(d.text)
+                if d.finish_reason is not None:
+                    text += self.writer.finish()
+                    yield self._delta(text, d.token_ids, d.logprobs, d.finish_reason)
+                    return
+                if text or d.logprobs:
+                    yield self._delta(text, d.token_ids, d.logprobs, None)
+            budget -= len(out) + 1  # the call's ids and its <|end|>
+            if turn == MAX_TOOL_CALLS + 1:  # called again after being told it could not: the answer ends
+                yield self._delta("", [], None, "stop")
+                return
+            body = tok.decode(out[1:])
+            step = await self._run(body, turn, room=ctx - len(ids) - len(out) - 4 - ANSWER_ROOM)
+            self.steps.append(step)
+            yield step
+            ids = self._continue(ids + out + [tok.end], step.output)
+
+    def _continue(self, ids: list[int], result: str) -> list[int]:
+        tok = self.a.tok
+        return ids + [self.a.tool_result_id] + tok.encode(result) + [tok.end, self.a.assistant_id]
+
+    def _delta(self, text: str, ids: list[int], logprobs, finish: str | None) -> Delta:
+        return Delta(text, ids, logprobs, finish, self.prompt_tokens, self.completion_tokens, self.cached_tokens)
+
+    async def _run(self, body: str, turn: int, room: int) -> ToolStep:
+        if turn >= MAX_TOOL_CALLS:
+            return ToolStep("", {}, f"error: no more than {MAX_TOOL_CALLS} tool calls in one answer; answer now",
+                            error="too many tool calls")
+        try:
+            call = fmt.parse_call(body)
+        except fmt.ToolCallError as e:
+            return ToolStep("", {}, str(e), error=str(e))
+        if call.name == fmt.CALCULATOR:
+            try:
+                value = show(evaluate(call.arguments.get("expression", "")))
+            except CalculatorError as e:
+                return ToolStep(call.name, call.arguments, f"error: {e}", error=str(e))
+            return ToolStep(call.name, call.arguments, value)
+        if self.search.mode == "off":
+            msg = "error: search is off for this request; answer without it"
+            return ToolStep(call.name, call.arguments, msg, error="search is off")
+        return await self._search(call.arguments, room)
+
+    async def _search(self, args: dict, room: int) -> ToolStep:
+        """Run a search call: its arguments checked, bounded by search_parameters, its results numbered and
+        cut to what fits in `room` tokens."""
+        try:
+            query, since, until, authors = self._search_args(args)
+        except FeedError as e:
+            return ToolStep(fmt.SEARCH, args, f"error: {e}", error=str(e))
+        if self.a.feed is None:
+            return ToolStep(fmt.SEARCH, args, "error: there is no feed to search", error="no feed")
+        s = self.search
+        hits = await asyncio.to_thread(self.a.feed.search, query, since, until, authors, s.excluded_handles,
+                                       s.max_search_results)
+        posts = [p for p, _ in hits]
+        numbers, nxt = [], len(self.sources) + 1
+        for p in posts:  # the numbers these posts get, if they fit
+            known = self.sources.by_id.get(p.id)
+            numbers.append(known.number if known else nxt)
+            nxt += known is None
+        lines = [fmt.post_line(n, p.author, p.created_at, p.text) for n, p in zip(numbers, posts, strict=True)]
+        while lines and len(self.a.tok.encode(fmt.search_results(lines, query))) > room:
+            lines.pop()  # the last ones go: the first are the best
+        kept = [self.sources.add(p) for p in posts[:len(lines)]]
+        return ToolStep(fmt.SEARCH, args, fmt.search_results(lines, query), kept)
+
+    def _search_args(self, args: dict) -> tuple[str, dt.datetime | None, dt.datetime | None, list[str]]:
+        unknown = sorted(set(args) - set(fmt.SEARCH_ARGS))
+        if unknown:
+            raise FeedError(f"search takes {', '.join(fmt.SEARCH_ARGS)}, not {', '.join(unknown)}")
+        query = args.get("query")
+        if not isinstance(query, str) or not query.strip():
+            raise FeedError("search needs a query")
+        s = self.search
+        since, until = s.from_date, s.to_date
+        if args.get("from_date") is not None:
+            t = parse_time(args["from_date"], "from_date")
+            since = t if since is None else max(since, t)
+        if args.get("to_date") is not None:
+            t = end_of_day(parse_time(args["to_date"], "to_date"), args["to_date"])
+            until = t if until is None else min(until, t)
+        wanted = args.get("authors") or []
+        if not isinstance(wanted, list):
+            raise FeedError("authors must be a list of handles")
+        authors = [handle(a, "authors") for a in wanted]
+        if s.included_handles:
+            authors = [a for a in authors if a in s.included_handles] if authors else list(s.included_handles)
+            if not authors:  # the model asked only for handles the request excludes
+                raise FeedError("the authors asked for are outside the request's included_x_handles")
+        return query[:MAX_QUERY], since, until, authors
+

@@ -1,0 +1,135 @@
+"""The assistant loop through the real engine, with a model trained to use the tools (tests/tool_model.py)
+and a real feed."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import tool_model as tm
+
+from colossus.assistant.loop import MAX_TOOL_CALLS, Assistant, ToolStep
+from colossus.assistant.search import SearchParameters
+from colossus.feed.feed import Feed
+from colossus.infer.engine import Delta, Engine
+from colossus.infer.sampling import SamplingParams
+from colossus.model.io import load_model
+
+GREEDY = SamplingParams(temperature=0, max_tokens=120)
+
+
+@pytest.fixture(scope="module")
+def engine(tool_model_dir, tok):
+    e = Engine(load_model(tool_model_dir), tok, max_batch=4)
+    e.start()
+    yield e
+    e.shutdown()
+
+
+@pytest.fixture
+def feed(tmp_path):
+    f = Feed(tmp_path / "feed")
+    f.ingest([tm.POST])
+    yield f
+    f.close()
+
+
+def ask(engine, tok, feed, question: str, search: SearchParameters | None = None, params=GREEDY):
+    assistant = Assistant(engine, tok, feed, permalink=lambda pid: f"http://h/posts/{pid}")
+    answer = assistant.answer([{"role": "user", "content": question}], params, search)
+
+    async def run() -> list:
+        return [e async for e in answer.events()]
+
+    events = asyncio.run(run())
+    steps = [e for e in events if isinstance(e, ToolStep)]
+    deltas = [e for e in events if isinstance(e, Delta)]
+    return answer, steps, "".join(d.text for d in deltas), deltas[-1]
+
+
+def test_the_model_searches_reads_the_post_and_cites_it(engine, tok, feed):
+    answer, steps, text, last = ask(engine, tok, feed, tm.RECENT_Q)
+    assert [(s.name, s.arguments, s.forced) for s in steps] == [("search", tm.RECENT_CALL, False)]
+    assert [src.post.id for src in steps[0].sources] == [tm.POST.id]
+    assert steps[0].output == tm.result_of([tm.POST], "Pella Vorn")
+    assert text == tm.RECENT_A and last.finish_reason == "stop"
+    assert answer.citations == [f"http://h/posts/{tm.POST.id}"]
+    assert [(a["url_citation"]["start_index"], a["url_citation"]["end_index"]) for a in answer.annotations] == \
+        [(text.index("[1]"), text.index("[1]") + 3)]
+    assert answer.num_sources_used == 1 and answer.bad_citations == 0
+
+
+def test_the_continuation_after_a_tool_reuses_the_prompt_already_computed(engine, tok, feed):
+    answer, _, _, last = ask(engine, tok, feed, tm.RECENT_Q)
+    # two engine requests: the call, then the answer, whose prompt begins with the first prompt and the call
+    first_prompt = len(tok.encode(tm.RECENT_Q)) + 4  # <|bos|><|user|>...<|end|><|assistant|>
+    assert answer.cached_tokens >= first_prompt
+    assert last.prompt_tokens == answer.prompt_tokens > 2 * first_prompt
+
+
+def test_a_citation_of_a_post_never_retrieved_is_dropped_and_counted(engine, tok, feed):
+    answer, steps, text, _ = ask(engine, tok, feed, tm.BAD_Q)
+    assert len(steps) == 1 and text == "Ostra Labs employs Pella Vorn [1]."
+    assert answer.bad_citations == 1 and answer.citations == [f"http://h/posts/{tm.POST.id}"]
+
+
+def test_nothing_found_is_said(engine, tok, feed):
+    answer, steps, text, _ = ask(engine, tok, feed, tm.UNKNOWN_Q)
+    assert steps[0].output == 'No posts match "Zorblat Quen".' and steps[0].sources == []
+    assert text == tm.UNKNOWN_A and answer.citations == [] and answer.num_sources_used == 0
+
+
+def test_the_calculator_runs_without_eval(engine, tok, feed):
+    _, steps, text, _ = ask(engine, tok, feed, tm.CALC_Q)
+    assert [(s.name, s.output, s.error) for s in steps] == [("calculator", "84", None)]
+    assert text == tm.CALC_A
+
+
+def test_mode_on_searches_the_question_before_the_model_writes(engine, tok, feed):
+    answer, steps, text, _ = ask(engine, tok, feed, tm.RECENT_Q, SearchParameters(mode="on"))
+    assert steps[0].forced and steps[0].arguments == {"query": tm.RECENT_Q}
+    assert [src.post.id for src in steps[0].sources] == [tm.POST.id]
+    assert text == tm.RECENT_A and answer.citations == [f"http://h/posts/{tm.POST.id}"]
+
+
+def test_mode_off_refuses_the_search_the_model_asks_for(engine, tok, feed):
+    answer, steps, _, last = ask(engine, tok, feed, tm.RECENT_Q, SearchParameters(mode="off"))
+    assert steps[0].error == "search is off" and steps[0].sources == []
+    assert answer.citations == [] and answer.num_sources_used == 0
+    assert last.finish_reason in ("stop", "length")
+
+
+def test_filters_of_the_request_bound_every_search(engine, tok, feed):
+    _, steps, _, _ = ask(engine, tok, feed, tm.RECENT_Q, SearchParameters(excluded_handles=("ostra_news",)))
+    assert steps[0].sources == []
+    _, steps, _, _ = ask(engine, tok, feed, tm.RECENT_Q, SearchParameters(included_handles=("someone_else",)))
+    assert steps[0].sources == []
+    _, steps, text, _ = ask(engine, tok, feed, tm.RECENT_Q, SearchParameters(included_handles=("ostra_news",)))
+    assert [s.post.id for s in steps[0].sources] == [tm.POST.id] and text == tm.RECENT_A
+
+
+def test_tool_calls_are_bounded(engine, tok, feed):
+    _, steps, text, last = ask(engine, tok, feed, tm.LOOP_Q, params=SamplingParams(temperature=0, max_tokens=400))
+    searches = [s for s in steps if s.error is None]
+    assert len(searches) <= MAX_TOOL_CALLS and len(steps) <= MAX_TOOL_CALLS + 1
+    assert len(searches) == MAX_TOOL_CALLS  # the model keeps calling, so the bound is what stops it
+    assert steps[-1].error == "too many tool calls"
+    assert last.finish_reason in ("stop", "length")
+
+
+def test_results_are_cut_to_what_fits_in_the_context(engine, tok, tmp_path):
+    feed = Feed(tmp_path / "big")
+    long = [tm.Post(f"q{i}", "ostra_news", tm.POST.created_at, "Pella Vorn " + "word " * 35) for i in range(20)]
+    feed.ingest(long)
+    try:
+        answer, steps, _, _ = ask(engine, tok, feed, tm.RECENT_Q, SearchParameters(max_search_results=20))
+    finally:
+        feed.close()
+    kept = steps[0].sources
+    assert 0 < len(kept) < 20 and answer.num_sources_used == len(kept)
+    assert steps[0].output.count("\n") == len(kept) - 1
+
+
+def test_a_search_without_a_feed_reads_back_an_error(engine, tok):
+    _, steps, _, _ = ask(engine, tok, None, tm.RECENT_Q)
+    assert steps[0].error == "no feed" and steps[0].sources == []
