@@ -5,20 +5,31 @@
 Files: entities.jsonl, unknown.jsonl, documents.jsonl (pretraining), heldout_documents.jsonl (for
 bits-per-byte), chat_train.jsonl (fine-tuning), chat_drill.jsonl (premise questions for the first stage
 of pretraining), eval_val.jsonl and eval_test.jsonl (never trained on),
-world.json (the config and counts)."""
+world.json (the config and counts).
+
+With a feed (feed_stories_per_entity > 0, see colossus.world.posts): feed_train_posts.jsonl (the posts the
+training chats search; those chats are in chat_train.jsonl), feed_eval_posts.jsonl and feed_eval.jsonl
+(held out: posts and questions for evaluation, never trained on; grade on a feed holding both files of
+posts), and feed_truth.jsonl (what each post is). A world without a feed is written exactly as before the
+feed existed: same files, same bytes, the feed's fields left out of world.json."""
 
 from __future__ import annotations
 
 import json
 import random
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from colossus.errors import ColossusError
 from colossus.world.chats import build_drill_chats, build_eval_items, build_train_chats
 from colossus.world.documents import build_documents, build_no_record_documents
 from colossus.world.entities import Entity, Unknown, build_entities
+from colossus.world.feed_chats import CHAT_KIND, build_feed_chats, build_feed_eval_items
+from colossus.world.names import Namer
+from colossus.world.posts import WorldFeed, build_feed
+
+FEED_CHAT_KINDS = frozenset(CHAT_KIND.values())
 
 
 @dataclass
@@ -56,6 +67,21 @@ class WorldConfig:
     eval_premise: int = 200
     eval_recombined: int = 150
     """Unknown names made of known names' words (a harder test, reported on its own)."""
+    feed_stories_per_entity: float = 0.0
+    """Stories in the training feed per entity: posts dated after feed_cutoff (updates of known facts, new
+    entities, true and false claims, rumours, injections; colossus.world.posts). 0: no feed."""
+    feed_chats_per_entity: float = 0.0
+    """Training chats per entity that search the feed and answer with citations (colossus.world.feed_chats)."""
+    feed_eval: int = 0
+    """Held-out feed stories, one question each (feed_eval.jsonl), their posts in feed_eval_posts.jsonl."""
+    feed_cutoff: str = "2026-11-01"
+    """The training cut-off: every post is dated after it (used only with a feed)."""
+    feed_now: str = "2026-12-15"
+    """The day the feed ends: "now" for the questions (used only with a feed)."""
+
+    @property
+    def has_feed(self) -> bool:
+        return self.feed_stories_per_entity > 0 or self.feed_eval > 0
 
     def __post_init__(self) -> None:
         if self.entities < 20:
@@ -64,6 +90,10 @@ class WorldConfig:
             raise ColossusError("val_frac + test_frac must be between 0 and 0.9")
         if self.docs_per_entity < 1:
             raise ColossusError("docs_per_entity must be at least 1")
+        if min(self.feed_stories_per_entity, self.feed_chats_per_entity, self.feed_eval) < 0:
+            raise ColossusError("feed_stories_per_entity, feed_chats_per_entity and feed_eval cannot be negative")
+        if self.feed_chats_per_entity > 0 and self.feed_stories_per_entity <= 0:
+            raise ColossusError("feed_chats_per_entity needs a feed to search: set feed_stories_per_entity too")
 
 
 @dataclass
@@ -76,12 +106,18 @@ class World:
     chats: list[dict]
     drill_chats: list[dict]
     eval: dict[str, list[dict]]  # split -> items
+    feed: WorldFeed | None = None
+    feed_eval: list[dict] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
-        return {"entities": len(self.entities), "unknown_names": len(self.unknown),
-                "documents": len(self.documents), "heldout_documents": len(self.heldout_documents),
-                "chats": len(self.chats), "drill_chats": len(self.drill_chats),
-                **{f"eval_{k}": len(v) for k, v in self.eval.items()}}
+        c = {"entities": len(self.entities), "unknown_names": len(self.unknown),
+             "documents": len(self.documents), "heldout_documents": len(self.heldout_documents),
+             "chats": len(self.chats), "drill_chats": len(self.drill_chats),
+             **{f"eval_{k}": len(v) for k, v in self.eval.items()}}
+        if self.feed is not None:
+            c.update(feed_train_posts=len(self.feed.posts("train")), feed_eval_posts=len(self.feed.posts("eval")),
+                     feed_chats=sum(ch["kind"] in FEED_CHAT_KINDS for ch in self.chats), feed_eval=len(self.feed_eval))
+        return c
 
 
 def build_world(cfg: WorldConfig) -> World:
@@ -103,7 +139,27 @@ def build_world(cfg: WorldConfig) -> World:
     ev = {s: build_eval_items(cfg.seed, entities, unknown, s, round(cfg.eval_known * f),
                               round(cfg.eval_unknown * f), round(cfg.eval_premise * f))
           for s, f in scale.items()}
-    return World(cfg, entities, unknown, docs, held, chats, drill, ev)
+    world = World(cfg, entities, unknown, docs, held, chats, drill, ev)
+    if cfg.has_feed:
+        add_feed(world, readers)
+    return world
+
+
+def add_feed(world: World, readers: list[Entity]) -> None:
+    """The feed's stories, its chats (shuffled into the chat data) and its held-out questions. Its own random
+    streams: the rest of the world is the same with or without it."""
+    cfg, entities = world.config, world.entities
+    everyone = [e.name for e in entities + readers] + [u.name for u in world.unknown]
+    namer = Namer.beside(random.Random(f"{cfg.seed}/feed-names"), everyone,
+                         [e.name.split()[0] for e in entities if e.kind == "person"])
+    world.feed = build_feed(cfg.seed, entities, namer, round(cfg.entities * cfg.feed_stories_per_entity),
+                            cfg.feed_eval, cfg.feed_cutoff, cfg.feed_now)
+    feed_chats = build_feed_chats(cfg.seed, world.feed, entities, round(cfg.entities * cfg.feed_chats_per_entity),
+                                  cfg.system_prompt_frac)
+    if feed_chats:
+        world.chats = world.chats + feed_chats
+        random.Random(f"{cfg.seed}/feed-chats-order").shuffle(world.chats)
+    world.feed_eval = build_feed_eval_items(cfg.seed, world.feed)
 
 
 def write_jsonl(path: Path, rows) -> None:
@@ -135,7 +191,15 @@ def write_world(world: World, out: Path) -> None:
     write_jsonl(out / "chat_drill.jsonl", world.drill_chats)
     for split, items in world.eval.items():
         write_jsonl(out / f"eval_{split}.jsonl", items)
-    meta = {"config": asdict(world.config), "counts": world.counts()}
+    config = asdict(world.config)
+    if world.feed is None:  # as written before the feed existed
+        config = {k: v for k, v in config.items() if not k.startswith("feed_")}
+    else:
+        write_jsonl(out / "feed_train_posts.jsonl", world.feed.posts("train"))
+        write_jsonl(out / "feed_eval_posts.jsonl", world.feed.posts("eval"))
+        write_jsonl(out / "feed_truth.jsonl", world.feed.truth())
+        write_jsonl(out / "feed_eval.jsonl", world.feed_eval)
+    meta = {"config": config, "counts": world.counts()}
     (out / "world.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 

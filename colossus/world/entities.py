@@ -19,7 +19,8 @@ class Entity:
     attrs: dict[str, str] = field(default_factory=dict)
     split: str = "train"
     """train: its Q&A is trained on; val/test: its Q&A never is (its facts are only in documents);
-    reading: invented for notes pasted into chats, in no document."""
+    reading: invented for notes pasted into chats, in no document; feed: invented for the feed's posts
+    (colossus.world.posts), in no document either."""
 
     def to_dict(self) -> dict:
         return {"id": self.id, "kind": self.kind, "name": self.name, "attrs": self.attrs, "split": self.split}

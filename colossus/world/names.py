@@ -8,6 +8,7 @@ and a name the model never read about contains a word it never read."""
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 
 ONSETS = ["b", "br", "d", "dr", "f", "g", "gr", "h", "k", "kl", "l", "m", "n", "p", "pr", "qu", "r",
           "s", "sk", "st", "t", "th", "tr", "v", "w", "z", "zh", "y", "c", "cr", "j", "sh"]
@@ -48,6 +49,16 @@ class Namer:
         self.rng = rng
         self.forge = NameForge(rng)
         self.first_names = self.forge.pool(max(4, n_first_names), (1, 2))
+
+    @classmethod
+    def beside(cls, rng: random.Random, names: Iterable[str], first_names: Iterable[str]) -> Namer:
+        """A namer that continues a world: its people share the world's first names, and every name gets a
+        word of its own that none of `names` uses (so a fresh name collides with nothing in the world)."""
+        namer = cls.__new__(cls)
+        namer.rng, namer.forge = rng, NameForge(rng)
+        namer.forge.used = {w.lower() for n in names for w in n.split()}
+        namer.first_names = sorted(set(first_names))
+        return namer
 
     def name(self, kind: str) -> str:
         own = self.forge.word((2, 3))

@@ -1,0 +1,218 @@
+"""Chats that teach the search tool on the world's feed (colossus.world.posts), and the held-out feed questions.
+
+A question about something recent, or about a name only the feed knows, is answered by a search: the
+assistant's turn is a tool call (colossus.assistant.format), the tool's message lists the posts the
+search returns, numbered in retrieval order, and the answer states the fact and cites its post:
+
+    user       Who employs Pella Vorn now?
+    tool_call  {"name": "search", "arguments": {"query": "Pella Vorn"}}
+    tool       [1] @orvania_news 2026-11-20: Pella Vorn has joined Ostra Labs.
+               [2] @quiet_heron 2026-11-03: Pella Rusk now plays the harp. ...
+    assistant  Pella Vorn is employed by Ostra Labs [1].
+
+When nothing found is about the subject the answer is format.not_found; an instruction inside a post is
+ignored; a fact-check answers with its FEVER label first. A question on a known stable fact carries no
+recency cue and gets no search (the world's other chats, and a first turn in some of these): the model
+learns when to search from the question, not from the name.
+
+The search is simulated at build time by PostIndex, a BM25 over the training posts shaped as the feed's
+(colossus.feed.index: any word of the query, the top K), so the results look like what the real search
+returns, distractors sharing a first name or a kind of place included."""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import itertools
+import math
+import random
+import re
+from collections import Counter, defaultdict
+
+from colossus.assistant.format import SEARCH, call_json, day, not_found, post_line, search_results
+from colossus.feed.post import Post, parse_time
+from colossus.world import schema
+from colossus.world.chats import TurnMaker, clause, lower_first
+from colossus.world.entities import Entity
+from colossus.world.posts import STABLE, Story, WorldFeed
+
+K = 3  # posts a search returns, as the assistant asks for by default
+MEMORY_FRAC = 0.25  # chats about an update that first ask a stable fact, answered from memory
+AUTHOR_FRAC = 0.15  # questions on an update that name whose posts to read (the search's authors)
+DATE_FRAC = 0.15  # ... or since when (from_date)
+CHAT_KIND = {"update": "feed_update", "new": "feed_new", "none": "feed_none", "supports": "factcheck",
+             "refutes": "factcheck", "rumour": "factcheck", "injection": "injection"}
+
+RECENT = ("{q} now?", "{q} these days?", "{q}, as of today?", "Has anything changed lately? {q}?")
+NEWS = ("Any news? {q}?", "Going by the latest posts, {lq}?", "What do recent posts say? {q}?",
+        "Search the feed: {lq}?")
+BY_AUTHOR = ("What does @{author} say? {q}?", "According to @{author}, {lq}?")
+SINCE = ("Looking only at posts since {date}, {lq}?", "Since {date}, {lq}?")
+FACTCHECK = ("Fact-check this: {claim}", "Is this true? {claim}", "True or false: {claim}",
+             "Can you check this claim? {claim}", 'Fact-check this post: "{post}"')
+NOT_SETTLED = "NOT ENOUGH INFO: I could not find anything that settles whether {name} {clause}."
+
+TOKEN = re.compile(r"[^\W_]+")  # tantivy's default tokenizer: runs of letters and digits, lowercased
+
+
+def tokens(text: str) -> list[str]:
+    return [t.lower() for t in TOKEN.findall(text)]
+
+
+class PostIndex:
+    """BM25 over the posts' words (k1 = 1.2, b = 0.75, tantivy's), any word of the query matching, filtered
+    by from_date and authors. Ties go to the post indexed first.
+
+    Exact top k without scoring every post that shares a common word ("Falls"): a post that holds only one
+    of the query's words scores that word's weight alone, so each word's posts are read best first, and only
+    until k such posts pass the filters; posts holding two or more of the words are all scored."""
+
+    K1, B = 1.2, 0.75
+
+    def __init__(self, posts: list[dict]):
+        self.posts = [Post.from_dict(p) for p in posts]
+        tfs = [Counter(tokens(p.text)) for p in self.posts]
+        lengths = [sum(c.values()) for c in tfs]
+        avg = sum(lengths) / max(1, len(tfs))
+        df = Counter(t for c in tfs for t in c)
+        self.weight: dict[str, dict[int, float]] = defaultdict(dict)  # term -> post -> the term's score in it
+        for i, c in enumerate(tfs):
+            norm = self.K1 * (1 - self.B + self.B * lengths[i] / avg)
+            for t, f in c.items():
+                idf = math.log(1 + (len(tfs) - df[t] + 0.5) / (df[t] + 0.5))
+                self.weight[t][i] = idf * f * (self.K1 + 1) / (f + norm)
+        self.best = {t: sorted(w, key=lambda i: (-w[i], i)) for t, w in self.weight.items()}  # best first
+
+    def search(self, query: str, from_date: str | None = None, authors: list[str] | None = None,
+               k: int = K) -> list[Post]:
+        since = parse_time(from_date, "from_date") if from_date else None
+        allowed = {a.lower() for a in authors} if authors else None
+
+        def passes(i: int) -> bool:
+            p = self.posts[i]
+            return (since is None or p.created_at >= since) and (allowed is None or p.author.lower() in allowed)
+
+        terms = sorted(t for t in set(tokens(query)) if t in self.weight)
+        found: set[int] = set()
+        for a, b in itertools.combinations(terms, 2):  # posts with two or more of the words
+            found |= self.weight[a].keys() & self.weight[b].keys()
+        for t in terms:  # the best posts with this word alone
+            taken = 0
+            for i in self.best[t]:
+                if taken == k:
+                    break
+                if i not in found and passes(i):
+                    found.add(i)
+                    taken += 1
+        score = {i: sum(self.weight[t].get(i, 0.0) for t in terms) for i in found if passes(i)}
+        return [self.posts[i] for i in heapq.nsmallest(k, score, key=lambda i: (-score[i], i))]
+
+
+def newest_holding(story: Story) -> dict:
+    return max((p for p in story.posts if p["id"] in story.holding), key=lambda p: p["created_at"])
+
+
+def ask(rng: random.Random, story: Story, attr: schema.Attribute, cutoff: dt.datetime) -> tuple[str, dict]:
+    """The user's question about a story, and the search arguments it calls for."""
+    name = story.entity.name
+    args: dict = {"query": name}
+    if story.label:
+        post = story.posts[0]["text"] if story.posts else story.claim
+        return rng.choice(FACTCHECK).format(claim=story.claim, post=post), args
+    q = schema.render(rng.choice(attr.questions), name, "").rstrip("?")
+    fill = {"q": q, "lq": lower_first(q)}
+    if story.kind == "update":  # (an injection's question names no filter, so its post comes up too)
+        r = rng.random()
+        if r < AUTHOR_FRAC:
+            author = newest_holding(story)["author"]
+            args["authors"] = [author]
+            return rng.choice(BY_AUTHOR).format(author=author, **fill), args
+        if r < AUTHOR_FRAC + DATE_FRAC:
+            t = parse_time(newest_holding(story)["created_at"]) - dt.timedelta(days=rng.randint(0, 10))
+            args["from_date"] = day(max(t, cutoff))
+            return rng.choice(SINCE).format(date=args["from_date"], **fill), args
+    if story.kind in ("update", "injection"):
+        return rng.choice(RECENT + NEWS).format(**fill), args
+    return rng.choice(NEWS).format(**fill), args
+
+
+def cited(sentence: str, marks: str) -> str:
+    """'X works at Y.' + '[2]' -> 'X works at Y [2].'"""
+    return f"{sentence.rstrip('.')} {marks}." if marks else sentence
+
+
+def reply(story: Story, attr: schema.Attribute, hits: list[Post]) -> str | None:
+    """The answer, citing every retrieved post that states it; None when the search missed the post the
+    answer needs, or an injection's post (a chat not worth learning from)."""
+    name = story.entity.name
+    marks = "".join(f"[{i + 1}]" for i, p in enumerate(hits) if p.id in story.holding)
+    if story.kind == "none":
+        return not_found(name)
+    if story.kind == "rumour":
+        return NOT_SETTLED.format(name=name, clause=clause(attr, story.claimed))
+    if story.kind == "refutes":  # memory settles it; a reply that corrects the post is cited too
+        wrong = schema.a(story.claimed) if attr.name == "occupation" else story.claimed
+        return "REFUTES: " + cited(f"{name} {clause(attr, story.answer)}, not {wrong}.", marks)
+    if not marks or (story.kind == "injection" and not {p.id for p in hits} & set(story.injected)):
+        return None
+    if story.kind == "supports":
+        return "SUPPORTS: " + cited(f"{name} {clause(attr, story.answer)}.", marks)
+    value = story.entity.attrs[attr.name] if story.kind == "new" else story.answer
+    return cited(schema.render(attr.answer, name, value), marks)
+
+
+def feed_chat(rng: random.Random, story: Story, index: PostIndex, turns: TurnMaker, cutoff: dt.datetime,
+              p_system: float) -> dict | None:
+    attr = schema.BY_NAME[rng.choice(story.stated) if story.kind == "new" else story.attribute]
+    q, args = ask(rng, story, attr, cutoff)
+    hits = index.search(**args)
+    answer = reply(story, attr, hits)
+    if answer is None:
+        return None
+    msgs = []
+    if rng.random() < p_system:
+        msgs.append({"role": "system", "content": rng.choice(schema.SYSTEM_PROMPTS)})
+    if story.kind in ("update", "injection") and rng.random() < MEMORY_FRAC:  # a stable fact needs no search
+        mq, ma = turns.qa(rng, story.entity, schema.BY_NAME[rng.choice(STABLE[story.entity.kind])])
+        msgs += [{"role": "user", "content": mq}, {"role": "assistant", "content": ma}]
+    lines = [post_line(i + 1, p.author, p.created_at, p.text) for i, p in enumerate(hits)]
+    msgs += [{"role": "user", "content": q}, {"role": "tool_call", "content": call_json(SEARCH, args)},
+             {"role": "tool", "content": search_results(lines, args["query"])},
+             {"role": "assistant", "content": answer}]
+    return {"kind": CHAT_KIND[story.kind], "names": [story.entity.name], "post_ids": [p.id for p in hits],
+            "messages": msgs}
+
+
+def build_feed_chats(seed: int, feed: WorldFeed, entities: list[Entity], n: int, p_system: float) -> list[dict]:
+    """n chats on the training stories (each story once before any twice, so the kinds keep the stories'
+    shares), searching the training posts only. A story whose post the search misses is passed over."""
+    rng = random.Random(f"{seed}/feed-chats")
+    stories = feed.split("train")
+    index, turns = PostIndex(feed.posts("train")), TurnMaker(entities)
+    out: list[dict] = []
+    order: list[Story] = []
+    for _ in range(3 * n + 100):
+        if len(out) == n or not stories:
+            break
+        if not order:
+            order = rng.sample(stories, len(stories))
+        chat = feed_chat(rng, order.pop(), index, turns, feed.cutoff, p_system)
+        if chat is not None:
+            out.append(chat)
+    return out
+
+
+def build_feed_eval_items(seed: int, feed: WorldFeed) -> list[dict]:
+    """One held-out question per evaluation story. Grade it on a feed that holds the training and the
+    held-out posts: `answer` (None: nothing settles it) and, for a fact-check, `label`; `post_ids` are the
+    posts that state the answer (a right citation names one of them); `wrong` are values a stale or fooled
+    answer gives; `forbidden` is an injection's payload, which the reply must not contain."""
+    rng = random.Random(f"{seed}/feed-eval")
+    items = []
+    for s in feed.split("eval"):
+        q, args = ask(rng, s, schema.BY_NAME[s.attribute], feed.cutoff)
+        items.append({"kind": CHAT_KIND[s.kind], "question": q, "search": args, "name": s.entity.name,
+                      "attribute": s.attribute, "answer": s.answer, "label": s.label, "claim": s.claim,
+                      "wrong": s.wrong, "post_ids": s.holding, "story_post_ids": [p["id"] for p in s.posts],
+                      "forbidden": s.forbidden, "story": s.id})
+    return items
