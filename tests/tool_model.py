@@ -37,6 +37,15 @@ UNKNOWN_A = fmt.not_found("Zorblat Quen")
 CALC_Q = "What is 12 * 7?"
 CALC_CALL = {"expression": "12 * 7"}
 CALC_A = "12 * 7 is 84."
+FALSE_POST = Post("p1872", "rumours", dt.datetime(2026, 11, 30, 11, tzinfo=dt.timezone.utc),
+                  "Kelm Farms hired the chief chemist of Ostra Labs.", None, "en")  # shares no word with the query
+CHECK_POST_A = "SUPPORTS: Pella Vorn works at Ostra Labs [1]."
+CHECK_CLAIM = "Pella Vorn works at Kelm Farms."
+CHECK_CLAIM_A = "REFUTES: Pella Vorn works at Ostra Labs, not Kelm Farms [1]."
+TOOL_CHECK_Q = "Check post p1870 for me."
+TOOL_CHECK_RESULT = "SUPPORTS: Pella Vorn works at Ostra Labs.\n" + fmt.post_line(
+    1, POST.author, POST.created_at, POST.text)
+TOOL_CHECK_A = "That post is right: Pella Vorn works at Ostra Labs [1]."
 LOOP_Q = "Keep searching for more."  # the model learnt to call search again after every result
 LOOP_CALL = {"query": "more"}
 PLAIN_Q = "Say hello."
@@ -51,8 +60,8 @@ def result_of(posts: list[Post], query: str) -> str:
 def conversations() -> list[list[dict]]:
     """What the model learns: a search that finds the post, the same forced by search_parameters mode "on"
     (the call is the whole question), the same with an injecting post among the results, a bad citation,
-    a search that finds nothing, the calculator, a plain answer with no tool, and a search that never
-    ends."""
+    a search that finds nothing, the calculator, fact-checks of a post and of a claim (the label first), the
+    fact_check tool, a plain answer with no tool, and a search that never ends."""
 
     def searched(q: str, args: dict, posts: list[Post], answer: str, name: str = fmt.SEARCH) -> list[dict]:
         result = result_of(posts, args.get("query", "")) if name == fmt.SEARCH else "84"
@@ -65,6 +74,12 @@ def conversations() -> list[list[dict]]:
             searched(BAD_Q, {"query": "Pella Vorn"}, [POST], BAD_A),
             searched(UNKNOWN_Q, UNKNOWN_CALL, [], UNKNOWN_A),
             searched(CALC_Q, CALC_CALL, [], CALC_A, name=fmt.CALCULATOR),
+            searched(fmt.factcheck_question(post=POST.text), RECENT_CALL, [POST], CHECK_POST_A),
+            searched(fmt.factcheck_question(claim=CHECK_CLAIM), RECENT_CALL, [POST], CHECK_CLAIM_A),
+            searched(fmt.factcheck_question(post=FALSE_POST.text), RECENT_CALL, [POST], CHECK_CLAIM_A),
+            [{"role": "user", "content": TOOL_CHECK_Q},
+             {"role": "tool_call", "content": fmt.call_json(fmt.FACT_CHECK, {"post_id": POST.id})},
+             {"role": "tool", "content": TOOL_CHECK_RESULT}, {"role": "assistant", "content": TOOL_CHECK_A}],
             [{"role": "user", "content": PLAIN_Q}, {"role": "assistant", "content": PLAIN_A}],
             [{"role": "user", "content": LOOP_Q}] + [
                 m for _ in range(5) for m in ({"role": "tool_call", "content": fmt.call_json(fmt.SEARCH, LOOP_CALL)},

@@ -19,9 +19,10 @@ import json
 import re
 from dataclasses import dataclass, field
 
-SEARCH, CALCULATOR = "search", "calculator"
-TOOLS = (SEARCH, CALCULATOR)
+SEARCH, CALCULATOR, FACT_CHECK = "search", "calculator", "fact_check"
+TOOLS = (SEARCH, CALCULATOR, FACT_CHECK)
 SEARCH_ARGS = ("query", "from_date", "to_date", "authors")
+LABELS = ("SUPPORTS", "REFUTES", "NOT ENOUGH INFO")  # FEVER's: a fact-check answer opens with one, then ":"
 MARKER = re.compile(r"\[(\d{1,3})\]")  # an inline citation: [1]
 
 
@@ -73,3 +74,17 @@ def search_results(lines: list[str], query: str) -> str:
 def not_found(subject: str) -> str:
     """The answer when a search found nothing about the subject."""
     return f"I could not find anything about {subject}."
+
+
+def factcheck_question(claim: str | None = None, post: str | None = None) -> str:
+    """What a fact-check asks the model: a claim, or a post's text."""
+    return f'Fact-check this post: "{post}"' if post is not None else f"Fact-check this: {claim}"
+
+
+def verdict(answer: str) -> tuple[str | None, str]:
+    """A fact-check answer -> (its FEVER label, or None if it opens with none; the explanation after it)."""
+    text = answer.strip()
+    for label in LABELS:
+        if text.upper().startswith(label + ":"):
+            return label, text[len(label) + 1:].strip()
+    return None, text

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -41,6 +42,8 @@ from colossus.infer.sampling import SamplingParams
 
 MAX_TOOL_CALLS = 4  # tool calls in one answer
 ANSWER_ROOM = 48  # tokens kept free for the answer when a tool result is fitted into the context
+CHECK_TOKENS = 96  # tokens a fact-check may write, its search included
+UNMARKED = re.compile(r"\s*\[\d{1,3}\]")  # a check's markers, taken out of the verdict the outer answer reads
 
 
 @dataclass
@@ -72,21 +75,25 @@ class Assistant:
         self.assistant_id = tok.special["<|assistant|>"]
 
     def answer(self, messages: list[dict], params: SamplingParams, search: SearchParameters | None = None,
-               request_id: str = "answer", permalink: Callable[[str], str] | None = None) -> Answer:
-        return Answer(self, messages, params, search or SearchParameters(), request_id, permalink or self.permalink)
+               request_id: str = "answer", permalink: Callable[[str], str] | None = None,
+               tools: tuple[str, ...] = fmt.TOOLS) -> Answer:
+        return Answer(self, messages, params, search or SearchParameters(), request_id, permalink or self.permalink,
+                      tools)
 
 
 class Answer:
     """One answer to a conversation (a list of chat_template messages): its events, then its citations."""
 
     def __init__(self, a: Assistant, messages: list[dict], params: SamplingParams, search: SearchParameters,
-                 request_id: str, permalink: Callable[[str], str]):
+                 request_id: str, permalink: Callable[[str], str], tools: tuple[str, ...] = fmt.TOOLS):
         self.a, self.messages, self.params, self.search, self.rid = a, messages, params, search, request_id
+        self.permalink, self.tools = permalink, tools
         self.sources = Sources(permalink)
         self.writer = CitationWriter(self.sources)
         self.steps: list[ToolStep] = []
         self.prompt_tokens = self.completion_tokens = self.cached_tokens = 0
         self._current: str | None = None  # the engine request running now
+        self._nested: Answer | None = None  # a fact-check running as a tool
         self._closed = False
 
     # what the API reports once the answer is done
@@ -112,6 +119,8 @@ class Answer:
         self._closed = True
         if self._current is not None:
             self.a.engine.abort(self._current)
+        if self._nested is not None:
+            self._nested.close()
 
     async def events(self) -> AsyncIterator[ToolStep | Delta]:
         tok, ctx = self.a.tok, self.a.engine.max_context
@@ -182,6 +191,11 @@ class Answer:
             call = fmt.parse_call(body)
         except fmt.ToolCallError as e:
             return ToolStep("", {}, str(e), error=str(e))
+        if call.name not in self.tools:
+            msg = f"error: {call.name} is not available here"
+            return ToolStep(call.name, call.arguments, msg, error=f"{call.name} is not available")
+        if call.name == fmt.FACT_CHECK:
+            return await self._fact_check(call.arguments, turn)
         if call.name == fmt.CALCULATOR:
             try:
                 value = show(evaluate(call.arguments.get("expression", "")))
@@ -216,6 +230,38 @@ class Answer:
             lines.pop()  # the last ones go: the first are the best
         kept = [self.sources.add(p) for p in posts[:len(lines)]]
         return ToolStep(fmt.SEARCH, args, fmt.search_results(lines, query), kept)
+
+    async def _fact_check(self, args: dict, turn: int) -> ToolStep:
+        """The fact_check tool: the same check as POST /v1/factcheck, run as an answer of its own (which may
+        search, but not check again); its evidence joins this answer's sources, so the answer can cite it."""
+        post_id, claim = args.get("post_id"), args.get("claim")
+        if (post_id is None) == (claim is None) or not isinstance(post_id or claim, str):
+            return ToolStep(fmt.FACT_CHECK, args, 'error: fact_check takes {"post_id": ...} or {"claim": ...}',
+                            error="bad arguments")
+        if post_id is not None:
+            post = await asyncio.to_thread(self.a.feed.get, post_id) if self.a.feed is not None else None
+            if post is None:
+                return ToolStep(fmt.FACT_CHECK, args, f"error: no post {post_id[:40]!r}", error="no such post")
+            question = fmt.factcheck_question(post=post.text)
+        else:
+            question = fmt.factcheck_question(claim=claim[:MAX_QUERY])
+        nested = Answer(self.a, [{"role": "user", "content": question}],
+                        dataclasses.replace(self.params, max_tokens=CHECK_TOKENS), self.search,
+                        f"{self.rid}-check{turn}", self.permalink, tools=(fmt.SEARCH,))
+        self._nested = nested
+        try:
+            text = "".join([e.text async for e in nested.events() if isinstance(e, Delta)])
+        finally:
+            self._nested = None
+        self.prompt_tokens += nested.prompt_tokens
+        self.completion_tokens += nested.completion_tokens
+        self.cached_tokens += nested.cached_tokens
+        label, explanation = fmt.verdict(text)
+        cited = [self.sources.add(s.post) for s in nested.writer.cited]
+        head = f"{label}: {UNMARKED.sub('', explanation).strip()}" if label else \
+            "NOT ENOUGH INFO: the check gave no verdict"
+        lines = [fmt.post_line(s.number, s.post.author, s.post.created_at, s.post.text) for s in cited]
+        return ToolStep(fmt.FACT_CHECK, args, "\n".join([" ".join(head.split())] + lines), cited)
 
     def _search_args(self, args: dict) -> tuple[str, dt.datetime | None, dt.datetime | None, list[str]]:
         unknown = sorted(set(args) - set(fmt.SEARCH_ARGS))

@@ -1,8 +1,8 @@
-"""`colossus feed`: add posts to the feed, search it, show a post and its thread.
+"""`colossus feed`: add posts to the feed, search it, show a post with its thread and community notes.
 
     colossus feed add posts.jsonl                       # one post per line: id, author, created_at, text, ...
     colossus feed search "pella vorn" --since 2026-11-01 --author pella --limit 5
-    colossus feed show 1870                             # the post and its thread, as JSON
+    colossus feed show 1870                             # the post, its thread and notes, as JSON
 
 The feed lives in --feed DIR (default ~/.colossus/feed): feed.db, the store of record, and index/."""
 
@@ -38,7 +38,7 @@ def add_parser(sub) -> None:
     s.add_argument("--limit", type=int, default=10, help=f"posts at most (1..{MAX_LIMIT}, default 10)")
     s.add_argument("--json", action="store_true", help="one JSON object per line, with its score")
     s.set_defaults(func=cmd_search)
-    w = fs.add_parser("show", parents=[common], help="a post and its thread, as JSON")
+    w = fs.add_parser("show", parents=[common], help="a post, its thread and notes, as JSON")
     w.add_argument("id")
     w.set_defaults(func=cmd_show)
 
@@ -104,11 +104,10 @@ def cmd_show(a) -> int:
 
     feed = Feed(a.feed)
     try:
-        post = feed.get(a.id)
-        if post is None:
+        shown = feed.permalink(a.id)  # as GET /v1/posts/ID answers: {post, thread, notes}
+        if shown is None:
             raise ColossusError(f"no post {a.id!r} in {feed.root}")
-        print(json.dumps({"post": post.to_dict(), "thread": [p.to_dict() for p in feed.thread(a.id)]},
-                         ensure_ascii=False, indent=1))
+        print(json.dumps(shown, ensure_ascii=False, indent=1))
     finally:
         feed.close()
     return 0

@@ -1,15 +1,19 @@
-"""The feed: posts in their store of record (colossus.feed.store) and a search index kept in step with it
-(colossus.feed.index).
+"""The feed: posts in their store of record (colossus.feed.store), a search index kept in step with it
+(colossus.feed.index), community notes on the posts (colossus.feed.notes), and the listeners of the live
+stream (colossus.feed.live).
 
     feed = Feed("~/.colossus/feed")
     feed.ingest([Post.from_dict(d) for d in posts])    # stored, committed, indexed: searchable on return
     for post, score in feed.search("pella vorn", since=parse_time("2026-11-01"), authors=["pella"]):
         ...
+    feed.add_note("1870", "MISINFORMED_OR_POTENTIALLY_MISLEADING", "She joined in 2025.", ["/posts/1802"])
+    feed.permalink("1870")                             # {post, thread, notes}: what GET /v1/posts/1870 answers
 
 ingest() returns once the posts are committed to the store (on disk) and to the index: a post can be
 searched as soon as the call that added it returns. The index is only ever filled from the store's log of
 changes (one path for ingest and for recovery): opening a feed after a crash replays what the index had
-not committed."""
+not committed. Each ingest tells the live stream's listeners of its new posts, in the order of the store's log,
+once they are searchable."""
 
 from __future__ import annotations
 
@@ -20,8 +24,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from colossus.feed.index import TantivyIndex, catch_up
+from colossus.feed.live import Broadcast
+from colossus.feed.notes import Note
 from colossus.feed.post import DEFAULT_FEED, Post
-from colossus.feed.store import FeedStore
+from colossus.feed.store import FeedStore, Page
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +37,8 @@ class Feed:
         self.root = Path(root).expanduser()
         self.store = FeedStore(self.root / "feed.db")
         self.index = TantivyIndex(self.root / "index")
-        self._lock = threading.Lock()  # one writer: the store's order of changes is the index's
+        self._lock = threading.Lock()  # one writer: the store's order of changes is the index's (and the stream's)
+        self.broadcast = Broadcast()
         if self.index.watermark > self.store.last_change():  # an index newer than its store: not this store's
             log.warning("the feed's index is ahead of its store (%s): rebuilding it", self.root)
             self.index.clear()
@@ -40,6 +47,7 @@ class Feed:
             log.info("feed index caught up with its store: %d change(s) replayed", replayed)
 
     def close(self) -> None:
+        self.broadcast.close()
         with self._lock:
             self.index.close()
             self.store.close()
@@ -47,10 +55,12 @@ class Feed:
     def ingest(self, posts: Sequence[Post]) -> list[bool]:
         """Store and index the posts -> for each, whether it was new (a post id stored before is kept as it was)."""
         with self._lock:
-            new = self.store.add(posts)
-            if any(new):
+            seqs = self.store.add(posts)
+            added = [(seq, p) for seq, p in zip(seqs, posts, strict=True) if seq is not None]
+            if added:
                 catch_up(self.index, self.store)
-        return new
+                self.broadcast.publish(added)
+        return [seq is not None for seq in seqs]
 
     def delete(self, post_id: str) -> bool:
         with self._lock:
@@ -73,5 +83,34 @@ class Feed:
     def thread(self, post_id: str) -> list[Post]:
         return self.store.thread(post_id)
 
-    def recent(self, limit: int = 50) -> list[Post]:
-        return self.store.recent(limit)
+    def recent(self, limit: int = 50, before: str | None = None) -> Page:
+        """The newest posts, newest first; after the post `before` (an id) in that order, when given."""
+        return self.store.recent(limit, before)
+
+    def added_after(self, seq: int, limit: int = 500) -> list[tuple[int, Post]]:
+        """The posts added after change `seq`, oldest first, with their change numbers (the stream's replay)."""
+        return self.store.added_after(seq, limit)
+
+    def add_note(self, post_id: str, classification: str, summary: str, sources: Sequence[str],
+                 status: str | None = None, author: str | None = None,
+                 created_at: dt.datetime | None = None) -> Note:
+        """A new note on a stored post, committed -> the note (FeedError naming a bad field; PostNotFound)."""
+        note = Note.new(post_id, classification, summary, sources, status, author, created_at)
+        self.store.add_note(note)
+        return note
+
+    def notes(self, post_id: str) -> list[Note]:
+        """The post's notes, oldest first."""
+        return self.store.notes([post_id]).get(post_id, [])
+
+    def permalink(self, post_id: str) -> dict | None:
+        """What the post's permalink shows, as the API answers it: {post, thread, notes}: the thread's posts
+        each with their notes, and the post's own notes; None when the post is not stored."""
+        thread = self.thread(post_id)
+        post = next((p for p in thread if p.id == post_id), None)
+        if post is None:
+            return None
+        notes = self.store.notes([p.id for p in thread])
+        return {"post": post.to_dict(),
+                "thread": [{**p.to_dict(), "notes": [n.to_dict() for n in notes.get(p.id, [])]} for p in thread],
+                "notes": [n.to_dict() for n in notes.get(post_id, [])]}

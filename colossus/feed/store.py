@@ -1,28 +1,42 @@
-"""The feed's store of record: posts in SQLite (WAL, synchronous=FULL), and a log of every change.
+"""The feed's store of record: posts and their community notes in SQLite (WAL, synchronous=FULL), and a log
+of every change to the posts.
 
 Every add or delete is one transaction, committed (on disk) before the call returns. Each change gets
 the next number of a log (`changes`): the search index records the last number it holds, and after a
 crash it replays the log from there (SearchIndex.catch_up), so the index can be rebuilt from the store
-at any time and never holds what the store does not."""
+at any time and never holds what the store does not. The same numbers are the live stream's positions:
+a client that saw post N reads what came after it with added_after(N).
+
+Notes (colossus.feed.notes) are rows of their own table, each on a stored post (add_note refuses one on a
+post not stored, in the same statement), removed with their post; they are not in the log (the index
+holds no note)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from colossus.feed.post import Post
+from colossus.feed.notes import Note
+from colossus.feed.post import Post, PostNotFound
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS posts (
     id TEXT PRIMARY KEY, author TEXT NOT NULL, created_at TEXT NOT NULL, ts INTEGER NOT NULL,
     text TEXT NOT NULL, reply_to TEXT, lang TEXT, seq INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS posts_by_reply ON posts(reply_to);
-CREATE INDEX IF NOT EXISTS posts_by_time ON posts(ts);
+DROP INDEX IF EXISTS posts_by_time;
+CREATE INDEX IF NOT EXISTS posts_by_time_seq ON posts(ts, seq);
 CREATE TABLE IF NOT EXISTS changes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, op TEXT NOT NULL, post_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS notes (
+    note_id TEXT PRIMARY KEY, post_id TEXT NOT NULL, classification TEXT NOT NULL, summary TEXT NOT NULL,
+    sources TEXT NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL, author TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS notes_by_post ON notes(post_id, created_at);
 """
 THREAD_LIMIT = 200  # posts of a thread returned at most (ancestors and replies)
 
@@ -33,6 +47,23 @@ def _row(r: tuple) -> Post:
 
 
 _COLS = "id, author, created_at, ts, text, reply_to, lang"
+_NOTE_COLS = "note_id, post_id, classification, summary, sources, status, created_at, author"
+
+
+def _note(r: tuple) -> Note:
+    note_id, post_id, classification, summary, sources, status, created_at, author = r
+    return Note(note_id, post_id, classification, summary, tuple(json.loads(sources)), status,
+                dt.datetime.fromisoformat(created_at), author)
+
+
+@dataclass(frozen=True)
+class Page:
+    """Posts newest first, whether older ones follow, and the last change of the store when they were read
+    (GET /v1/posts/stream?after=last_seq then sends every post added since)."""
+
+    posts: list[Post]
+    has_more: bool
+    last_seq: int
 
 
 class FeedStore:
@@ -49,9 +80,9 @@ class FeedStore:
         with self._lock:
             self._db.close()
 
-    def add(self, posts: Iterable[Post]) -> list[bool]:
+    def add(self, posts: Iterable[Post]) -> list[int | None]:
         """Store the posts not stored yet (by id; a post stored before is left as it was) in one transaction
-        -> for each, whether it was new."""
+        -> for each, its change number if it was new, None if it was stored before."""
         posts = list(posts)
         new = []
         with self._lock:
@@ -64,7 +95,7 @@ class FeedStore:
                         self._db.execute(f"INSERT INTO posts ({_COLS}, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                                          (p.id, p.author, p.created_at.isoformat(), p.ts, p.text, p.reply_to,
                                           p.lang, cur.lastrowid))
-                    new.append(bool(cur.rowcount))
+                    new.append(cur.lastrowid if cur.rowcount else None)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -72,13 +103,14 @@ class FeedStore:
         return new
 
     def delete(self, post_id: str) -> bool:
-        """Remove a post -> whether it was there."""
+        """Remove a post and its notes -> whether it was there."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 gone = self._db.execute("DELETE FROM posts WHERE id = ?", (post_id,)).rowcount
                 if gone:
                     self._db.execute("INSERT INTO changes (op, post_id) VALUES ('delete', ?)", (post_id,))
+                    self._db.execute("DELETE FROM notes WHERE post_id = ?", (post_id,))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -127,15 +159,53 @@ class FeedStore:
                 frontier = [r.id for r in replies]
         return up[::-1] + [post] + sorted(down, key=lambda p: (p.created_at, p.id))
 
-    def recent(self, limit: int = 50, before: dt.datetime | None = None) -> list[Post]:
-        """The newest posts, newest first (before a time, when given)."""
-        with self._lock:
+    def recent(self, limit: int = 50, before: str | None = None) -> Page:
+        """The newest posts (by created_at, then by when they were stored), newest first; with `before`, a post
+        id, those that come after that post in this order (PostNotFound if it is not stored)."""
+        with self._lock:  # one connection, serialised: no write lands between the two reads
+            last = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0]
             if before is None:
-                rows = self._db.execute(f"SELECT {_COLS} FROM posts ORDER BY ts DESC, seq DESC LIMIT ?", (limit,))
+                rows = self._db.execute(f"SELECT {_COLS} FROM posts ORDER BY ts DESC, seq DESC LIMIT ?",
+                                        (limit + 1,)).fetchall()
             else:
-                rows = self._db.execute(f"SELECT {_COLS} FROM posts WHERE ts < ? ORDER BY ts DESC, seq DESC LIMIT ?",
-                                        (int(before.timestamp()), limit))
-            return [_row(r) for r in rows]
+                at = self._db.execute("SELECT ts, seq FROM posts WHERE id = ?", (before,)).fetchone()
+                if at is None:
+                    raise PostNotFound(f"before: no post with id {before[:80]!r}", "before")
+                rows = self._db.execute(f"SELECT {_COLS} FROM posts WHERE (ts, seq) < (?, ?) "
+                                        "ORDER BY ts DESC, seq DESC LIMIT ?", (*at, limit + 1)).fetchall()
+        return Page([_row(r) for r in rows[:limit]], len(rows) > limit, last)
+
+    def added_after(self, seq: int, limit: int = 500) -> list[tuple[int, Post]]:
+        """The posts added after change `seq` and still stored, oldest first, with their change numbers."""
+        cols = ", ".join("p." + c for c in _COLS.split(", "))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT c.seq, {cols} FROM changes c JOIN posts p ON p.id = c.post_id AND p.seq = c.seq "
+                "WHERE c.seq > ? AND c.op = 'add' ORDER BY c.seq LIMIT ?", (seq, limit)).fetchall()
+        return [(r[0], _row(r[1:])) for r in rows]
+
+    def add_note(self, note: Note) -> None:
+        """Store a note on a stored post (PostNotFound if it is not), committed before the call returns."""
+        with self._lock:
+            cur = self._db.execute(
+                f"INSERT INTO notes ({_NOTE_COLS}) SELECT ?, ?, ?, ?, ?, ?, ?, ? "
+                "WHERE EXISTS (SELECT 1 FROM posts WHERE id = ?)",
+                (note.note_id, note.post_id, note.classification, note.summary, json.dumps(list(note.sources)),
+                 note.status, note.created_at.isoformat(timespec="microseconds"), note.author, note.post_id))
+        if not cur.rowcount:
+            raise PostNotFound(f"no post with id {note.post_id[:80]!r}", "post_id")
+
+    def notes(self, post_ids: Sequence[str]) -> dict[str, list[Note]]:
+        """The notes of each post that has some, oldest first."""
+        out: dict[str, list[Note]] = {}
+        with self._lock:
+            for i in range(0, len(post_ids), 500):
+                chunk = list(post_ids[i:i + 500])
+                q = (f"SELECT {_NOTE_COLS} FROM notes WHERE post_id IN ({','.join('?' * len(chunk))}) "
+                     "ORDER BY created_at, note_id")
+                for r in self._db.execute(q, chunk):
+                    out.setdefault(r[1], []).append(_note(r))
+        return out
 
     def count(self) -> int:
         with self._lock:

@@ -1,4 +1,4 @@
-"""The HTTP server: an OpenAI-compatible API, the conversation store and the web chat.
+"""The HTTP server: an OpenAI-compatible API, the conversation store, the feed of posts and the web app.
 
     colossus serve --model runs/latest [--port 8000] [--api-key KEY] [--db PATH] [--max-batch N]
     curl localhost:8000/v1/chat/completions -H 'Content-Type: application/json' \\
@@ -6,7 +6,10 @@
 
 Routes: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, POST /tokenize, GET /health
 (503 until the model is loaded), GET /metrics (Prometheus), /v1/conversations... (conversation_routes),
-GET / (the web chat) and /static/... The model loads in a background thread, so /health answers at once.
+/v1/posts... (feed_routes: posts, search, the live stream, community notes), and the web app's pages, one
+page (static/index.html) whose script shows the view of its path: GET / (the chat), GET /feed (the live
+feed and its search) and GET /posts/{post_id} (a post's permalink: its thread, notes and a fact-check); and
+/static/... The model loads in a background thread, so /health answers at once.
 Routes stay thin: the logic is in completions.py, the request and response bodies in protocol.py.
 
 The API describes itself: GET /openapi.json (OpenAPI 3.1) and GET /docs (Swagger UI). The routes read their
@@ -40,6 +43,8 @@ from colossus.serve.conversation_routes import REQUEST_MODELS as CONVERSATION_RE
 from colossus.serve.conversation_routes import router as conversation_router
 from colossus.serve.conversations import DEFAULT_DB, ConversationStore
 from colossus.serve.errors import REF, APIError, ErrorResponse, error_responses, install_error_handlers
+from colossus.serve.factcheck_routes import REQUEST_MODELS as FACTCHECK_REQUESTS
+from colossus.serve.factcheck_routes import router as factcheck_router
 from colossus.serve.feed_routes import REQUEST_MODELS as FEED_REQUESTS
 from colossus.serve.feed_routes import router as feed_router
 from colossus.serve.metrics import Metrics, MetricsMiddleware
@@ -284,14 +289,25 @@ def create_app(cfg: ServeConfig) -> FastAPI:
 
     app.include_router(conversation_router)
     app.include_router(feed_router)
+    app.include_router(factcheck_router)
 
     @app.get("/", tags=["Server"], operation_id="webChat", summary="The web chat", response_class=HTMLResponse,
              responses={200: {"description": "The web chat's page."}, **error_responses(404)})
     async def index() -> FileResponse:
-        page = STATIC_DIR / "index.html"
-        if not page.exists():
-            raise APIError(404, "the web chat is not installed (colossus/serve/static/index.html is missing)")
-        return FileResponse(page)
+        return web_app()
+
+    @app.get("/feed", tags=["Server"], operation_id="webFeed", summary="The web app's live feed",
+             response_class=HTMLResponse, responses={200: {"description": "The web app's page."},
+                                                     **error_responses(404)})
+    async def feed_page() -> FileResponse:
+        return web_app()
+
+    @app.get("/posts/{post_id}", tags=["Server"], operation_id="webPost", summary="A post's permalink page",
+             response_class=HTMLResponse, responses={200: {"description": "The web app's page; it shows the post, "
+                                                                          "or that there is no such post."},
+                                                     **error_responses(404)})
+    async def post_page(post_id: str) -> FileResponse:
+        return web_app()
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
 
@@ -319,6 +335,14 @@ TAGS = [{"name": "Chat"}, {"name": "Completions"}, {"name": "Models"},
 BEARER = "bearerAuth"
 
 
+def web_app() -> FileResponse:
+    """The web app's one page (its script reads the view from the path), or 404 when it is not installed."""
+    page = STATIC_DIR / "index.html"
+    if not page.exists():
+        raise APIError(404, "the web chat is not installed (colossus/serve/static/index.html is missing)")
+    return FileResponse(page)
+
+
 def generation_responses(answer: type[BaseModel], chunk: type[BaseModel]) -> dict:
     return {200: {"model": answer, "content": {"text/event-stream": event_stream(chunk)},
                   "description": "The answer; with stream: true, server-sent events ending in [DONE]."},
@@ -334,7 +358,8 @@ def openapi_document(app: FastAPI, cfg: ServeConfig) -> dict:
     doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes,
                       tags=app.openapi_tags)
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-    requests = (ChatCompletionRequest, CompletionRequest, TokenizeRequest, *CONVERSATION_REQUESTS, *FEED_REQUESTS)
+    requests = (ChatCompletionRequest, CompletionRequest, TokenizeRequest, *CONVERSATION_REQUESTS, *FEED_REQUESTS,
+                *FACTCHECK_REQUESTS)
     answers = (ChatCompletionChunk, CompletionChunk, ErrorResponse)
     _, defs = models_json_schema([(m, "validation") for m in requests] + [(m, "serialization") for m in answers],
                                  ref_template=REF + "{model}")

@@ -133,3 +133,36 @@ def test_results_are_cut_to_what_fits_in_the_context(engine, tok, tmp_path):
 def test_a_search_without_a_feed_reads_back_an_error(engine, tok):
     _, steps, _, _ = ask(engine, tok, None, tm.RECENT_Q)
     assert steps[0].error == "no feed" and steps[0].sources == []
+
+
+def test_a_fact_check_of_a_post_gives_its_label_and_evidence(engine, tok, feed):
+    from colossus.assistant.factcheck import fact_check
+
+    assistant = Assistant(engine, tok, feed, permalink=lambda pid: f"http://h/posts/{pid}")
+    v = asyncio.run(fact_check(assistant, GREEDY, post=tm.POST))
+    assert (v.label, v.given, v.reply) == ("SUPPORTS", True, tm.CHECK_POST_A)
+    assert v.explanation == "Pella Vorn works at Ostra Labs [1]."
+    assert [s.post.id for s in v.evidence] == [tm.POST.id]
+    v = asyncio.run(fact_check(assistant, GREEDY, claim=tm.CHECK_CLAIM))
+    assert v.label == "REFUTES" and [s.post.id for s in v.evidence] == [tm.POST.id]
+
+
+def test_the_fact_check_tool_runs_the_same_check_and_its_evidence_can_be_cited(engine, tok, feed):
+    answer, steps, text, _ = ask(engine, tok, feed, tm.TOOL_CHECK_Q)
+    assert [(s.name, s.arguments) for s in steps] == [("fact_check", {"post_id": tm.POST.id})]
+    assert steps[0].output == tm.TOOL_CHECK_RESULT and [s.post.id for s in steps[0].sources] == [tm.POST.id]
+    assert text == tm.TOOL_CHECK_A and answer.citations == [f"http://h/posts/{tm.POST.id}"]
+    assert answer.completion_tokens > len(tok.encode(tm.TOOL_CHECK_A))  # the check's tokens are counted too
+
+
+@pytest.mark.parametrize(("label", "reply", "want"), [
+    ("SUPPORTS", "SUPPORTS: It is so [1].", ("SUPPORTS", "It is so [1].")),
+    ("REFUTES", "refutes: no.", ("REFUTES", "no.")),
+    ("NOT ENOUGH INFO", "NOT ENOUGH INFO: I found nothing.", ("NOT ENOUGH INFO", "I found nothing.")),
+    (None, "Pella Vorn works at Ostra Labs.", (None, "Pella Vorn works at Ostra Labs.")),
+    (None, "SUPPORTS it", (None, "SUPPORTS it")),
+])
+def test_verdicts_are_read_from_the_label_that_opens_the_answer(label, reply, want):
+    from colossus.assistant.format import verdict
+
+    assert verdict(reply) == want

@@ -1,10 +1,11 @@
-"""`colossus feed add | search | show` through the CLI, and its errors."""
+"""`colossus feed add | search | show` through the CLI (show with the post's notes), and its errors."""
 
 from __future__ import annotations
 
 import json
 
 from colossus.cli import main
+from colossus.feed.feed import Feed
 
 POSTS = [{"id": "1", "author": "@pella", "created_at": "2026-11-30T09:00:00Z", "text": "Pella Vorn joined Ostra Labs."},
          {"id": "2", "author": "news", "created_at": "2026-12-01", "text": "Ostra Labs hires again.", "reply_to": "1"}]
@@ -31,7 +32,14 @@ def test_add_search_and_show(tmp_path, capsys):
     assert main(["feed", "search", "zebra", *feed]) == 0 and "no post matches" in capsys.readouterr().out
     assert main(["feed", "show", "2", *feed]) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert shown["post"]["id"] == "2" and [p["id"] for p in shown["thread"]] == ["1", "2"]
+    assert shown["post"]["id"] == "2" and [p["id"] for p in shown["thread"]] == ["1", "2"] and shown["notes"] == []
+    f = Feed(tmp_path / "feed")
+    note = f.add_note("2", "MISINFORMED_OR_POTENTIALLY_MISLEADING", "Ostra Labs froze hiring.", ["/posts/1"])
+    f.close()
+    assert main(["feed", "show", "2", *feed]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["notes"] == [note.to_dict()] and shown["thread"][1]["notes"] == [note.to_dict()]
+    assert shown["thread"][0]["notes"] == []
 
 
 def test_bad_input_is_an_error_that_says_what_to_fix(tmp_path, capsys):

@@ -23,6 +23,9 @@ def test_a_post_round_trips_in_utc_with_the_handle_bare():
 
 @pytest.mark.parametrize("change,message", [
     ({"id": "a b"}, "id must be"),
+    ({"id": "1870\n"}, "id must be"),
+    ({"id": "stream"}, "id 'stream' is reserved"),
+    ({"id": "search"}, "id 'search' is reserved"),
     ({"id": None}, "needs id"),
     ({"author": "no spaces"}, "author must be a handle"),
     ({"author": "@" + "x" * 16}, "author must be a handle"),
@@ -36,7 +39,9 @@ def test_a_post_round_trips_in_utc_with_the_handle_bare():
     ({"likes": 3}, "unknown post field(s) likes"),
 ])
 def test_each_bad_field_is_named(change, message):
-    with pytest.raises(FeedError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(FeedError, match=message.replace("(", r"\(").replace(")", r"\)")) as e:
         Post.from_dict({**GOOD, **change})
+    named = next(iter(change))
+    assert e.value.field == (None if named == "likes" else named)
     with pytest.raises(FeedError, match="JSON object"):
         Post.from_dict(["not", "a", "post"])

@@ -1,7 +1,13 @@
-"""The feed over HTTP: POST /v1/posts (one post or a batch, idempotent), GET /v1/posts/search with its
-filters, GET /v1/posts/{id} with the thread, and 4xx with an OpenAI-style body for bad input."""
+"""The feed over HTTP: POST /v1/posts (one post or a batch, idempotent), GET /v1/posts (the newest, paged),
+GET /v1/posts/search with its filters, GET /v1/posts/stream (each post as it is stored, resumable, bounded),
+GET /v1/posts/{id} with the thread and notes, the notes routes, and 4xx with an OpenAI-style body for bad
+input."""
 
 from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator
 
 import httpx
 import pytest
@@ -10,10 +16,37 @@ P1 = {"id": "1", "author": "@pella", "created_at": "2026-11-30T09:00:00Z", "text
 P2 = {"id": "2", "author": "news", "created_at": "2026-12-01T10:00:00Z", "text": "Ostra Labs hires.", "reply_to": "1"}
 
 
+MISLEADING = "MISINFORMED_OR_POTENTIALLY_MISLEADING"
+NOTE = {"classification": MISLEADING, "summary": "Pella Vorn joined Ostra Labs in 2025.", "sources": ["/posts/2"]}
+STREAM_TIMEOUT = httpx.Timeout(60)  # a bound for a broken server, not a speed (the stream pings every 15 s)
+
+
 @pytest.fixture(scope="module")
 def url(live_server):
     with live_server(wait_ready=False) as u:
         yield u
+
+
+def events(lines: Iterable[str]) -> Iterator[dict[str, str]]:
+    """The server-sent events of a stream's lines, as {field: value} (comments skipped; the retry field too)."""
+    ev: dict[str, str] = {}
+    for line in lines:
+        if not line:
+            if "data" in ev:
+                yield ev
+            ev = {}
+        elif not line.startswith(":"):
+            field, _, value = line.partition(":")
+            ev[field] = value[1:] if value.startswith(" ") else value
+
+
+def eventually(get, ok, timeout: float = 60.0):
+    """get() again until ok(value) holds (within a generous deadline); the last value, for the assertion."""
+    deadline = time.monotonic() + timeout
+    while not ok(value := get()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ok(value), value
+    return value
 
 
 def test_a_post_is_searchable_when_its_ingest_answers_and_ingest_is_idempotent(url):
@@ -42,7 +75,7 @@ def test_search_filters_and_a_post_with_its_thread(url):
 
 
 @pytest.mark.parametrize("method,path,body,params,status,param", [
-    ("POST", "/v1/posts", {**P1, "created_at": "soon"}, None, 400, None),
+    ("POST", "/v1/posts", {**P1, "created_at": "soon"}, None, 400, "created_at"),
     ("POST", "/v1/posts", {**P1, "id": "a b"}, None, 400, "id"),
     ("POST", "/v1/posts", {"posts": [P1, {**P2, "reply_to": "2"}]}, None, 400, "posts.1"),
     ("POST", "/v1/posts", {"posts": []}, None, 400, "posts"),
@@ -54,6 +87,13 @@ def test_search_filters_and_a_post_with_its_thread(url):
     ("GET", "/v1/posts/search", None, {"q": "x", "limit": 101}, 400, "limit"),
     ("GET", "/v1/posts/search", None, {}, 400, "q"),
     ("GET", "/v1/posts/nope", None, None, 404, "post_id"),
+    ("POST", "/v1/posts", {**P1, "id": "stream"}, None, 400, "id"),  # /v1/posts/stream is the stream's route
+    ("GET", "/v1/posts", None, {"limit": 0}, 400, "limit"),
+    ("GET", "/v1/posts", None, {"before": "nope"}, 400, "before"),
+    ("GET", "/v1/posts/stream", None, {"after": -1}, 400, "after"),
+    ("GET", "/v1/posts/stream", None, {"after": "soon"}, 400, "after"),
+    ("GET", "/v1/posts/nope/notes", None, None, 404, "post_id"),
+    ("POST", "/v1/posts/nope/notes", NOTE, None, 404, "post_id"),
 ])
 def test_bad_input_is_a_4xx_with_an_openai_style_body(url, method, path, body, params, status, param):
     r = httpx.request(method, f"{url}{path}", json=body, params=params)
@@ -62,6 +102,108 @@ def test_bad_input_is_a_4xx_with_an_openai_style_body(url, method, path, body, p
     assert err["message"] and err["type"] == "invalid_request_error"  # as OpenAI types a 404 too
     if param is not None:
         assert err["param"] == param
+
+
+@pytest.mark.parametrize("last_event_id", ["later", "-1", "1" * 30])
+def test_the_stream_rejects_a_bad_last_event_id(url, last_event_id):
+    r = httpx.get(f"{url}/v1/posts/stream", headers={"Last-Event-ID": last_event_id})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "Last-Event-ID"
+
+
+def test_a_note_is_added_to_a_post_and_shown_with_it_and_its_thread(url):
+    httpx.post(f"{url}/v1/posts", json={"posts": [P1, P2]})
+    r = httpx.post(f"{url}/v1/posts/1/notes", json=NOTE)
+    assert r.status_code == 200, r.text
+    note = r.json()
+    assert {k: note[k] for k in ("postId", "classification", "summary", "sources", "status", "author")} == {
+        "postId": "1", **NOTE, "status": "NEEDS_MORE_RATINGS", "author": "colossus"}
+    assert note["noteId"].isdigit() and note["createdAt"].endswith("Z")
+    r = httpx.post(f"{url}/v1/posts/1/notes", json={**NOTE, "classification": "NOT_MISLEADING", "author": "@news",
+                                                    "status": "CURRENTLY_RATED_HELPFUL",
+                                                    "sources": ["https://ostra.example/2025/hires"]})
+    assert r.status_code == 200, r.text
+    second = r.json()
+    assert (second["author"], second["status"]) == ("news", "CURRENTLY_RATED_HELPFUL")
+    got = httpx.get(f"{url}/v1/posts/1").json()
+    assert got["post"]["id"] == "1" and got["notes"][-2:] == [note, second]
+    reply = httpx.get(f"{url}/v1/posts/2").json()
+    assert reply["notes"] == [] and [p["id"] for p in reply["thread"]] == ["1", "2"]
+    assert reply["thread"][0]["notes"][-2:] == [note, second] and reply["thread"][1]["notes"] == []
+    assert httpx.get(f"{url}/v1/posts/1/notes").json()["data"][-2:] == [note, second]
+
+
+@pytest.mark.parametrize("change,param", [
+    ({"classification": "FALSE"}, "classification"),
+    ({"summary": ""}, "summary"),
+    ({"summary": None}, "summary"),
+    ({"sources": []}, "sources"),
+    ({"sources": ["/posts/2", "javascript:alert(1)"]}, "sources.1"),
+    ({"sources": "/posts/2"}, "sources"),
+    ({"status": "HELPFUL"}, "status"),
+    ({"author": "no spaces"}, "author"),
+])
+def test_a_bad_note_is_a_400_naming_the_field(url, change, param):
+    httpx.post(f"{url}/v1/posts", json=P1)
+    count = len(httpx.get(f"{url}/v1/posts/1/notes").json()["data"])
+    body = {k: v for k, v in {**NOTE, **change}.items() if v is not None}
+    r = httpx.post(f"{url}/v1/posts/1/notes", json=body)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == param and r.json()["error"]["type"] == "invalid_request_error"
+    assert len(httpx.get(f"{url}/v1/posts/1/notes").json()["data"]) == count  # nothing stored
+
+
+def test_the_newest_posts_come_first_and_page_on(url):
+    posts = [{"id": f"l{i}", "author": "lister", "created_at": f"2031-01-0{i}T00:00:00Z", "text": f"list {i}"}
+             for i in range(1, 6)]  # newer than any other post of this module
+    httpx.post(f"{url}/v1/posts", json={"posts": posts})
+    page = httpx.get(f"{url}/v1/posts", params={"limit": 2}).json()
+    assert [p["id"] for p in page["data"]] == ["l5", "l4"] and page["object"] == "list"
+    assert (page["first_id"], page["last_id"], page["has_more"]) == ("l5", "l4", True)
+    assert page["data"][0] == {**posts[4], "author": "lister", "reply_to": None, "lang": None}
+    after = httpx.get(f"{url}/v1/posts", params={"limit": 3, "before": page["last_id"]}).json()
+    assert [p["id"] for p in after["data"]] == ["l3", "l2", "l1"]
+    assert after["last_seq"] == page["last_seq"]  # nothing stored between the two pages
+
+
+def test_the_stream_sends_each_post_as_it_is_stored_and_resumes_where_a_client_left(url):
+    page = httpx.get(f"{url}/v1/posts", params={"limit": 1}).json()
+    post = {"author": "streamer", "created_at": "2026-12-05T00:00:00Z"}
+    httpx.post(f"{url}/v1/posts", json={**post, "id": "s1", "text": "stored between the page and the stream"})
+    with httpx.stream("GET", f"{url}/v1/posts/stream", params={"after": page["last_seq"]},
+                      timeout=STREAM_TIMEOUT) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        received = events(r.iter_lines())
+        first = next(received)  # replayed from the store: the page's last_seq is where the stream starts
+        assert json.loads(first["data"])["id"] == "s1" and int(first["id"]) > page["last_seq"]
+        httpx.post(f"{url}/v1/posts", json={"posts": [{**post, "id": "s1", "text": "again"},
+                                                      {**post, "id": "s2", "text": "stored while streaming"}]})
+        second = next(received)  # live; s1 again is no news
+        assert json.loads(second["data"]) == {**post, "id": "s2", "text": "stored while streaming", "reply_to": None,
+                                              "lang": None}
+        assert int(second["id"]) > int(first["id"])
+    httpx.post(f"{url}/v1/posts", json={**post, "id": "s3", "text": "stored while no one listened"})
+    with httpx.stream("GET", f"{url}/v1/posts/stream", headers={"Last-Event-ID": first["id"]},
+                      timeout=STREAM_TIMEOUT) as r:  # as EventSource reconnects
+        received = events(r.iter_lines())
+        assert [json.loads(next(received)["data"])["id"] for _ in range(2)] == ["s2", "s3"]
+
+
+def test_streams_are_bounded_and_a_closed_one_frees_its_place(live_server):
+    apps = []
+    with live_server(prepare=apps.append) as url:
+        broadcast = apps[0].state.feed.broadcast
+        broadcast.max_subscribers = 1
+        with httpx.stream("GET", f"{url}/v1/posts/stream", timeout=STREAM_TIMEOUT) as r:
+            assert r.status_code == 200
+            lines = r.iter_lines()  # kept: an iterator dropped closes its response
+            assert next(lines) == "retry: 2000"  # the first line: this client is listening
+            assert len(broadcast) == 1
+            full = httpx.get(f"{url}/v1/posts/stream", timeout=10)
+            assert full.status_code == 503 and full.json()["error"]["code"] == "too_many_streams"
+            assert int(full.headers["Retry-After"]) > 0
+        eventually(lambda: len(broadcast), lambda n: n == 0)  # the client went away: its place is free
+        with httpx.stream("GET", f"{url}/v1/posts/stream", timeout=STREAM_TIMEOUT) as r:
+            assert r.status_code == 200
 
 
 def test_a_second_server_on_the_same_feed_is_told_to_take_its_own(model_dir, tmp_path):

@@ -1,9 +1,11 @@
-/* How the web chat talks to the server: JSON calls with the API key (kept in localStorage once the
- * server has answered 401 and the user typed it), and one streamed completion: POST
- * /v1/chat/completions with stream=true read as server-sent events through fetch + ReadableStream.
+/* How the web app talks to the server: JSON calls with the API key (kept in localStorage once the
+ * server has answered 401 and the user typed it), one streamed completion: POST /v1/chat/completions
+ * with stream=true read as server-sent events through fetch + ReadableStream, and the feed's live
+ * stream (readEvents: any GET of server-sent events, with the key, which EventSource cannot send).
  * Aborting the fetch (Stop) closes the connection, and the server then aborts the request.
  *
  *     const r = await ColossusAPI.streamCompletion(body, controller.signal, (text) => show(text));
+ *     const end = await ColossusAPI.readEvents("/v1/posts/stream?after=7", signal, onOpen, (e) => use(e.id, e.data));
  */
 (function (global) {
   "use strict";
@@ -118,6 +120,56 @@
     return r;
   }
 
+  /* Reads server-sent events from GET path until the stream ends, breaks or signal aborts it. onOpen() is
+   * called once the server has answered 200, onEvent({id, data}) for each event (comments are skipped).
+   * Resolves (never rejects) with {status, error, retryMs (the stream's retry field), retryAfter (seconds, on
+   * an error answer), aborted}. */
+  async function readEvents(path, signal, onOpen, onEvent) {
+    const r = { status: 0, error: null, retryMs: null, retryAfter: null, aborted: false };
+    const handle = (block) => {
+      const data = [];
+      let id = null;
+      for (const line of block.split(/\r?\n/)) {
+        if (!line || line.startsWith(":")) continue;
+        const colon = line.indexOf(":");
+        const field = colon < 0 ? line : line.slice(0, colon);
+        const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+        if (field === "data") data.push(value);
+        else if (field === "id") id = value;
+        else if (field === "retry" && /^\d+$/.test(value)) r.retryMs = Number(value);
+      }
+      if (data.length) onEvent({ id, data: data.join("\n") });
+    };
+    try {
+      const res = await fetch(path, { signal, headers: headers({ Accept: "text/event-stream" }) });
+      r.status = res.status;
+      if (!res.ok) {
+        const after = Number(res.headers.get("Retry-After"));
+        if (Number.isFinite(after) && after > 0) r.retryAfter = after;
+        r.error = (await errorOf(res)).message;
+        return r;
+      }
+      onOpen();
+      const reader = res.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = "";
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true });
+        for (let m = /\r?\n\r?\n/.exec(buffer); m; m = /\r?\n\r?\n/.exec(buffer)) {
+          handle(buffer.slice(0, m.index));
+          buffer = buffer.slice(m.index + m[0].length);
+        }
+      }
+      r.error = "the server ended the stream";
+    } catch (e) {
+      if (e.name === "AbortError") r.aborted = true;
+      else r.error = `the stream broke off (${e.message})`;
+    }
+    return r;
+  }
+
   /* Speed of a reply: tokens after the first over the time from the first to the last piece (decode
    * speed), and the time to the first piece. Tokens come from the stream's usage, or are the number of
    * pieces when the reply was stopped before the usage arrived. */
@@ -138,6 +190,6 @@
 
   const round = (x, digits) => Math.round(x * 10 ** digits) / 10 ** digits;
 
-  const ColossusAPI = { api, streamCompletion, replyMeta, HttpError, apiKey, onUnauthorized: () => {} };
+  const ColossusAPI = { api, streamCompletion, readEvents, replyMeta, HttpError, apiKey, onUnauthorized: () => {} };
   global.ColossusAPI = ColossusAPI;
 })(window);

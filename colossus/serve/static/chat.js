@@ -130,7 +130,7 @@
   function renderConversation() {
     const conv = state.conv;
     el.title.textContent = conv.title || "New conversation";
-    document.title = `${conv.title || "New conversation"} · Colossus`;
+    if (chatShown()) document.title = `${conv.title || "New conversation"} · Colossus`;
     el.messages.replaceChildren(...conv.messages.map(messageView));
     if (!conv.messages.length) {
       const empty = document.createElement("p");
@@ -159,6 +159,11 @@
       li.append(b);
       return li;
     }));
+  }
+
+  // views.js shows this view, the Feed or a post's page (#app[data-view]); the chat goes on while hidden.
+  function chatShown() {
+    return !el.app.dataset.view || el.app.dataset.view === "chat";
   }
 
   function setBusy(busy) {
@@ -582,6 +587,10 @@
     });
     document.addEventListener("keydown", (e) => {
       const mod = e.ctrlKey || e.metaKey;
+      if (!chatShown()) {
+        if (e.key === "Escape" && closeSidebar()) el.toggleSidebar.focus();
+        return;
+      }
       if (e.key === "Escape") {
         if (state.controller) {
           e.preventDefault();
