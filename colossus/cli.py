@@ -295,10 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="on a GPU, run each decode step op by op instead of replaying CUDA graphs captured at start")
     sv.set_defaults(func=cmd_serve)
 
+    from colossus.assistant.check_cli import add_parser as add_check_parser
     from colossus.feed.cli import add_parser as add_feed_parser
     from colossus.plan.cli import add_parser as add_plan_parser
 
-    add_feed_parser(sub)
+    add_check_parser(*add_feed_parser(sub))
     add_plan_parser(sub)
     return p
 

@@ -19,9 +19,13 @@ from colossus.assistant import format as fmt
 from colossus.assistant.citations import Source
 from colossus.assistant.loop import CHECK_TOKENS, Answer, Assistant
 from colossus.assistant.search import SearchParameters
-from colossus.feed.post import Post
+from colossus.feed.feed import Feed
+from colossus.feed.notes import ASSISTANT
+from colossus.feed.post import FeedError, Post
 from colossus.infer.engine import Delta
 from colossus.infer.sampling import SamplingParams
+
+MISLEADING = "MISINFORMED_OR_POTENTIALLY_MISLEADING"
 
 
 @dataclass
@@ -65,3 +69,15 @@ def verdict_of(answer: Answer, text: str) -> Verdict:
     if label is None:
         return Verdict("NOT ENOUGH INFO", "the model gave no verdict", evidence, text, False, answer)
     return Verdict(label, explanation, evidence, text, True, answer)
+
+
+def note_once(feed: Feed, post_id: str, summary: str, sources: list[str]) -> dict | None:
+    """The assistant's note on a post found false: the one it wrote before, or a new one (None when the note
+    cannot be written, an explanation too long for one, say: the verdict stands without it)."""
+    for n in feed.notes(post_id):
+        if n.author == ASSISTANT and n.classification == MISLEADING:
+            return n.to_dict()
+    try:
+        return feed.add_note(post_id, MISLEADING, summary, sources, author=ASSISTANT).to_dict()
+    except FeedError:
+        return None

@@ -3,6 +3,7 @@
     colossus feed add posts.jsonl                       # one post per line: id, author, created_at, text, ...
     colossus feed search "pella vorn" --since 2026-11-01 --author pella --limit 5
     colossus feed show 1870                             # the post, its thread and notes, as JSON
+    colossus feed check 1870 --model runs/latest        # fact-check it (colossus.assistant.check_cli)
 
 The feed lives in --feed DIR (default ~/.colossus/feed): feed.db, the store of record, and index/."""
 
@@ -19,8 +20,10 @@ from colossus.feed.post import DEFAULT_FEED, MAX_LIMIT, FeedError, Post, handle,
 BATCH = 10_000  # posts of a file stored and indexed in one go
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser("feed", help="the feed of posts: add, search, show",
+def add_parser(sub):
+    """The `feed` command and its subcommands -> (the subcommands, their common options), so that commands
+    that need a model (colossus.assistant.check_cli: the feed is storage and search only) join them."""
+    p = sub.add_parser("feed", help="the feed of posts: add, search, show, check",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     fs = p.add_subparsers(dest="feed_command", required=True)
     common = argparse.ArgumentParser(add_help=False)
@@ -41,6 +44,7 @@ def add_parser(sub) -> None:
     w = fs.add_parser("show", parents=[common], help="a post, its thread and notes, as JSON")
     w.add_argument("id")
     w.set_defaults(func=cmd_show)
+    return fs, common
 
 
 def read_posts(path: Path) -> list[Post]:

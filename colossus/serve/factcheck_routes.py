@@ -19,16 +19,13 @@ from fastapi import APIRouter, Request
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from colossus.assistant.factcheck import fact_check
+from colossus.assistant.factcheck import fact_check, note_once
 from colossus.assistant.format import LABELS
-from colossus.feed.notes import ASSISTANT
-from colossus.feed.post import MAX_TEXT, FeedError
+from colossus.feed.post import MAX_TEXT
 from colossus.infer.sampling import SamplingParams
 from colossus.serve.completions import engine_error
 from colossus.serve.errors import APIError, error_responses
 from colossus.serve.protocol import Strict, parse_body, read_body, request_body
-
-MISLEADING = "MISINFORMED_OR_POTENTIALLY_MISLEADING"
 
 
 class FactCheckRequest(Strict):
@@ -100,13 +97,3 @@ async def factcheck(request: Request) -> dict:
             "post_id": req.post_id, "claim": post.text if post is not None else req.text, **v.to_dict(),
             "note": note}
 
-
-def note_once(feed, post_id: str, summary: str, sources: list[str]) -> dict | None:
-    """The assistant's note on a post found false: the one it wrote before, or a new one."""
-    for n in feed.notes(post_id):
-        if n.author == ASSISTANT and n.classification == MISLEADING:
-            return n.to_dict()
-    try:
-        return feed.add_note(post_id, MISLEADING, summary, sources, author=ASSISTANT).to_dict()
-    except FeedError:  # an explanation too long for a note, say: the verdict stands without one
-        return None
