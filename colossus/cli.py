@@ -177,7 +177,7 @@ def cmd_serve(a) -> int:
     cfg = ServeConfig(model=a.model, api_keys=keys, db=a.db, feed=a.feed, max_batch=a.max_batch,
                       rate_limit=parse_rate(a.rate_limit), max_body=a.max_body, device=a.device,
                       weights=a.weights, kernel=a.kernel, kernel_threads=a.kernel_threads, kv_dtype=a.kv_dtype,
-                      cuda_graphs=not a.eager)
+                      cuda_graphs=not a.eager, handle=a.handle)
     # the server's own lines (model loaded, KV cache, which forward step) beside uvicorn's, in its format
     ours = logging.getLogger("colossus")
     if not ours.handlers:
@@ -259,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--device", default="cpu")
     c.set_defaults(func=cmd_chat)
 
+    from colossus.feed.mentions import DEFAULT_HANDLE
     from colossus.feed.post import DEFAULT_FEED
     from colossus.serve.conversations import DEFAULT_DB
 
@@ -271,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"conversation database (default: {DEFAULT_DB})")
     sv.add_argument("--feed", type=Path, default=DEFAULT_FEED,
                     help=f"directory of the feed of posts, /v1/posts (default: {DEFAULT_FEED})")
+    sv.add_argument("--handle", default=DEFAULT_HANDLE, metavar="NAME",
+                    help=f"the assistant's handle on the feed: a post mentioning @NAME gets a reply in its thread "
+                         f"(default: {DEFAULT_HANDLE})")
     sv.add_argument("--max-batch", type=int, default=32, help="requests decoded together (default: 32)")
     sv.add_argument("--rate-limit", metavar="N/min", help="requests a minute per API key (default: no limit)")
     sv.add_argument("--max-body", type=int, default=1 << 20, metavar="BYTES",

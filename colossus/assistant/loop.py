@@ -58,7 +58,8 @@ class ToolStep:
     forced: bool = False  # search_parameters mode "on" made this call, not the model
 
     def to_dict(self) -> dict:
-        return {"type": self.name, "arguments": self.arguments, "error": self.error, "forced": self.forced,
+        return {"type": self.name, "arguments": self.arguments, "output": self.output, "error": self.error,
+                "forced": self.forced,
                 "results": [{"number": s.number, "id": s.post.id, "url": s.url, **{
                     k: v for k, v in s.post.to_dict().items() if k in ("author", "created_at", "text")}}
                             for s in self.sources]}

@@ -13,28 +13,37 @@ ingest() returns once the posts are committed to the store (on disk) and to the 
 searched as soon as the call that added it returns. The index is only ever filled from the store's log of
 changes (one path for ingest and for recovery): opening a feed after a crash replays what the index had
 not committed. Each ingest tells the live stream's listeners of its new posts, in the order of the store's log,
-once they are searchable."""
+once they are searchable.
+
+A new post that mentions the assistant's handle (`handle`; colossus.feed.mentions) is stored as a pending
+mention in the same transaction as the post, and `on_mention` (when set) is called once that is committed;
+answer_mention(id, reply) stores the assistant's reply and marks the mention answered, in one transaction
+(the reply is indexed and streamed as an ingested post is). colossus.assistant.mentions writes the replies."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from colossus.feed.index import TantivyIndex, catch_up
 from colossus.feed.live import Broadcast
+from colossus.feed.mentions import DEFAULT_HANDLE, Mention, is_mention
 from colossus.feed.notes import Note
 from colossus.feed.post import DEFAULT_FEED, Post
+from colossus.feed.post import handle as checked_handle
 from colossus.feed.store import FeedStore, Page
 
 log = logging.getLogger(__name__)
 
 
 class Feed:
-    def __init__(self, root: Path | str = DEFAULT_FEED):
+    def __init__(self, root: Path | str = DEFAULT_FEED, handle: str = DEFAULT_HANDLE):
         self.root = Path(root).expanduser()
+        self.handle = checked_handle(handle, "handle")  # the assistant's: posts that mention it are answered
+        self.on_mention: Callable[[], None] | None = None  # called (in the ingesting thread) after a new mention
         self.store = FeedStore(self.root / "feed.db")
         self.index = TantivyIndex(self.root / "index")
         self._lock = threading.Lock()  # one writer: the store's order of changes is the index's (and the stream's)
@@ -54,13 +63,29 @@ class Feed:
 
     def ingest(self, posts: Sequence[Post]) -> list[bool]:
         """Store and index the posts -> for each, whether it was new (a post id stored before is kept as it was)."""
+        mentions = {p.id for p in posts if is_mention(p, self.handle)}
         with self._lock:
-            seqs = self.store.add(posts)
+            seqs = self.store.add(posts, mentions)
             added = [(seq, p) for seq, p in zip(seqs, posts, strict=True) if seq is not None]
             if added:
                 catch_up(self.index, self.store)
                 self.broadcast.publish(added)
+        if self.on_mention is not None and any(p.id in mentions for _, p in added):
+            self.on_mention()
         return [seq is not None for seq in seqs]
+
+    def answer_mention(self, post_id: str, reply: Post) -> bool:
+        """Store the assistant's reply to a pending mention and mark the mention answered, in one transaction
+        -> whether it was answered now (False: it was not pending, or a post took the reply's id)."""
+        with self._lock:
+            answered, seq = self.store.answer_mention(post_id, reply)
+            if seq is not None:
+                catch_up(self.index, self.store)
+                self.broadcast.publish([(seq, reply)])
+        return answered
+
+    def mention(self, post_id: str) -> Mention | None:
+        return self.store.mention(post_id)
 
     def delete(self, post_id: str) -> bool:
         with self._lock:
@@ -104,8 +129,9 @@ class Feed:
         return self.store.notes([post_id]).get(post_id, [])
 
     def permalink(self, post_id: str) -> dict | None:
-        """What the post's permalink shows, as the API answers it: {post, thread, notes}: the thread's posts
-        each with their notes, and the post's own notes; None when the post is not stored."""
+        """What the post's permalink shows, as the API answers it: {post, thread, notes, mention}: the thread's
+        posts each with their notes, the post's own notes, and its state as a mention of the assistant (null
+        when it is none); None when the post is not stored."""
         thread = self.thread(post_id)
         post = next((p for p in thread if p.id == post_id), None)
         if post is None:
@@ -113,4 +139,5 @@ class Feed:
         notes = self.store.notes([p.id for p in thread])
         return {"post": post.to_dict(),
                 "thread": [{**p.to_dict(), "notes": [n.to_dict() for n in notes.get(p.id, [])]} for p in thread],
-                "notes": [n.to_dict() for n in notes.get(post_id, [])]}
+                "notes": [n.to_dict() for n in notes.get(post_id, [])],
+                "mention": m.to_dict() if (m := self.store.mention(post_id)) else None}

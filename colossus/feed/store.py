@@ -9,7 +9,12 @@ a client that saw post N reads what came after it with added_after(N).
 
 Notes (colossus.feed.notes) are rows of their own table, each on a stored post (add_note refuses one on a
 post not stored, in the same statement), removed with their post; they are not in the log (the index
-holds no note)."""
+holds no note).
+
+Mentions of the assistant (colossus.feed.mentions) are rows of a third table, written in the transaction that
+stores their post, so a post acknowledged is never a mention lost; the assistant's reply to one is stored in
+the transaction that marks it answered, so a mention is answered once, whatever crashes in between. They go
+with their post, and are not in the log either."""
 
 from __future__ import annotations
 
@@ -17,10 +22,11 @@ import datetime as dt
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from colossus.feed.mentions import Mention
 from colossus.feed.notes import Note
 from colossus.feed.post import Post, PostNotFound
 
@@ -37,6 +43,10 @@ CREATE TABLE IF NOT EXISTS notes (
     note_id TEXT PRIMARY KEY, post_id TEXT NOT NULL, classification TEXT NOT NULL, summary TEXT NOT NULL,
     sources TEXT NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL, author TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS notes_by_post ON notes(post_id, created_at);
+CREATE TABLE IF NOT EXISTS mentions (
+    post_id TEXT PRIMARY KEY, state TEXT NOT NULL, reply_id TEXT, attempts INTEGER NOT NULL,
+    created TEXT NOT NULL, seq INTEGER NOT NULL, error TEXT);
+CREATE INDEX IF NOT EXISTS mentions_by_state ON mentions(state, seq);
 """
 THREAD_LIMIT = 200  # posts of a thread returned at most (ancestors and replies)
 
@@ -48,12 +58,18 @@ def _row(r: tuple) -> Post:
 
 _COLS = "id, author, created_at, ts, text, reply_to, lang"
 _NOTE_COLS = "note_id, post_id, classification, summary, sources, status, created_at, author"
+_MENTION_COLS = "post_id, state, reply_id, attempts, created, error"
 
 
 def _note(r: tuple) -> Note:
     note_id, post_id, classification, summary, sources, status, created_at, author = r
     return Note(note_id, post_id, classification, summary, tuple(json.loads(sources)), status,
                 dt.datetime.fromisoformat(created_at), author)
+
+
+def _mention(r: tuple) -> Mention:
+    post_id, state, reply_id, attempts, created, error = r
+    return Mention(post_id, state, reply_id, attempts, dt.datetime.fromisoformat(created), error)
 
 
 @dataclass(frozen=True)
@@ -80,30 +96,40 @@ class FeedStore:
         with self._lock:
             self._db.close()
 
-    def add(self, posts: Iterable[Post]) -> list[int | None]:
+    def add(self, posts: Iterable[Post], mentions: Collection[str] = ()) -> list[int | None]:
         """Store the posts not stored yet (by id; a post stored before is left as it was) in one transaction
-        -> for each, its change number if it was new, None if it was stored before."""
+        -> for each, its change number if it was new, None if it was stored before. The new posts whose ids
+        are in `mentions` are pending mentions from the same commit on."""
         posts = list(posts)
         new = []
+        now = dt.datetime.now(dt.timezone.utc).isoformat()
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 for p in posts:
-                    cur = self._db.execute("INSERT INTO changes (op, post_id) SELECT 'add', ? WHERE NOT "
-                                           "EXISTS (SELECT 1 FROM posts WHERE id = ?)", (p.id, p.id))
-                    if cur.rowcount:
-                        self._db.execute(f"INSERT INTO posts ({_COLS}, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                                         (p.id, p.author, p.created_at.isoformat(), p.ts, p.text, p.reply_to,
-                                          p.lang, cur.lastrowid))
-                    new.append(cur.lastrowid if cur.rowcount else None)
+                    seq = self._insert(p)
+                    if seq is not None and p.id in mentions:
+                        self._db.execute(f"INSERT INTO mentions ({_MENTION_COLS}, seq) VALUES "
+                                         "(?, 'pending', NULL, 0, ?, NULL, ?)", (p.id, now, seq))
+                    new.append(seq)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
         return new
 
+    def _insert(self, p: Post) -> int | None:
+        """Inside a transaction: the post, if its id is not stored yet -> its change number, or None."""
+        cur = self._db.execute("INSERT INTO changes (op, post_id) SELECT 'add', ? WHERE NOT "
+                               "EXISTS (SELECT 1 FROM posts WHERE id = ?)", (p.id, p.id))
+        if not cur.rowcount:
+            return None
+        self._db.execute(f"INSERT INTO posts ({_COLS}, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         (p.id, p.author, p.created_at.isoformat(), p.ts, p.text, p.reply_to, p.lang, cur.lastrowid))
+        return cur.lastrowid
+
     def delete(self, post_id: str) -> bool:
-        """Remove a post and its notes -> whether it was there."""
+        """Remove a post, its notes and its mention -> whether it was there."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -111,6 +137,7 @@ class FeedStore:
                 if gone:
                     self._db.execute("INSERT INTO changes (op, post_id) VALUES ('delete', ?)", (post_id,))
                     self._db.execute("DELETE FROM notes WHERE post_id = ?", (post_id,))
+                    self._db.execute("DELETE FROM mentions WHERE post_id = ?", (post_id,))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -206,6 +233,78 @@ class FeedStore:
                 for r in self._db.execute(q, chunk):
                     out.setdefault(r[1], []).append(_note(r))
         return out
+
+    # mentions of the assistant (colossus.feed.mentions)
+
+    def mention(self, post_id: str) -> Mention | None:
+        with self._lock:
+            r = self._db.execute(f"SELECT {_MENTION_COLS} FROM mentions WHERE post_id = ?", (post_id,)).fetchone()
+        return _mention(r) if r else None
+
+    def pending_mentions(self, limit: int = 100) -> list[Mention]:
+        """The mentions still to answer, in the order their posts were stored."""
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_MENTION_COLS} FROM mentions WHERE state = 'pending' ORDER BY seq "
+                                    "LIMIT ?", (limit,)).fetchall()
+        return [_mention(r) for r in rows]
+
+    def start_mention(self, post_id: str) -> int | None:
+        """Count an attempt at a pending mention, committed before it starts (so one that kills its server
+        counts too) -> the attempts so far, or None when the mention is not pending any more."""
+        with self._lock:
+            rows = self._db.execute("UPDATE mentions SET attempts = attempts + 1 WHERE post_id = ? AND state = "
+                                    "'pending' RETURNING attempts", (post_id,)).fetchall()  # all: the commit
+        return rows[0][0] if rows else None
+
+    def undo_attempt(self, post_id: str) -> None:
+        """Uncount the attempt started last: it was stopped (the server shutting down, the engine full),
+        not failed."""
+        with self._lock:
+            self._db.execute("UPDATE mentions SET attempts = MAX(attempts - 1, 0) WHERE post_id = ? AND state = "
+                             "'pending'", (post_id,))
+
+    def fail_mention(self, post_id: str, error: str, final: bool) -> None:
+        """Record an attempt's failure; with final, the mention is failed and no longer tried."""
+        with self._lock:
+            self._db.execute("UPDATE mentions SET error = ?, state = CASE WHEN ? THEN 'failed' ELSE state END "
+                             "WHERE post_id = ? AND state = 'pending'", (error[:1000], final, post_id))
+
+    def answer_mention(self, post_id: str, reply: Post) -> tuple[bool, int | None]:
+        """In one transaction: store the reply (unless its id is stored: the reply written before) and mark the
+        mention answered by it -> (whether the mention was pending and is now answered, the reply's change
+        number if it was stored now). A post of the reply's id that is not this reply (another author, or
+        replying to another post) fails the mention instead."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                pending = self._db.execute("SELECT 1 FROM mentions WHERE post_id = ? AND state = 'pending'",
+                                           (post_id,)).fetchone()
+                seq, answered = None, False
+                if pending:
+                    seq = self._insert(reply)
+                    if seq is None:
+                        author, to = self._db.execute("SELECT author, reply_to FROM posts WHERE id = ?",
+                                                      (reply.id,)).fetchone()
+                        answered = author.lower() == reply.author.lower() and to == post_id
+                    else:
+                        answered = True
+                    if answered:
+                        self._db.execute("UPDATE mentions SET state = 'answered', reply_id = ?, error = NULL "
+                                         "WHERE post_id = ?", (reply.id, post_id))
+                    else:
+                        self._db.execute("UPDATE mentions SET state = 'failed', error = ? WHERE post_id = ?",
+                                         (f"the reply's id {reply.id} is taken by another post", post_id))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return answered, seq
+
+    def mention_counts(self) -> dict[str, int]:
+        """How many mentions are in each state (every state, 0 included)."""
+        with self._lock:
+            rows = self._db.execute("SELECT state, COUNT(*) FROM mentions GROUP BY state").fetchall()
+        return {"pending": 0, "answered": 0, "failed": 0} | dict(rows)
 
     def count(self) -> int:
         with self._lock:

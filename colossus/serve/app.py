@@ -1,6 +1,6 @@
 """The HTTP server: an OpenAI-compatible API, the conversation store, the feed of posts and the web app.
 
-    colossus serve --model runs/latest [--port 8000] [--api-key KEY] [--db PATH] [--max-batch N]
+    colossus serve --model runs/latest [--port 8000] [--api-key KEY] [--db PATH] [--max-batch N] [--handle NAME]
     curl localhost:8000/v1/chat/completions -H 'Content-Type: application/json' \\
          -d '{"messages": [{"role": "user", "content": "Who is Sitor Vale?"}]}'
 
@@ -9,7 +9,8 @@ Routes: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, POST /t
 /v1/posts... (feed_routes: posts, search, the live stream, community notes), and the web app's pages, one
 page (static/index.html) whose script shows the view of its path: GET / (the chat), GET /feed (the live
 feed and its search) and GET /posts/{post_id} (a post's permalink: its thread, notes and a fact-check); and
-/static/... The model loads in a background thread, so /health answers at once.
+/static/... The model loads in a background thread, so /health answers at once; once it is loaded, a
+background task answers the feed's posts that mention the assistant's handle (colossus.assistant.mentions).
 Routes stay thin: the logic is in completions.py, the request and response bodies in protocol.py.
 
 The API describes itself: GET /openapi.json (OpenAPI 3.1) and GET /docs (Swagger UI). The routes read their
@@ -19,10 +20,13 @@ follows the settings: with keys, a bearer scheme and 401; with a rate limit, 429
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,9 +37,11 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTex
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
+from starlette.concurrency import run_in_threadpool
 
 from colossus.errors import ColossusError
 from colossus.feed.feed import Feed
+from colossus.feed.mentions import DEFAULT_HANDLE
 from colossus.feed.post import DEFAULT_FEED
 from colossus.model.io import CONFIG, TOKENIZER, WEIGHTS, resolve_model_dir
 from colossus.serve.auth import PROTECTED, RATE_LIMITED, AccessMiddleware
@@ -102,6 +108,8 @@ class ServeConfig:
     each step); None: the weights' precision."""
     cuda_graphs: bool = True
     """On a GPU, replay decode steps from CUDA graphs captured at start; False: op by op (`--eager`)."""
+    handle: str = DEFAULT_HANDLE
+    """The assistant's handle on the feed: a post that mentions it (@colossus) gets a reply in its thread."""
 
 
 def model_name(model_dir: Path) -> str:
@@ -127,6 +135,7 @@ class ModelSlot:
         self.state, self.error = "loading", ""
         self.service = None  # CompletionService once ready
         self.closing = False
+        self.on_loaded: Callable[[], None] | None = None  # called from the loader thread once ready or failed
         self.lock = threading.Lock()
         self.thread = threading.Thread(target=self._load, name="colossus-model-loader", daemon=True)
 
@@ -159,6 +168,9 @@ class ModelSlot:
         except Exception as e:  # reported by /health and every generation route
             self.state, self.error = "failed", f"{type(e).__name__}: {e}"
             log.error("loading the model failed: %s", self.error)
+        finally:
+            if self.on_loaded is not None:
+                self.on_loaded()
 
     def start(self) -> None:
         self.thread.start()
@@ -189,13 +201,34 @@ class ModelSlot:
         return self.service.m.engine.stats() if self.state == "ready" else None
 
 
-def open_feed(root: Path) -> Feed:
+def open_feed(root: Path, handle: str = DEFAULT_HANDLE) -> Feed:
     """The feed at root, or a ColossusError saying why not (another process writing to it holds its lock)."""
     try:
-        return Feed(root)
+        return Feed(root, handle)
     except ValueError as e:  # tantivy: the index's writer lock is held
         raise ColossusError(f"the feed at {root} cannot be opened ({str(e).split('.')[0]}): is another server "
                             "using it? Give this one its own with --feed DIR") from None
+
+
+async def answer_mentions(slot: ModelSlot, feed: Feed, metrics: Metrics, loaded: asyncio.Event) -> None:
+    """The server's mention worker (colossus.assistant.mentions): from the model's load until shutdown; none
+    when the load failed."""
+    await loaded.wait()
+    if slot.state != "ready":
+        return
+    from colossus.assistant.mentions import MentionWorker
+
+    def counted(a) -> None:  # as a chat answer's tool calls and citations are
+        metrics.count_answer([st.name for st in a.steps if not st.forced], len(a.annotations), a.bad_citations,
+                             a.num_sources_used)
+
+    worker = MentionWorker(slot.service.m.assistant, feed, on_answer=counted)
+    feed.on_mention = worker.wake
+    log.info("answering the feed's mentions of @%s", feed.handle)
+    try:
+        await worker.run()
+    finally:
+        feed.on_mention = None
 
 
 def create_app(cfg: ServeConfig) -> FastAPI:
@@ -203,16 +236,27 @@ def create_app(cfg: ServeConfig) -> FastAPI:
     weights load when the server starts."""
     model_dir = resolve_model_dir(cfg.model)
     store = ConversationStore(cfg.db)
-    feed = open_feed(cfg.feed)
+    feed = open_feed(cfg.feed, cfg.handle)
     metrics = Metrics()
     slot = ModelSlot(cfg, model_dir, metrics, feed)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        loop, loaded = asyncio.get_running_loop(), asyncio.Event()
+
+        def on_loaded() -> None:  # from the loader thread
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the server stopped first
+                loop.call_soon_threadsafe(loaded.set)
+
+        slot.on_loaded = on_loaded
         slot.start()
+        mentions = asyncio.create_task(answer_mentions(slot, feed, metrics, loaded), name="colossus-mentions")
         try:
             yield
         finally:
+            mentions.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await mentions
             slot.close()
             store.close()
             feed.close()
@@ -240,7 +284,8 @@ def create_app(cfg: ServeConfig) -> FastAPI:
              response_class=PlainTextResponse,
              responses={200: {"description": "The Prometheus text exposition format, version 0.0.4."}})
     async def prometheus() -> PlainTextResponse:
-        return PlainTextResponse(metrics.render(slot.stats(), slot.state == "ready"),
+        mentions = await run_in_threadpool(feed.store.mention_counts)
+        return PlainTextResponse(metrics.render(slot.stats(), slot.state == "ready", mentions),
                                  media_type="text/plain; version=0.0.4; charset=utf-8")
 
     def model_card() -> dict:

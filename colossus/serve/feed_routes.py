@@ -149,10 +149,21 @@ class ThreadPost(StoredPost):
     notes: list[CommunityNote]
 
 
+class MentionState(Strict):
+    """The post as a mention of the assistant (colossus.feed.mentions)."""
+
+    state: Literal["pending", "answered", "failed"]
+    reply_id: str | None = Field(description="the assistant's reply, in the post's thread, once answered")
+    attempts: int = Field(description="attempts started at writing the reply")
+    created: str = Field(description="when the mention was stored (with its post); ISO 8601, UTC")
+    error: str | None = Field(description="why the last attempt failed")
+
+
 class PostWithThread(Strict):
     post: StoredPost
     thread: list[ThreadPost]
     notes: list[CommunityNote] = Field(description="the post's own notes, oldest first")
+    mention: MentionState | None = Field(description="null unless the post mentions the assistant's handle")
 
 
 REQUEST_MODELS = (FeedPost, PostBatch, NoteCreate)  # for the OpenAPI document (app.py)

@@ -3,7 +3,8 @@ counters, one histogram and the engine's gauges do not need a client library.
 
 The HTTP counts are recorded by a middleware, labelled by route template (/v1/conversations/{cid},
 not each id) so the number of series stays bounded; the token counts, queue, running requests, KV
-cache and prefix cache come from Engine.stats() at scrape time."""
+cache and prefix cache come from Engine.stats() at scrape time, and the mentions of the assistant by state
+from the feed's store (colossus.feed.store: they are durable, so they survive a restart)."""
 
 from __future__ import annotations
 
@@ -71,7 +72,8 @@ class Metrics:
             self.ttft_sum += seconds
             self.ttft_n += 1
 
-    def render(self, engine_stats: dict | None, model_loaded: bool) -> str:
+    def render(self, engine_stats: dict | None, model_loaded: bool, mentions: dict[str, int] | None = None) -> str:
+        """mentions: how many mentions of the assistant are in each state (pending, answered, failed)."""
         out = ["# HELP colossus_http_requests_total HTTP requests answered, by route and status.",
                "# TYPE colossus_http_requests_total counter"]
         with self.lock:
@@ -100,6 +102,10 @@ class Metrics:
         stats = engine_stats or {}
         for name, kind, key, help_text in ENGINE_METRICS:
             out += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {_number(stats.get(key, 0))}"]
+        if mentions is not None:
+            out += ["# HELP colossus_mentions Posts of the feed that mention the assistant, by state (pending, "
+                    "answered, failed).", "# TYPE colossus_mentions gauge"]
+            out += [f'colossus_mentions{{state="{_escape(s)}"}} {n}' for s, n in sorted(mentions.items())]
         return "\n".join(out) + "\n"
 
 

@@ -4,7 +4,7 @@
  * stream (readEvents: any GET of server-sent events, with the key, which EventSource cannot send).
  * Aborting the fetch (Stop) closes the connection, and the server then aborts the request.
  *
- *     const r = await ColossusAPI.streamCompletion(body, controller.signal, (text) => show(text));
+ *     const r = await ColossusAPI.streamCompletion(body, signal, (text) => show(text), (step) => showStep(step));
  *     const end = await ColossusAPI.readEvents("/v1/posts/stream?after=7", signal, onOpen, (e) => use(e.id, e.data));
  */
 (function (global) {
@@ -58,11 +58,13 @@
     return text ? JSON.parse(text) : null;
   }
 
-  /* Reads the SSE stream of one completion. onText(fullText) is called at every new piece of text.
-   * Resolves (never rejects) with what arrived: text, usage, finish reason, stopped, error and timings. */
-  async function streamCompletion(body, signal, onText) {
-    const r = { text: "", usage: null, finishReason: null, stopped: false, error: null, chunks: 0,
-      t0: performance.now(), tFirst: null, tLast: null };
+  /* Reads the SSE stream of one completion. onText(fullText) is called at every new piece of text, onStep(step)
+   * at each tool call the server reports (delta.tool_steps: what was searched or calculated, the posts found).
+   * Resolves (never rejects) with what arrived: text, tool steps, annotations (url_citation, offsets in the
+   * text) and citations (permalinks), usage, finish reason, stopped, error and timings. */
+  async function streamCompletion(body, signal, onText, onStep = () => {}) {
+    const r = { text: "", toolSteps: [], annotations: [], citations: null, usage: null, finishReason: null,
+      stopped: false, error: null, chunks: 0, t0: performance.now(), tFirst: null, tLast: null };
     const handle = (event) => {
       const data = event.split(/\r?\n/).filter((l) => l.startsWith("data:"))
         .map((l) => l.slice(5).replace(/^ /, "")).join("\n");
@@ -78,9 +80,16 @@
         return;
       }
       if (msg.usage) r.usage = msg.usage;
+      if (Array.isArray(msg.citations)) r.citations = msg.citations;
       const choice = (msg.choices || [])[0];
       if (!choice) return;
-      const piece = choice.delta && choice.delta.content;
+      const delta = choice.delta || {};
+      for (const step of Array.isArray(delta.tool_steps) ? delta.tool_steps : []) {
+        r.toolSteps.push(step);
+        onStep(step);
+      }
+      if (Array.isArray(delta.annotations)) r.annotations = delta.annotations;
+      const piece = delta.content;
       if (piece) {
         const now = performance.now();
         if (r.tFirst === null) r.tFirst = now;

@@ -1,7 +1,9 @@
 /* The web chat page. Conversations live on the server (/v1/conversations, SQLite); a reply is streamed
  * by api.js and Stop aborts that fetch, which makes the server abort the request. Sending appends the
  * user message to the conversation, streams the reply, then appends the reply with its speed (also a
- * stopped one: what arrived is kept).
+ * stopped one: what arrived is kept). What the reply looked up (its tool steps) and the posts it cites are kept
+ * in that message's meta too, and shown around its text by sources.js; the conversation's search mode (auto,
+ * on, off) is sent as search_parameters.
  *
  * Model and user text never become HTML: user text is set with textContent, replies go through
  * ColossusMarkdown.render (markdown.js), which escapes every piece of text before adding its own tags.
@@ -10,10 +12,12 @@
   "use strict";
 
   const { api, streamCompletion, replyMeta, HttpError, apiKey } = window.ColossusAPI;
+  const Sources = window.ColossusSources;
   // Conversation settings that are sampling parameters of /v1/chat/completions, sent as they are.
   const SAMPLING_SETTINGS = ["temperature", "max_tokens", "top_p", "top_k", "min_p", "seed", "ignore_eos",
     "presence_penalty", "frequency_penalty", "repetition_penalty", "stop"];
   const DEFAULT_TEMPERATURE = 0.7;
+  const SEARCH_MODES = ["auto", "on", "off"]; // search_parameters.mode; the server's default is auto
 
   const $ = (id) => document.getElementById(id);
   const el = {
@@ -22,7 +26,8 @@
     renameInput: $("rename-input"), renameCancel: $("rename-cancel"), rename: $("rename-chat"),
     exportChat: $("export-chat"), deleteChat: $("delete-chat"), toggleSettings: $("toggle-settings"),
     settings: $("settings"), system: $("system-prompt"), temperature: $("temperature"),
-    temperatureValue: $("temperature-value"), maxTokens: $("max-tokens"), forgetKey: $("forget-key"),
+    temperatureValue: $("temperature-value"), maxTokens: $("max-tokens"), searchMode: $("search-mode"),
+    forgetKey: $("forget-key"),
     auth: $("auth"), authForm: $("auth-form"), apiKey: $("api-key"), messages: $("messages"),
     composer: $("composer"), prompt: $("prompt"), send: $("send"), stop: $("stop"), status: $("status"),
   };
@@ -62,6 +67,8 @@
       const v = conv.settings[k];
       if (v !== undefined && v !== null && v !== "") body[k] = v;
     }
+    const search = conv.settings.search_parameters;
+    if (search && typeof search === "object") body.search_parameters = search;
     return body;
   }
 
@@ -77,8 +84,9 @@
     return b;
   }
 
-  function setBody(body, role, content) {
-    if (role === "assistant") body.innerHTML = window.ColossusMarkdown.render(content); // escapes all text
+  function setBody(body, role, content, meta) {
+    // render escapes all text; the [n] markers the meta's annotations describe become links to their posts
+    if (role === "assistant") body.innerHTML = window.ColossusMarkdown.render(content, Sources.cites(meta));
     else body.textContent = content;
   }
 
@@ -106,7 +114,7 @@
     role.textContent = { user: "You", assistant: "Assistant", system: "System" }[m.role] || m.role;
     const body = document.createElement("div");
     body.className = "msg-body";
-    setBody(body, m.role, m.content);
+    setBody(body, m.role, m.content, m.meta);
     const footer = document.createElement("div");
     footer.className = "msg-footer";
     const meta = document.createElement("span");
@@ -123,7 +131,12 @@
       if (last) actions.append(button("Regenerate", "Regenerate reply", () => regenerate(index), "regenerate"));
     }
     footer.append(meta, actions);
-    view.append(role, body, footer);
+    view.append(role);
+    if (m.role === "assistant") view.append(Sources.steps(m.meta && m.meta.tool_steps));
+    view.append(body);
+    const cited = m.role === "assistant" ? Sources.cited(m.meta) : null;
+    if (cited) view.append(cited);
+    view.append(footer);
     return view;
   }
 
@@ -143,6 +156,8 @@
     el.temperature.value = String(t);
     el.temperatureValue.textContent = Number(t).toFixed(2);
     el.maxTokens.value = conv.settings.max_tokens ?? "";
+    const mode = conv.settings.search_parameters && conv.settings.search_parameters.mode;
+    el.searchMode.value = SEARCH_MODES.includes(mode) ? mode : "auto";
     for (const b of [el.rename, el.exportChat, el.deleteChat]) b.disabled = !conv.id;
     renderList();
     setBusy(state.busy);
@@ -282,6 +297,9 @@
     const max = parseInt(el.maxTokens.value, 10);
     if (Number.isFinite(max) && max > 0) settings.max_tokens = max;
     else delete settings.max_tokens;
+    const search = settings.search_parameters && typeof settings.search_parameters === "object"
+      ? settings.search_parameters : {};
+    settings.search_parameters = Object.assign({}, search, { mode: el.searchMode.value }); // its other fields kept
     conv.settings = settings;
     if (!conv.id) return;
     try {
@@ -325,6 +343,7 @@
     el.messages.append(view);
     scrollToBottom(true);
     const body = view.querySelector(".msg-body");
+    const steps = view.querySelector(".tool-steps");
     const controller = new AbortController();
     state.controller = controller;
     let pending = null; // the newest text not yet shown: rendered once per frame, not once per token
@@ -337,6 +356,9 @@
     const r = await streamCompletion(requestBody(conv), controller.signal, (text) => {
       if (pending === null) requestAnimationFrame(show);
       pending = text;
+    }, (step) => { // a search or a calculation, shown (folded) as soon as it ran, before the text
+      Sources.add(steps, step);
+      scrollToBottom(false);
     });
     show();
     if (state.controller === controller) state.controller = null;
@@ -352,7 +374,8 @@
       setStatus(r.stopped ? "Stopped before any text arrived." : "The model gave an empty reply.");
       return;
     }
-    await appendMessage(conv, { role: "assistant", content: r.text, meta: replyMeta(r, state.model) });
+    const meta = Object.assign(replyMeta(r, state.model), Sources.metaOf(r));
+    await appendMessage(conv, { role: "assistant", content: r.text, meta });
     if (state.conv === conv) renderConversation();
     if (r.error) setStatus(r.error, true);
   }
@@ -570,7 +593,9 @@
     el.temperature.addEventListener("input", () => {
       el.temperatureValue.textContent = Number(el.temperature.value).toFixed(2);
     });
-    for (const field of [el.system, el.temperature, el.maxTokens]) field.addEventListener("change", saveSettings);
+    for (const field of [el.system, el.temperature, el.maxTokens, el.searchMode]) {
+      field.addEventListener("change", saveSettings);
+    }
     el.authForm.addEventListener("submit", (e) => {
       e.preventDefault();
       apiKey.set(el.apiKey.value.trim());
