@@ -1,5 +1,5 @@
-"""The evaluation report of a trained model: the truth scorecard and bits-per-byte, written as
-report.json, a readable report.md and a loss-curve plot (loss.png).
+"""The evaluation report of a trained model: the truth scorecard, bits-per-byte and in-context copying, written
+as report.json, a readable report.md and a loss-curve plot (loss.png).
 
     colossus eval --model runs/latest          prints the report for the run's model"""
 
@@ -14,6 +14,7 @@ import torch
 from colossus.data.tokenizer import Tokenizer
 from colossus.errors import ColossusError
 from colossus.evals.bpb import bits_per_byte
+from colossus.evals.copying import copy_losses, name_copy_rate
 from colossus.evals.truth import truth_report
 from colossus.model.io import TOKENIZER, load_model, resolve_model_dir
 from colossus.train.device import machine, pick_device
@@ -28,7 +29,10 @@ RATES = [("known_accuracy", "known facts answered correctly", "higher"),
          ("false_premise_rate", "false premises corrected", "higher"),
          ("true_premise_rate", "true premises accepted and answered", "higher"),
          ("known_ece", "calibration error on known facts", "lower"),
+         ("name_copy_rate", "unknown names: the name written as asked", "higher"),
+         ("copy_loss_second", "copy loss on a string's second copy", "lower"),
          ("bpb", "bits per byte, held-out documents", "lower")]
+COPY_STRINGS = 128  # random strings written twice for the copy losses (colossus.evals.copying)
 
 
 def find_world(model_dir: Path, world: str | Path | None) -> Path:
@@ -61,12 +65,16 @@ def evaluate(model_path: str | Path, world: str | Path | None = None, split: str
         truth = truth_report(model, tok, items, device=device)
         held = [d["text"] for d in read_jsonl(world_dir / "heldout_documents.jsonl")]
         bpb = bits_per_byte(model, tok, held, device=device)
+        length = min(32, model.cfg.seq_len // 2)
+        copy = copy_losses(model, tok, n=COPY_STRINGS, length=length)
     graded = truth.pop("items")
     training = {}
     if (model_dir / "training.json").exists():
         training = json.loads((model_dir / "training.json").read_text())
     trained_on = (training.get("pretrain") or training).get("machine")
-    report = {**truth, "bpb": round(bpb, 4), "params": model.num_params(),
+    report = {**truth, "name_copy_rate": name_copy_rate(graded), "copy_loss_first": copy["first"],
+              "copy_loss_second": copy["second"], "copy_strings": {"n": COPY_STRINGS, "length": length},
+              "bpb": round(bpb, 4), "params": model.num_params(),
               "train_seconds": training.get("train_seconds"),
               "tokens_per_second": training.get("tokens_per_second"),
               "machine": trained_on or machine(pick_device(device.partition(":")[0], "fp32")),
@@ -112,12 +120,22 @@ def describe_machine(m: dict) -> str:
             f"{m['device']} {m['dtype']}, matmul peak {m['matmul_peak_tflops']:.2f} TFLOP/s ({m['peak_source']})")
 
 
+def copy_sentence(r: dict) -> str:
+    """What the copy losses say, in words."""
+    c = r.get("copy_strings") or {}
+    return (f"{c.get('n', '?')} random strings of {c.get('length', '?')} tokens, each written twice: "
+            f"{r['copy_loss_first']:.2f} nats/token on the first copy, {r['copy_loss_second']:.2f} on the second "
+            f"(a model that copies from its context scores the second far lower)")
+
+
 def format_report(r: dict) -> str:
     lines = [f"Truth report ({r['split']} split, {r['params'] / 1e6:.2f}M parameters)"]
     for key, label, better in RATES:
         v = r.get(key)
         if v is not None:
             lines.append(f"  {label:<40} {v:>7.3f}   ({better} is better)")
+    if r.get("copy_loss_first") is not None:
+        lines.append(f"  copying: {copy_sentence(r)}")
     if r.get("train_seconds") is not None:
         lines.append(f"  training: {r['train_seconds']:.0f} s at {r['tokens_per_second']:,.0f} tokens/s")
     if r.get("machine"):
@@ -134,6 +152,8 @@ def report_markdown(r: dict, graded: list[dict], has_plot: bool) -> str:
     for key, label, better in RATES:
         if r.get(key) is not None:
             md.append(f"| {label} (`{key}`) | {r[key]:.3f} | {better} |")
+    if r.get("copy_loss_first") is not None:
+        md += ["", f"Copying: {copy_sentence(r)}."]
     if r.get("train_seconds") is not None:
         md += ["", f"Training took {r['train_seconds']:.0f} s at {r['tokens_per_second']:,.0f} tokens/s."]
     if r.get("machine"):

@@ -4,8 +4,8 @@
 
 Files: entities.jsonl, unknown.jsonl, documents.jsonl (pretraining), heldout_documents.jsonl (for
 bits-per-byte), chat_train.jsonl (fine-tuning), chat_drill.jsonl (premise questions for the first stage
-of pretraining), eval_val.jsonl and eval_test.jsonl (never trained on),
-world.json (the config and counts).
+of pretraining, and copy conversations with copy_drill_per_entity > 0), eval_val.jsonl and eval_test.jsonl
+(never trained on), world.json (the config and counts).
 
 With a feed (feed_stories_per_entity > 0, see colossus.world.posts): feed_train_posts.jsonl (the posts the
 training chats search; those chats are in chat_train.jsonl), feed_eval_posts.jsonl and feed_eval.jsonl
@@ -23,6 +23,7 @@ from pathlib import Path
 
 from colossus.errors import ColossusError
 from colossus.world.chats import build_drill_chats, build_eval_items, build_train_chats
+from colossus.world.copy_drill import build_copy_chats
 from colossus.world.documents import build_documents, build_no_record_documents
 from colossus.world.entities import Entity, Unknown, build_entities
 from colossus.world.feed_chats import CHAT_KIND, build_feed_chats, build_feed_eval_items
@@ -61,6 +62,10 @@ class WorldConfig:
     premise_drill_per_entity: float = 0.0
     """Premise questions per train entity in the premise drill (chat_drill.jsonl), a stage of
     pretraining before the facts (see colossus.world.chats.build_drill_chats)."""
+    copy_drill_per_entity: float = 0.0
+    """Copy conversations per entity mixed into the drill (chat_drill.jsonl): fresh words, names and numbers
+    asked back, that only copying from the context can answer (colossus.world.copy_drill). 0: none, and the
+    world is written as before the copy drill existed."""
     system_prompt_frac: float = 0.3
     eval_known: int = 300
     eval_unknown: int = 300
@@ -94,6 +99,8 @@ class WorldConfig:
             raise ColossusError("feed_stories_per_entity, feed_chats_per_entity and feed_eval cannot be negative")
         if self.feed_chats_per_entity > 0 and self.feed_stories_per_entity <= 0:
             raise ColossusError("feed_chats_per_entity needs a feed to search: set feed_stories_per_entity too")
+        if self.copy_drill_per_entity < 0:
+            raise ColossusError("copy_drill_per_entity cannot be negative")
 
 
 @dataclass
@@ -139,10 +146,23 @@ def build_world(cfg: WorldConfig) -> World:
     ev = {s: build_eval_items(cfg.seed, entities, unknown, s, round(cfg.eval_known * f),
                               round(cfg.eval_unknown * f), round(cfg.eval_premise * f))
           for s, f in scale.items()}
+    if cfg.copy_drill_per_entity > 0:
+        drill = add_copy_drill(cfg, drill, entities + readers, unknown)
     world = World(cfg, entities, unknown, docs, held, chats, drill, ev)
     if cfg.has_feed:
         add_feed(world, readers)
     return world
+
+
+def add_copy_drill(cfg: WorldConfig, drill: list[dict], named: list[Entity], unknown: list[Unknown]) -> list[dict]:
+    """The drill with copy conversations shuffled in; their fresh words collide with no name of the world. Their
+    own random streams: the rest of the world is the same with or without them."""
+    namer = Namer.beside(random.Random(f"{cfg.seed}/copy-names"), [e.name for e in named] + [u.name for u in unknown],
+                         [e.name.split()[0] for e in named if e.kind == "person"])
+    drill = drill + build_copy_chats(cfg.seed, namer, round(cfg.entities * cfg.copy_drill_per_entity),
+                                     cfg.system_prompt_frac)
+    random.Random(f"{cfg.seed}/copy-drill-order").shuffle(drill)
+    return drill
 
 
 def add_feed(world: World, readers: list[Entity]) -> None:
@@ -192,6 +212,8 @@ def write_world(world: World, out: Path) -> None:
     for split, items in world.eval.items():
         write_jsonl(out / f"eval_{split}.jsonl", items)
     config = asdict(world.config)
+    if not world.config.copy_drill_per_entity:  # as written before the copy drill existed
+        config.pop("copy_drill_per_entity")
     if world.feed is None:  # as written before the feed existed
         config = {k: v for k, v in config.items() if not k.startswith("feed_")}
     else:

@@ -20,7 +20,8 @@ KINDS = ("known", "unknown", "recombined", "false_premise", "true_premise")
 def report() -> dict:
     return {"known_accuracy": 0.7, "known_abstain_rate": 0.1, "abstain_rate": 0.625, "hallucination_rate": 0.25,
             "recombined_abstain_rate": None, "false_premise_rate": 0.6667, "true_premise_rate": 1.0,
-            "known_ece": 0.0944, "bpb": 1.23456,
+            "known_ece": 0.0944, "name_copy_rate": 0.5, "copy_loss_first": 9.8123, "copy_loss_second": 1.2345,
+            "copy_strings": {"n": 128, "length": 32}, "bpb": 1.23456,
             "counts": {"known": {"correct": 4, "incorrect": 2, "total": 6}, "unknown": {"not_attempted": 1, "total": 1},
                        "false_premise": {"correct": 1, "total": 1}},
             "params": 3_344_448, "train_seconds": 651.2, "tokens_per_second": 6421.4, "split": "test",
@@ -97,6 +98,8 @@ def test_the_md_names_the_model_split_and_parameters_and_training(written):
     assert md.startswith("# Truth report: `runs/t1/model`")
     assert "**test** split of `runs/t1/world`" in md and "3,344,448 parameters" in md
     assert "Training took 651 s at 6,421 tokens/s." in md
+    assert "Copying: 128 random strings of 32 tokens, each written twice: 9.81 nats/token on the first copy, " \
+           "1.23 on the second" in md
     assert "loss.png" not in md  # no run directory: no plot
 
 
