@@ -21,13 +21,14 @@ REPORT_KEYS = {"known_accuracy", "abstain_rate", "hallucination_rate", "false_pr
 RATES = ("known_accuracy", "known_abstain_rate", "abstain_rate", "hallucination_rate", "recombined_abstain_rate",
          "false_premise_rate", "true_premise_rate")
 # What the tiny preset (seeded, float32 on every host) reaches: runs/t1/report.json and the stages' final losses,
-# measured on 2026-12-02 (2 threads, AVX-512). Float rounding moves them a little: with AVX2 kernels
-# (ATEN_CPU_CAPABILITY=avx2) no rate moved and bits per byte by 0.4%; on one thread a rate moved by up to two
-# questions of 30 and the final losses by under 1%. So a rate may move by three questions of 30 (two of the smaller
-# kinds), bits per byte and the final losses by 3%; a real regression moves them further.
-PINNED = {"known_accuracy": 0.2667, "known_abstain_rate": 0.1, "abstain_rate": 0.1, "hallucination_rate": 0.9,
-          "recombined_abstain_rate": 0.1, "false_premise_rate": 0.0, "true_premise_rate": 0.4, "bpb": 0.247}
-FINAL_LOSS = {"drill": 0.8719, "pretrain": 0.1946, "sft": 0.0288}
+# measured on 2026-12-03 (2 threads, AVX-512), after a corrected false premise went on to answer the question
+# asked (the world's premise replies changed, and with them every figure). Float rounding moves them a little:
+# with AVX2 kernels (ATEN_CPU_CAPABILITY=avx2) no rate moved and bits per byte by 0.4%; on one thread a rate
+# moved by up to two questions of 30 and the final losses by under 1%. So a rate may move by three questions of 30
+# (two of the smaller kinds), bits per byte and the final losses by 3%; a real regression moves them further.
+PINNED = {"known_accuracy": 0.2, "known_abstain_rate": 0.1, "abstain_rate": 0.1333, "hallucination_rate": 0.8667,
+          "recombined_abstain_rate": 0.2, "false_premise_rate": 0.0, "true_premise_rate": 0.4, "bpb": 0.2412}
+FINAL_LOSS = {"drill": 0.8275, "pretrain": 0.2129, "sft": 0.0316}
 TIMEOUT = 1800  # a bound for a hung run, not a speed: the tiny chain takes about a minute
 
 

@@ -26,7 +26,7 @@ import torch
 
 from colossus.data import chat_template
 from colossus.data.tokenizer import Tokenizer
-from colossus.evals.grading import CORRECT, INCORRECT, NOT_ATTEMPTED, grade, normalise
+from colossus.evals.grading import CORRECT, INCORRECT, NOT_ATTEMPTED, grade, normalise, states
 from colossus.infer.generate import generate_batch
 from colossus.model.gpt import GPT
 
@@ -78,9 +78,13 @@ def score(items: list[dict], replies: list[tuple[str, float]]) -> dict:
                    and not is_blank(x["reply"]))
     answered = [(conf, g["grade"] == CORRECT) for g, (_, conf) in zip(graded, replies, strict=True)
                 if g["kind"] == "known" and g["grade"] != NOT_ATTEMPTED]
+    corrected = [g for g in graded if g["kind"] == "false_premise" and g["grade"] == CORRECT
+                 and g.get("question_answer")]
+    went_on = sum(states(g["reply"], g["question_answer"]) for g in corrected)
     ece = None
     if answered:
         ece = round(expected_calibration_error([c for c, _ in answered], [ok for _, ok in answered]), 4)
+    every = answered_items(graded)
     return {
         "known_accuracy": rate("known", CORRECT),
         "known_abstain_rate": rate("known", NOT_ATTEMPTED),
@@ -89,10 +93,18 @@ def score(items: list[dict], replies: list[tuple[str, float]]) -> dict:
         "false_premise_rate": rate("false_premise", CORRECT),
         "true_premise_rate": rate("true_premise", CORRECT),
         "recombined_abstain_rate": rate("recombined", NOT_ATTEMPTED),
+        "false_premise_answered_rate": round(went_on / len(corrected), 4) if corrected else None,
         "known_ece": ece,
+        "ece": round(expected_calibration_error(*zip(*every, strict=True)), 4) if every else None,
         "counts": {k: dict(v) | {"total": sum(v.values())} for k, v in tally.items()},
         "items": graded,
     }
+
+
+def answered_items(graded: list[dict]) -> list[tuple[float, bool]]:
+    """(confidence, correct) of every graded item that was answered: neither abstained on nor blank."""
+    return [(g["confidence"], g["grade"] == CORRECT) for g in graded
+            if g["grade"] != NOT_ATTEMPTED and not is_blank(g["reply"])]
 
 
 def truth_report(model: GPT, tok: Tokenizer, items: list[dict], device: str | torch.device = "cpu") -> dict:

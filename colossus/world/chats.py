@@ -68,8 +68,8 @@ class TurnMaker:
 
     def premise(self, rng: random.Random, e: Entity, false: bool, short: bool = False) -> tuple[str, str, dict]:
         """A question that rests on a premise about e, false or true. The reply restates the fact
-        first, then corrects the premise, or confirms it and answers. A short premise is the claim
-        alone ("X works as a tailor, right?"), confirmed without a further answer.
+        first, then corrects the premise or confirms it, and answers the question asked. A short premise is
+        the claim alone ("X works as a tailor, right?"), corrected or confirmed without a further answer.
 
         info["emphasis"] is where the reply's deciding token (the "." or "," after the recalled
         value) starts."""
@@ -83,14 +83,11 @@ class TurnMaker:
             q = rng.choice(schema.PREMISE_QUESTIONS).format(
                 name=e.name, clause=clause(p_attr, stated), question=lower_first(question), Question=question)
         restated = f"{e.name} {clause(p_attr, true)}"
-        if false:
-            a = schema.CORRECTION.format(restated=restated)
-        else:
-            answer = "" if short else " " + schema.render(q_attr.answer, e.name, e.attrs[q_attr.name])
-            a = schema.CONFIRMATION.format(restated=restated, answer=answer)
+        answer = "" if short else " " + schema.render(q_attr.answer, e.name, e.attrs[q_attr.name])
+        a = (schema.CORRECTION if false else schema.CONFIRMATION).format(restated=restated, answer=answer)
         info = {"attribute": p_attr.name, "answer": true if false or short else e.attrs[q_attr.name],
                 "wrong": stated if false else None, "question_attribute": None if short else q_attr.name,
-                "emphasis": len(restated)}
+                "question_answer": None if short else e.attrs[q_attr.name], "emphasis": len(restated)}
         return q, a, info
 
 

@@ -241,7 +241,7 @@ READING = ("Here is a note: {doc}\n{question}", "Read this: {doc}\n{question}", 
 PREMISE_QUESTIONS = ("Since {name} {clause}, {question}", "Given that {name} {clause}, {question}",
                      "I read that {name} {clause}, so {question}", "{name} {clause}, right? {Question}")
 SHORT_PREMISE = "{name} {clause}, right?"
-CORRECTION = "{restated}. The premise of your question is false."
+CORRECTION = "{restated}. The premise of your question is false.{answer}"
 CONFIRMATION = "{restated}, that's right.{answer}"
 
 

@@ -114,7 +114,9 @@ def test_chat_kinds_and_honest_answers(world):
         if c["kind"] == "unknown":
             assert "I don't know" in reply and reply.startswith(c["names"][-1])  # the name, then the decision
         if c["kind"] == "false_premise":  # named after its first turn
-            assert first_reply.endswith(". The premise of your question is false.")
+            correction, answer = first_reply.split(". The premise of your question is false.")
+            assert correction.startswith(c["names"][0])
+            assert answer == "" or answer.startswith(" " + c["names"][0])  # then the question's answer
         if c["kind"] == "true_premise":
             assert ", that's right." in first_reply
     assert any(sum(m["role"] == "user" for m in c["messages"]) > 1 for c in world.chats)
