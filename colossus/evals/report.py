@@ -1,11 +1,16 @@
 """The evaluation report of a trained model: the truth scorecard, bits-per-byte and in-context copying, written
 as report.json, a readable report.md and a loss-curve plot (loss.png).
 
-    colossus eval --model runs/latest          prints the report for the run's model"""
+    colossus eval --model runs/latest          prints the report for the run's model
+
+With a world that has a feed (feed_eval.jsonl), the report adds the feed's scorecard (colossus.evals.feed_eval):
+the model as the assistant, searching a feed of the evaluation's own into which the held-out posts are ingested
+only then. `ece` pools everything answered, the feed's answers included."""
 
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -15,7 +20,9 @@ from colossus.data.tokenizer import Tokenizer
 from colossus.errors import ColossusError
 from colossus.evals.bpb import bits_per_byte
 from colossus.evals.copying import copy_losses, name_copy_rate
-from colossus.evals.truth import truth_report
+from colossus.evals.feed_eval import feed_answers
+from colossus.evals.feed_grading import answered, score_feed
+from colossus.evals.truth import answered_items, expected_calibration_error, truth_report
 from colossus.model.io import TOKENIZER, load_model, resolve_model_dir
 from colossus.train.device import machine, pick_device
 from colossus.train.progress import read_metrics
@@ -28,7 +35,14 @@ RATES = [("known_accuracy", "known facts answered correctly", "higher"),
          ("recombined_abstain_rate", "recombined names: said 'I don't know'", "higher"),
          ("false_premise_rate", "false premises corrected", "higher"),
          ("true_premise_rate", "true premises accepted and answered", "higher"),
+         ("false_premise_answered_rate", "corrections that answer the question too", "higher"),
          ("known_ece", "calibration error on known facts", "lower"),
+         ("ece", "calibration error on everything answered", "lower"),
+         ("feed_accuracy", "feed: right from a cited post", "higher"),
+         ("feed_abstain_rate", "feed: nothing matches, and says so", "higher"),
+         ("citation_precision", "feed: citations supporting their sentence", "higher"),
+         ("factcheck_accuracy", "feed: fact-checks labelled right", "higher"),
+         ("injection_resistance", "feed: answers unmoved by injected posts", "higher"),
          ("name_copy_rate", "unknown names: the name written as asked", "higher"),
          ("copy_loss_second", "copy loss on a string's second copy", "lower"),
          ("bpb", "bits per byte, held-out documents", "lower")]
@@ -68,6 +82,13 @@ def evaluate(model_path: str | Path, world: str | Path | None = None, split: str
         length = min(32, model.cfg.seq_len // 2)
         copy = copy_losses(model, tok, n=COPY_STRINGS, length=length)
     graded = truth.pop("items")
+    feed = feed_scorecard(model, tok, world_dir, device)
+    if feed is not None:
+        feed_graded = feed.pop("feed_items")
+        every = answered_items(graded) + answered(feed_graded)
+        truth["ece"] = round(expected_calibration_error(*zip(*every, strict=True)), 4) if every else None
+        truth |= feed
+        graded = graded + feed_graded
     training = {}
     if (model_dir / "training.json").exists():
         training = json.loads((model_dir / "training.json").read_text())
@@ -81,6 +102,16 @@ def evaluate(model_path: str | Path, world: str | Path | None = None, split: str
               "split": split, "model": str(model_dir), "world": str(world_dir),
               "eval_seconds": round(time.time() - t0, 2), "training": training}
     return report, graded
+
+
+def feed_scorecard(model, tok: Tokenizer, world_dir: Path, device: str) -> dict | None:
+    """The feed's rates, counts and graded items, or None for a world without a feed."""
+    if not (world_dir / "feed_eval.jsonl").exists():
+        return None
+    items = read_jsonl(world_dir / "feed_eval.jsonl")
+    posts = read_jsonl(world_dir / "feed_train_posts.jsonl") + read_jsonl(world_dir / "feed_eval_posts.jsonl")
+    with tempfile.TemporaryDirectory(prefix="colossus-feed-eval-") as tmp:
+        return score_feed(items, feed_answers(model, tok, items, posts, Path(tmp), device=device))
 
 
 def plot_loss(run_dir: Path, out: Path) -> bool:
@@ -128,21 +159,33 @@ def copy_sentence(r: dict) -> str:
             f"(a model that copies from its context scores the second far lower)")
 
 
+def by_label(r: dict) -> str:
+    """'SUPPORTS 0.900, REFUTES 0.800, NOT ENOUGH INFO 0.750'"""
+    return ", ".join(f"{label} {v:.3f}" for label, v in r["factcheck_accuracy_by_label"].items() if v is not None)
+
+
 def format_report(r: dict) -> str:
     lines = [f"Truth report ({r['split']} split, {r['params'] / 1e6:.2f}M parameters)"]
     for key, label, better in RATES:
         v = r.get(key)
         if v is not None:
             lines.append(f"  {label:<40} {v:>7.3f}   ({better} is better)")
+    if r.get("factcheck_accuracy_by_label"):
+        lines.append(f"  fact-checks by label: {by_label(r)}")
     if r.get("copy_loss_first") is not None:
         lines.append(f"  copying: {copy_sentence(r)}")
     if r.get("train_seconds") is not None:
         lines.append(f"  training: {r['train_seconds']:.0f} s at {r['tokens_per_second']:,.0f} tokens/s")
     if r.get("machine"):
         lines.append(f"  machine: {describe_machine(r['machine'])}")
-    c = r.get("counts", {})
+    c = r.get("counts", {}) | r.get("feed_counts", {})
     lines.append("  questions: " + ", ".join(f"{k} {v['total']}" for k, v in c.items()))
     return "\n".join(lines)
+
+
+def cell(text: str) -> str:
+    """Text fit for a cell of a Markdown table."""
+    return text.replace("|", "/").replace("\n", " ")
 
 
 def report_markdown(r: dict, graded: list[dict], has_plot: bool) -> str:
@@ -152,6 +195,8 @@ def report_markdown(r: dict, graded: list[dict], has_plot: bool) -> str:
     for key, label, better in RATES:
         if r.get(key) is not None:
             md.append(f"| {label} (`{key}`) | {r[key]:.3f} | {better} |")
+    if r.get("factcheck_accuracy_by_label"):
+        md += ["", f"Fact-checks by label: {by_label(r)}."]
     if r.get("copy_loss_first") is not None:
         md += ["", f"Copying: {copy_sentence(r)}."]
     if r.get("train_seconds") is not None:
@@ -161,11 +206,13 @@ def report_markdown(r: dict, graded: list[dict], has_plot: bool) -> str:
     if has_plot:
         md += ["", "![loss curves](loss.png)"]
     md += ["", "## Examples", ""]
-    for kind in ("known", "unknown", "recombined", "false_premise", "true_premise"):
+    kinds = dict.fromkeys(["known", "unknown", "recombined", "false_premise", "true_premise"]
+                          + [g["kind"] for g in graded])
+    for kind in kinds:
         rows = [g for g in graded if g["kind"] == kind][:4]
         if rows:
             md += [f"### {kind}", "", "| question | reply | grade |", "|---|---|---|"]
-            md += [f"| {g['question']} | {g['reply'].replace('|', '/')} | {g['grade']} |" for g in rows]
+            md += [f"| {cell(g['question'])} | {cell(g['reply'])} | {g['grade']} |" for g in rows]
             md.append("")
     return "\n".join(md) + "\n"
 

@@ -14,14 +14,18 @@ from colossus.world.build import read_jsonl
 
 RATE_KEYS = [k for k, _, _ in RATES]
 ROW = re.compile(r"^\| (?P<label>.+) \(`(?P<key>\w+)`\) \| (?P<value>-?\d+\.\d{3}) \| (?P<better>\w+) \|$")
-KINDS = ("known", "unknown", "recombined", "false_premise", "true_premise")
+KINDS = ("known", "unknown", "recombined", "false_premise", "true_premise", "feed_update", "factcheck")
 
 
 def report() -> dict:
     return {"known_accuracy": 0.7, "known_abstain_rate": 0.1, "abstain_rate": 0.625, "hallucination_rate": 0.25,
             "recombined_abstain_rate": None, "false_premise_rate": 0.6667, "true_premise_rate": 1.0,
             "known_ece": 0.0944, "name_copy_rate": 0.5, "copy_loss_first": 9.8123, "copy_loss_second": 1.2345,
-            "copy_strings": {"n": 128, "length": 32}, "bpb": 1.23456,
+            "copy_strings": {"n": 128, "length": 32}, "bpb": 1.23456, "false_premise_answered_rate": 0.8,
+            "ece": 0.1234, "feed_accuracy": 0.85, "feed_abstain_rate": 0.9, "citation_precision": 0.95,
+            "factcheck_accuracy": 0.8, "injection_resistance": 1.0,
+            "factcheck_accuracy_by_label": {"SUPPORTS": 0.9, "REFUTES": 0.8, "NOT ENOUGH INFO": 0.7},
+            "feed_counts": {"feed_update": {"correct": 1, "total": 1}, "factcheck": {"correct": 1, "total": 1}},
             "counts": {"known": {"correct": 4, "incorrect": 2, "total": 6}, "unknown": {"not_attempted": 1, "total": 1},
                        "false_premise": {"correct": 1, "total": 1}},
             "params": 3_344_448, "train_seconds": 651.2, "tokens_per_second": 6421.4, "split": "test",
@@ -36,7 +40,11 @@ def graded() -> list[dict]:
         {"kind": "unknown", "question": "Who is Zed?", "answer": None, "reply": "Zed is a | pipe", "grade": "incorrect",
          "confidence": 0.5},
         {"kind": "false_premise", "question": "Q was born in A, right?", "answer": "B", "wrong": "A",
-         "reply": "Q was born in B, not A.", "grade": "correct", "confidence": 0.8}]
+         "reply": "Q was born in B, not A.", "grade": "correct", "confidence": 0.8},
+        {"kind": "feed_update", "question": "Where does K1 work now?", "answer": "Ostra Labs",
+         "reply": "K1 works at Ostra Labs [1].\n\n[1] @ana", "grade": "correct", "confidence": 0.7},
+        {"kind": "factcheck", "question": "Fact-check this: K1 works at Vell Bay.", "label": "REFUTES",
+         "reply": "REFUTES. K1 works at Ostra Labs [1].", "grade": "correct", "confidence": 0.6}]
 
 
 def md_rates(md: str) -> dict[str, tuple[str, str, str]]:
@@ -88,7 +96,8 @@ def test_the_examples_list_up_to_four_graded_items_per_kind_with_their_grade(wri
         body = examples.split(f"### {kind}\n", 1)[1].split("###", 1)[0]
         rows = [ln for ln in body.splitlines() if ln.startswith("| ") and not ln.startswith("| question")]
         expect = [g for g in graded() if g["kind"] == kind][:4]
-        assert rows == [f"| {g['question']} | {g['reply'].replace('|', '/')} | {g['grade']} |" for g in expect]
+        cells = [(g["question"], g["reply"].replace("|", "/").replace("\n", " "), g["grade"]) for g in expect]
+        assert rows == [f"| {q} | {r} | {grade} |" for q, r, grade in cells]
     assert "| Who is Zed? | Zed is a / pipe | incorrect |" in examples  # a | in a reply does not split the row
     assert "K4" not in examples and "K3" in examples
 
@@ -133,4 +142,12 @@ def test_format_report_prints_each_rate_with_its_value(written):
         else:
             assert line is not None, k
             assert float(line.split()[-4]) == pytest.approx(data[k], abs=5e-4) and f"({better} is better)" in line
-    assert "questions: known 6, unknown 1, false_premise 1" in text
+    assert "questions: known 6, unknown 1, false_premise 1, feed_update 1, factcheck 1" in text
+    assert "fact-checks by label: SUPPORTS 0.900, REFUTES 0.800, NOT ENOUGH INFO 0.700" in text
+
+
+def test_the_md_gives_the_fact_checks_by_label_and_examples_of_the_feed_kinds(written):
+    md = (written / "report.md").read_text()
+    assert "Fact-checks by label: SUPPORTS 0.900, REFUTES 0.800, NOT ENOUGH INFO 0.700." in md
+    assert "### feed_update" in md and "### factcheck" in md
+    assert "| Where does K1 work now? | K1 works at Ostra Labs [1].  [1] @ana | correct |" in md  # one line
