@@ -129,16 +129,29 @@ def cmd_chat(a) -> int:
     if a.url is not None:
         import os
 
-        backend = RemoteBackend(a.url, api_key=a.api_key or os.environ.get("COLOSSUS_API_KEY"))
+        if a.feed is not None:
+            raise ColossusError("--feed goes with --model: the server at --url searches its own feed")
+        backend = RemoteBackend(a.url, api_key=a.api_key or os.environ.get("COLOSSUS_API_KEY"), search=a.search)
         name = f"{backend.connect()} at {backend.url}"
     else:
         if a.api_key is not None:
             raise ColossusError("--api-key goes with --url")
         from colossus.train.device import check_device
 
-        backend, name = LocalBackend(a.model, check_device(a.device)), str(a.model)
+        feed = None
+        if a.feed is not None:
+            from colossus.feed.feed import Feed
+
+            if not (a.feed.expanduser() / "feed.db").exists():
+                raise ColossusError(f"no feed at {a.feed} (no feed.db): add posts with `colossus feed add`")
+            feed = Feed(a.feed)
+        backend = LocalBackend(a.model, check_device(a.device), feed=feed, search=a.search or "auto")
+        name = str(a.model) + (f", searching the feed at {a.feed}" if feed is not None else "")
     print(f"Chatting with {name}. /help for commands, /exit to leave.")
-    chat_loop(backend, system=a.system, temperature=a.temperature)
+    try:
+        chat_loop(backend, system=a.system, temperature=a.temperature)
+    finally:
+        backend.close()
     return 0
 
 
@@ -257,6 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--system", help="system prompt")
     c.add_argument("--temperature", type=float, default=0.7)
     c.add_argument("--device", default="cpu")
+    c.add_argument("--feed", type=Path, help="with --model: the feed the assistant searches (default: none)")
+    c.add_argument("--search", choices=("auto", "on", "off"),
+                   help="search mode: auto (the model decides; the default), on (search with each question), off")
     c.set_defaults(func=cmd_chat)
 
     from colossus.feed.mentions import DEFAULT_HANDLE

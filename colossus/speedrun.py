@@ -166,5 +166,9 @@ def run_speedrun(cfg: RunConfig | None, runs: Path = Path("runs"), name: str | N
         from colossus.terminal_chat import LocalBackend, chat_loop
 
         say("\nChat with the new model (/exit to leave):")
-        chat_loop(LocalBackend(model_dir))
+        backend = LocalBackend(model_dir)
+        try:
+            chat_loop(backend)
+        finally:
+            backend.close()
     return run_dir

@@ -1,28 +1,36 @@
-"""The terminal chat: multi-turn, replies streamed as they are made.
+"""The terminal chat: multi-turn, replies streamed as they are made, as the assistant (colossus.assistant.loop):
+the model may search a feed of posts, and the posts it cites are printed as footnotes under the reply.
 
-    colossus chat --model runs/latest                 the model runs in this process
+    colossus chat --model runs/latest                 the model runs in this process (--feed DIR to search)
     colossus chat --url http://127.0.0.1:8000         talk to a running `colossus serve` (--api-key K)
+
+--search auto|on|off is xAI's search mode (auto: the model decides). Each search shows on a line of its own
+before the answer: what was searched for and how many posts came back. A conversation longer than the model's
+context loses its oldest turns from the prompt, with a note that says so.
 
 Commands: /clear (forget the conversation), /system TEXT (set the system prompt; /system alone
 removes it), /temperature T, /help, /exit. Ctrl-C stops a reply, not the program; Ctrl-D leaves."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
 import httpx
-import torch
 
+from colossus.assistant.loop import Assistant, ToolStep
+from colossus.assistant.search import SearchParameters
 from colossus.data import chat_template
-from colossus.data.tokenizer import StreamDecoder, Tokenizer
+from colossus.data.tokenizer import Tokenizer
 from colossus.errors import ColossusError
-from colossus.infer.generate import stream
+from colossus.infer.engine import Delta, Engine
 from colossus.infer.sampling import SamplingParams
 from colossus.model.io import TOKENIZER, load_model, resolve_model_dir
 
@@ -30,30 +38,73 @@ HELP = ("/clear  forget the conversation    /system TEXT  set the system prompt 
         "/temperature T  sampling temperature (0 = greedy)    /exit  leave    Ctrl-C stops a reply")
 
 
+@dataclass
+class Searched:
+    """A search the assistant ran for the reply being streamed: shown on a line of its own."""
+    query: str
+    results: int
+    error: str | None = None
+
+    def line(self) -> str:
+        if self.error:
+            return f"(tool call failed: {self.error})"
+        return f"(searched {self.query!r}: {self.results} post{'s' if self.results != 1 else ''})"
+
+
+@dataclass
+class Footnote:
+    """A post the reply cites, by the number its [n] marker has in the reply."""
+    number: int
+    title: str
+    url: str
+
+    def line(self) -> str:
+        return f"  [{self.number}] {self.title} {self.url}"
+
+
 class Backend(Protocol):
-    def stream(self, messages: list[dict], params: SamplingParams) -> Iterator[str]: ...
+    dropped_turns: int
+    footnotes: list[Footnote]
+
+    def stream(self, messages: list[dict], params: SamplingParams) -> Iterator[str | Searched]: ...
+
+
+def searched(step: dict) -> Searched:
+    """A tool step (ToolStep.to_dict, as the server streams it too) as the line the chat prints."""
+    args = step.get("arguments") or {}
+    what = args.get("query") or args.get("expression") or args.get("post_id") or args.get("claim") or ""
+    if step.get("type") not in ("search", None):
+        what = f"{step.get('type')}: {what}"
+    return Searched(str(what), len(step.get("results") or []), step.get("error"))
 
 
 class LocalBackend:
-    """Generates with a model directory in this process."""
+    """The assistant on a model directory in this process: the engine, and the feed to search (none: a search
+    reads back that there is no feed)."""
 
-    def __init__(self, model_path: str | Path, device: str = "cpu"):
+    def __init__(self, model_path: str | Path, device: str = "cpu", feed=None, search: str = "auto"):
         d = resolve_model_dir(model_path)
         self.tok = Tokenizer.load(d / TOKENIZER)
         self.model = load_model(d, device)
         self.device = device
+        self.search = SearchParameters(mode=search)
+        self.engine = Engine(self.model, self.tok, max_batch=1, max_queue=1, device=device)
+        self.engine.start()
+        self.assistant = Assistant(self.engine, self.tok, feed, permalink=lambda pid: f"/posts/{pid}")
+        self.loop = asyncio.new_event_loop()
         self.dropped_turns = 0
+        self.footnotes: list[Footnote] = []
 
-    def fit(self, messages: list[dict], max_tokens: int) -> list[int]:
-        """The prompt for messages, dropping the oldest turns (never the system prompt or the last
-        message) until it leaves room for max_tokens."""
+    def fit(self, messages: list[dict], max_tokens: int) -> list[dict]:
+        """The messages whose prompt leaves room for max_tokens, the oldest turns dropped (never the system
+        prompt or the last message)."""
         budget = self.model.cfg.seq_len - max_tokens
         msgs = list(messages)
         self.dropped_turns = 0
         while True:
             ids = chat_template.render_prompt(self.tok, msgs)
             if len(ids) <= budget:
-                return ids
+                return msgs
             first = 1 if msgs and msgs[0]["role"] == "system" else 0
             if len(msgs) - first <= 1:
                 raise ColossusError(f"the message is too long: {len(ids)} tokens, and the model's context is "
@@ -61,19 +112,37 @@ class LocalBackend:
             del msgs[first]
             self.dropped_turns += 1
 
-    def stream(self, messages: list[dict], params: SamplingParams) -> Iterator[str]:
+    def stream(self, messages: list[dict], params: SamplingParams) -> Iterator[str | Searched]:
+        """The reply's text as it is made, and a Searched before the text of each search; its citations are in
+        self.footnotes once it is over. Closing the iterator early (Ctrl-C) aborts the answer in the engine."""
         max_tokens = min(params.max_tokens, self.model.cfg.seq_len // 2)
-        prompt = self.fit(messages, max_tokens)
-        p = SamplingParams(params.temperature, params.top_k, params.top_p, max_tokens, params.seed)
-        dec = StreamDecoder(self.tok)
-        with torch.inference_mode():
-            for tok_id, _ in stream(self.model, prompt, p, {self.tok.end, self.tok.bos}, self.device):
-                piece = dec.push(tok_id)
-                if piece:
-                    yield piece
-        tail = dec.flush()
-        if tail:
-            yield tail
+        msgs = self.fit(messages, max_tokens)
+        self.footnotes = []
+        answer = self.assistant.answer(msgs, SamplingParams(params.temperature, params.top_k, params.top_p,
+                                                            max_tokens, params.seed), self.search, "chat")
+        events = answer.events()
+        try:
+            while True:
+                try:
+                    e = self.loop.run_until_complete(anext(events))
+                except StopAsyncIteration:
+                    break
+                if isinstance(e, ToolStep):
+                    yield searched(e.to_dict())
+                elif isinstance(e, Delta) and e.text:
+                    yield e.text
+        finally:
+            answer.close()
+            self.loop.run_until_complete(events.aclose())
+        self.footnotes = [Footnote(i, src.title, src.url)  # cited: in order of first use, as the [n] number them
+                          for i, src in enumerate(answer.writer.cited, 1)]
+
+    def close(self) -> None:
+        self.engine.shutdown()
+        self.loop.close()
+        if self.assistant.feed is not None:
+            self.assistant.feed.close()
+
 
 
 CONTEXT_FIELDS = ("max_model_len", "context_length", "max_context", "context_window")
@@ -84,7 +153,7 @@ class RemoteBackend:
     the model a `colossus serve` holds. Ctrl-C closes the connection, and the server aborts the request."""
 
     def __init__(self, url: str, api_key: str | None = None, model: str | None = None, *,
-                 timeout: float = 60.0, client: httpx.Client | None = None):
+                 timeout: float = 60.0, client: httpx.Client | None = None, search: str | None = None):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ColossusError(f"--url must look like http://127.0.0.1:8000, not {url!r}")
@@ -92,6 +161,8 @@ class RemoteBackend:
         self.model = model
         self.context: int | None = None  # the model's context length, when the server says it
         self.dropped_turns = 0
+        self.search = search  # search_parameters.mode to send; None: the server's default
+        self.footnotes: list[Footnote] = []
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = client or httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)))
 
@@ -130,6 +201,8 @@ class RemoteBackend:
             body["top_p"] = params.top_p
         if params.seed is not None:
             body["seed"] = params.seed
+        if self.search is not None:
+            body["search_parameters"] = {"mode": self.search}
         return body
 
     def fit(self, messages: list[dict], max_tokens: int) -> list[dict]:
@@ -154,7 +227,8 @@ class RemoteBackend:
             del msgs[first]
             self.dropped_turns += 1
 
-    def stream(self, messages: list[dict], params: SamplingParams) -> Iterator[str]:
+    def stream(self, messages: list[dict], params: SamplingParams) -> Iterator[str | Searched]:
+        self.footnotes = []
         body = self.request_body(messages, params)
         body["messages"] = self.fit(messages, body["max_tokens"])
         with self._errors(), self.client.stream("POST", f"{self.url}/v1/chat/completions", json=body,
@@ -174,9 +248,19 @@ class RemoteBackend:
                     raise ColossusError("the server stopped the reply: "
                                         + str(err.get("message", err) if isinstance(err, dict) else err))
                 for choice in chunk.get("choices") or []:
-                    piece = (choice.get("delta") or {}).get("content")
-                    if piece:
-                        yield piece
+                    delta = choice.get("delta") or {}
+                    for step in delta.get("tool_steps") or []:
+                        yield searched(step)
+                    self.add_footnotes(delta.get("annotations") or [])
+                    if delta.get("content"):
+                        yield delta["content"]
+
+    def add_footnotes(self, annotations: list[dict]) -> None:
+        """OpenAI's url_citation annotations as footnotes, one per post, numbered in order of first use."""
+        for a in annotations:
+            c = a.get("url_citation") if isinstance(a, dict) else None
+            if isinstance(c, dict) and c.get("url") not in {f.url for f in self.footnotes}:
+                self.footnotes.append(Footnote(len(self.footnotes) + 1, str(c.get("title", "")), str(c["url"])))
 
     def close(self) -> None:
         self.client.close()
@@ -220,7 +304,8 @@ def sse_data(lines: Iterable[str]) -> Iterator[str]:
 
 
 def chat_loop(backend: Backend, system: str | None = None, temperature: float = 0.7,
-              input_fn: Callable[[str], str] = input, out=sys.stdout) -> None:
+              input_fn: Callable[[str], str] = input, out=None) -> None:
+    out = out or sys.stdout  # looked up per call, so that a redirected stdout (or pytest's capture) is honoured
     messages: list[dict] = []
     params = SamplingParams(temperature=temperature, max_tokens=256)
 
@@ -267,9 +352,14 @@ def chat_loop(backend: Backend, system: str | None = None, temperature: float = 
         write("assistant> ")
         try:
             for piece in backend.stream(convo, params):
+                if isinstance(piece, Searched):
+                    write(piece.line() + ("\nassistant> " if not reply else " "))
+                    continue
                 reply.append(piece)
                 write(piece)
             write("\n")
+            for note in getattr(backend, "footnotes", []):
+                write(note.line() + "\n")
         except KeyboardInterrupt:
             write(" [stopped]\n")
         except ColossusError as e:
