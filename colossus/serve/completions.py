@@ -496,13 +496,21 @@ def chat_logprobs(lps: list[TokenLogprob]) -> dict:
             "refusal": None}
 
 
+def top_by_text(t: TokenLogprob) -> dict[str, float]:
+    """The top tokens by display string, most likely first: two ids that print alike keep the likelier's value."""
+    top: dict[str, float] = {}
+    for s, lp, _ in t.top:
+        top.setdefault(s, _finite(lp))
+    return top
+
+
 def completion_logprobs(lps: list[TokenLogprob], offset: int, k: int) -> dict:
     offsets = []
     for t in lps:
         offsets.append(offset)
         offset += len(t.token)
     return {"tokens": [t.token for t in lps], "token_logprobs": [_finite(t.logprob) for t in lps],
-            "top_logprobs": [{s: _finite(lp) for s, lp, _ in t.top} for t in lps] if k > 0 else None,
+            "top_logprobs": [top_by_text(t) for t in lps] if k > 0 else None,
             "text_offset": offsets}
 
 

@@ -61,14 +61,17 @@ def answer_pending(worker: MentionWorker) -> None:
 
 def test_the_conversation_is_the_threads_earlier_posts_then_the_question(tok):
     earlier = [post("1", "Pella Vorn joined Ostra Labs @colossus", author="pella"),
-               post("2", "@pella Congratulations.", author="colossus", reply_to="1")]
+               post("2", "@pella Congratulations on the new post at Ostra Labs, and good luck there.",
+                    author="colossus",
+                    reply_to="1")]
     mention = post("3", "@colossus where does she work now?", reply_to="2")
     assert reply_messages(tok, earlier, mention, "colossus", 512) == [
         {"role": "user", "content": "@pella: Pella Vorn joined Ostra Labs"},
-        {"role": "assistant", "content": "@pella Congratulations."},
+        {"role": "assistant", "content": "@pella Congratulations on the new post at Ostra Labs, and good luck there."},
         {"role": "user", "content": "where does she work now?"}]
     question = [{"role": "user", "content": "where does she work now?"}]
     small = len(render_prompt(tok, question)) + 48  # room for the question and the loop's answer, not the thread
+    assert len(render_prompt(tok, [{"role": "assistant", "content": earlier[1].text}] + question)) > small // 2 + 1
     assert reply_messages(tok, earlier, mention, "colossus", small) == question  # the oldest posts go first
     with pytest.raises(Unanswerable, match="context"):
         reply_messages(tok, [], post("4", "@colossus " + "vorn " * 400), "colossus", 512)
