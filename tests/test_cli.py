@@ -245,7 +245,9 @@ def test_train_init_starts_from_the_given_weights(run, scratch, tmp_path):
     # the first logged loss is that of the weights before step 1: a fresh model's is ln(vocab)
     fresh = loss_rows(scratch)[0]["loss"]
     assert abs(fresh - math.log(run.vocab())) < 0.05
-    assert loss_rows(out)[0]["loss"] < fresh - 0.25
+    # the run's model was trained for a few hundred steps on a world that moves with the chat data (6.00 against
+    # 6.24 since the corrected premises go on to answer): below a fresh model's, as in the resume test above
+    assert loss_rows(out)[0]["loss"] < fresh - 0.05
     # with every learning rate 0 the step changes nothing: the weights are the init's, bit for bit
     assert same_weights(final_weights(out), run.model_weights())
     assert not same_weights(final_weights(scratch), run.model_weights())
