@@ -22,7 +22,7 @@ from colossus.evals.bpb import bits_per_byte
 from colossus.evals.copying import copy_losses, name_copy_rate
 from colossus.evals.feed_eval import feed_answers
 from colossus.evals.feed_grading import answered, score_feed
-from colossus.evals.truth import answered_items, expected_calibration_error, truth_report
+from colossus.evals.truth import answered_items, ece_of, truth_report
 from colossus.model.io import TOKENIZER, load_model, resolve_model_dir
 from colossus.train.device import machine, pick_device
 from colossus.train.progress import read_metrics
@@ -85,8 +85,7 @@ def evaluate(model_path: str | Path, world: str | Path | None = None, split: str
     feed = feed_scorecard(model, tok, world_dir, device)
     if feed is not None:
         feed_graded = feed.pop("feed_items")
-        every = answered_items(graded) + answered(feed_graded)
-        truth["ece"] = round(expected_calibration_error(*zip(*every, strict=True)), 4) if every else None
+        truth["ece"] = ece_of(answered_items(graded) + answered(feed_graded))
         truth |= feed
         graded = graded + feed_graded
     training = {}

@@ -52,6 +52,11 @@ def expected_calibration_error(conf: list[float], correct: list[bool], bins: int
                for b in buckets.values())
 
 
+def ece_of(pairs: list[tuple[float, bool]]) -> float | None:
+    """The expected calibration error of (confidence, correct) pairs, rounded; None for no pairs."""
+    return round(expected_calibration_error(*zip(*pairs, strict=True)), 4) if pairs else None
+
+
 def is_blank(reply: str) -> bool:
     """A reply with no word in it: neither an answer nor an abstention."""
     return not normalise(reply).strip()
@@ -81,10 +86,6 @@ def score(items: list[dict], replies: list[tuple[str, float]]) -> dict:
     corrected = [g for g in graded if g["kind"] == "false_premise" and g["grade"] == CORRECT
                  and g.get("question_answer")]
     went_on = sum(states(g["reply"], g["question_answer"]) for g in corrected)
-    ece = None
-    if answered:
-        ece = round(expected_calibration_error([c for c, _ in answered], [ok for _, ok in answered]), 4)
-    every = answered_items(graded)
     return {
         "known_accuracy": rate("known", CORRECT),
         "known_abstain_rate": rate("known", NOT_ATTEMPTED),
@@ -94,8 +95,8 @@ def score(items: list[dict], replies: list[tuple[str, float]]) -> dict:
         "true_premise_rate": rate("true_premise", CORRECT),
         "recombined_abstain_rate": rate("recombined", NOT_ATTEMPTED),
         "false_premise_answered_rate": round(went_on / len(corrected), 4) if corrected else None,
-        "known_ece": ece,
-        "ece": round(expected_calibration_error(*zip(*every, strict=True)), 4) if every else None,
+        "known_ece": ece_of(answered),
+        "ece": ece_of(answered_items(graded)),
         "counts": {k: dict(v) | {"total": sum(v.values())} for k, v in tally.items()},
         "items": graded,
     }
