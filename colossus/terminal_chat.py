@@ -6,7 +6,8 @@ the model may search a feed of posts, and the posts it cites are printed as foot
 
 --search auto|on|off is xAI's search mode (auto: the model decides). Each search shows on a line of its own
 before the answer: what was searched for and how many posts came back. A conversation longer than the model's
-context loses its oldest turns from the prompt, with a note that says so.
+context loses its oldest turns (a question and its reply) from the prompt, with a note that says so; the web chat
+follows the same rule (colossus/serve/static/context.js).
 
 Commands: /clear (forget the conversation), /system TEXT (set the system prompt; /system alone
 removes it), /temperature T, /help, /exit. Ctrl-C stops a reply, not the program; Ctrl-D leaves."""
@@ -69,6 +70,14 @@ class Backend(Protocol):
     def stream(self, messages: list[dict], params: SamplingParams) -> Iterator[str | Searched]: ...
 
 
+def oldest_turn(msgs: list[dict]) -> slice | None:
+    """Where the oldest turn lies that a prompt too long may leave out: from the first message after the system
+    prompt up to the next user message. None when that is the newest turn, which is always kept."""
+    first = 1 if msgs and msgs[0]["role"] == "system" else 0
+    end = next((i for i in range(first + 1, len(msgs)) if msgs[i]["role"] == "user"), None)
+    return None if end is None else slice(first, end)
+
+
 def searched(step: dict) -> Searched:
     """A tool step (ToolStep.to_dict, as the server streams it too) as the line the chat prints."""
     args = step.get("arguments") or {}
@@ -96,8 +105,8 @@ class LocalBackend:
         self.footnotes: list[Footnote] = []
 
     def fit(self, messages: list[dict], max_tokens: int) -> list[dict]:
-        """The messages whose prompt leaves room for max_tokens, the oldest turns dropped (never the system
-        prompt or the last message)."""
+        """The messages whose prompt leaves room for max_tokens, the oldest whole turns dropped (never the system
+        prompt or the newest turn); self.dropped_turns counts the messages dropped."""
         budget = self.model.cfg.seq_len - max_tokens
         msgs = list(messages)
         self.dropped_turns = 0
@@ -105,12 +114,12 @@ class LocalBackend:
             ids = chat_template.render_prompt(self.tok, msgs)
             if len(ids) <= budget:
                 return msgs
-            first = 1 if msgs and msgs[0]["role"] == "system" else 0
-            if len(msgs) - first <= 1:
+            turn = oldest_turn(msgs)
+            if turn is None:
                 raise ColossusError(f"the message is too long: {len(ids)} tokens, and the model's context is "
                                     f"{self.model.cfg.seq_len} with {max_tokens} kept for the reply")
-            del msgs[first]
-            self.dropped_turns += 1
+            del msgs[turn]
+            self.dropped_turns += turn.stop - turn.start
 
     def stream(self, messages: list[dict], params: SamplingParams) -> Iterator[str | Searched]:
         """The reply's text as it is made, and a Searched before the text of each search; its citations are in
@@ -206,8 +215,8 @@ class RemoteBackend:
         return body
 
     def fit(self, messages: list[dict], max_tokens: int) -> list[dict]:
-        """As LocalBackend.fit, counting with the server's POST /tokenize: drops the oldest turns (never the
-        system prompt or the last message) until the prompt leaves room for max_tokens. Unchanged when the
+        """As LocalBackend.fit, counting with the server's POST /tokenize: drops the oldest whole turns (never the
+        system prompt or the newest turn) until the prompt leaves room for max_tokens. Unchanged when the
         context is unknown or the server has no /tokenize; a prompt that still does not fit is left to the
         server, whose 400 says so."""
         self.dropped_turns = 0
@@ -221,11 +230,11 @@ class RemoteBackend:
             if r.status_code != 200:
                 return msgs
             count = r.json().get("count")
-            first = 1 if msgs and msgs[0]["role"] == "system" else 0
-            if not isinstance(count, int) or count + max_tokens <= self.context or len(msgs) - first <= 1:
+            turn = oldest_turn(msgs)
+            if not isinstance(count, int) or count + max_tokens <= self.context or turn is None:
                 return msgs
-            del msgs[first]
-            self.dropped_turns += 1
+            del msgs[turn]
+            self.dropped_turns += turn.stop - turn.start
 
     def stream(self, messages: list[dict], params: SamplingParams) -> Iterator[str | Searched]:
         self.footnotes = []

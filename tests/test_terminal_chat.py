@@ -9,7 +9,7 @@ import pytest
 from colossus.cli import main
 from colossus.errors import ColossusError
 from colossus.infer.sampling import SamplingParams
-from colossus.terminal_chat import RemoteBackend, chat_loop, sse_data
+from colossus.terminal_chat import RemoteBackend, chat_loop, oldest_turn, sse_data
 
 
 class FakeBackend:
@@ -173,10 +173,19 @@ def test_remote_backend_drops_the_oldest_turns_that_no_longer_fit():
     out = run(["q" * 10, "r" * 10, "s" * 10], backend, system="sys")
     sent = [json.loads(r.content)["messages"] for r in server.requests]
     assert [m["content"] for m in sent[0]] == ["sys", "q" * 10]
-    # sys 3 + q 10 + a 10 + r 10 = 33 > 32: the oldest message goes, never the system prompt
-    assert [m["content"] for m in sent[1]] == ["sys", "a" * 10, "r" * 10]
-    assert [m["content"] for m in sent[2]] == ["sys", "b" * 10, "s" * 10]  # 53 -> 43 -> 33 -> 23
-    assert "(the oldest 1 message(s) no longer fit" in out and "(the oldest 3 message(s)" in out
+    # sys 3 + q 10 + a 10 + r 10 = 33 > 32: the oldest turn goes whole (question and reply), never the system prompt
+    assert [m["content"] for m in sent[1]] == ["sys", "r" * 10]
+    assert [m["content"] for m in sent[2]] == ["sys", "s" * 10]  # 53 -> 33 -> 13
+    assert "(the oldest 2 message(s) no longer fit" in out and "(the oldest 4 message(s)" in out
+
+
+def test_the_oldest_turn_is_a_question_with_its_replies_and_never_the_newest():
+    sys, q1, a1, b1, q2 = ({"role": r, "content": c} for r, c in [("system", "s"), ("user", "q1"), ("assistant", "a1"),
+                                                                    ("assistant", "b1"), ("user", "q2")])
+    assert oldest_turn([sys, q1, a1, b1, q2]) == slice(1, 4)  # both replies go with their question
+    assert oldest_turn([a1, q1, b1, q2]) == slice(0, 1)  # a reply before any question is a turn of its own
+    assert oldest_turn([q1, q2]) == slice(0, 1)  # a question left unanswered too
+    assert oldest_turn([sys, q1, a1]) is None and oldest_turn([sys]) is None and oldest_turn([]) is None
 
 
 def test_stopping_a_remote_reply_closes_the_connection():

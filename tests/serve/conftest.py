@@ -1,13 +1,17 @@
-"""Fixtures of the HTTP tests: tiny random model directories, and live uvicorn servers on 127.0.0.1.
+"""Fixtures of the HTTP tests: tiny random model directories, live uvicorn servers on 127.0.0.1, and the
+browser of the web app's tests.
 
 `server_url` is the shared open server (no keys, no rate limit) that most tests and the browser test
 use; `live_server(cfg)` starts another one with its own settings. `model_dir` is as GPT initialises a
 model (its output barely depends on the input); `lively` has every weight random, for tests where the
-input, a precision or a sampling choice must show in the tokens."""
+input, a precision or a sampling choice must show in the tokens. `browser` is Debian's chromium driven by
+Playwright (the test is skipped when either is missing; `make test` installs chromium), `page` a fresh page
+in it that fails its test on any script error."""
 
 from __future__ import annotations
 
 import math
+import shutil
 import socket
 import threading
 import time
@@ -28,6 +32,9 @@ from colossus.model.io import save_model
 from colossus.serve.app import ServeConfig, create_app
 
 CONTEXT = 128
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
 
 
 def write_tiny_model(d: Path, tok, context: int, **shape) -> Path:
@@ -183,3 +190,53 @@ def model_name(model_dir) -> str:
 def context() -> int:
     """The test model's context, in tokens."""
     return CONTEXT
+
+
+# ---- the browser of the web app's tests -----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium, headless, launched once per test module and closed at its end."""
+    if shutil.which(CHROMIUM) is None:
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium); the browser test needs it")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page_timeout_ms() -> int:
+    """How long a page's waits may take: a bound for a broken page, not a speed (waits end as soon as their
+    condition holds). A module whose model is slow to answer overrides it."""
+    return 60_000
+
+
+@pytest.fixture
+def page(browser, page_timeout_ms):
+    """A fresh browser context (empty localStorage); fails the test on any script error in the page, and on any
+    dialog it did not announce with page.expect_confirm(word) (accepted in order)."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=page_timeout_ms)
+    context = browser.new_context(viewport={"width": 1200, "height": 850}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(page_timeout_ms)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    confirms: list[str] = []  # a word of each confirm() dialog the test expects
+
+    def on_dialog(dialog) -> None:
+        if confirms and dialog.type == "confirm" and confirms[0] in dialog.message.lower():
+            confirms.pop(0)
+            dialog.accept()
+        else:
+            errors.append(f"unexpected {dialog.type} dialog: {dialog.message}")
+            dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    page.expect_confirm = confirms.append
+    yield page
+    context.close()
+    assert not errors, errors

@@ -1,6 +1,7 @@
 """The web chat in a real browser: Playwright drives Debian's chromium against a live server on 127.0.0.1
 with a tiny random model. Streaming, stop, the conversation kept across a reload, safe rendering of
-hostile text, keyboard-only use, edit/regenerate/rename/export/delete, the API-key field, a narrow screen.
+hostile text, keyboard-only use, edit/regenerate/rename/export/delete, the API-key field, a narrow screen,
+a conversation longer than the model's context (its oldest turns left out of the request, with a note).
 
     PYTHONPATH=. python -m pytest tests/serve/test_web_chat.py
 
@@ -11,30 +12,19 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import shutil
-import socket
-import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
-from colossus.serve.app import ServeConfig, create_app
+from colossus.terminal_chat import oldest_turn
 
-CHROMIUM = "/usr/bin/chromium"
-if shutil.which(CHROMIUM) is None:
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium); the browser test needs it",
-                allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 
 CONTEXT = 2048  # room for a long reply, which the tests stop by holding the engine (Engine.pause)
 LONG_REPLY = {"max_tokens": 1800, "ignore_eos": True, "temperature": 0.8, "seed": 7}
 SHORT_REPLY = {"max_tokens": 16, "ignore_eos": True, "temperature": 0.8, "seed": 7}
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-sync"]
-TIMEOUT_MS = 60_000  # a bound for a broken page, not a speed: waits end as soon as their condition holds
 TWO_MESSAGES_SETTLED = "document.querySelectorAll('.msg').length === 2 && !document.querySelector('.streaming')"
 
 
@@ -47,45 +37,17 @@ def long_model_dir(tmp_path_factory, tok, tiny_model_writer) -> Path:
     return tiny_model_writer(tmp_path_factory.mktemp("web-chat-model") / "tiny-long", tok, CONTEXT)
 
 
-def serve(app) -> tuple[str, uvicorn.Server, threading.Thread]:
-    """uvicorn in a thread on a socket bound to a free 127.0.0.1 port; returns once /health answers 200."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if server.started and httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return url, server, thread
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError("the test server did not become healthy")
-
-
 @pytest.fixture(scope="module")
-def chat_app(long_model_dir, tmp_path_factory):
-    app = create_app(ServeConfig(model=long_model_dir, db=tmp_path_factory.mktemp("web-db") / "c.db"))
-    url, server, thread = serve(app)
-    app.state.url = url
-    yield app
-    server.should_exit = True
-    thread.join(15)
-
-
-@pytest.fixture(scope="module")
-def chat_url(chat_app) -> str:
-    return chat_app.state.url
+def chat_url(live_server, long_model_dir) -> str:
+    with live_server(model=long_model_dir) as url:
+        yield url
 
 
 @pytest.fixture
-def held(chat_app):
+def held(chat_url, engine_at):
     """The web chat server's engine, held before its next step: a reply streams only as far as the test lets it
     (held.step()), so it is certainly still streaming when the test stops it. Let go after the test."""
-    engine = chat_app.state.slot.require().m.engine
+    engine = engine_at(chat_url)
     engine.pause()
 
     class Held:
@@ -97,39 +59,6 @@ def held(chat_app):
     engine.resume()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser):
-    """A fresh browser context (empty localStorage); fails the test on any script error in the page."""
-    context = browser.new_context(viewport={"width": 1200, "height": 850}, accept_downloads=True)
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    confirms: list[str] = []  # a word of each confirm() dialog a test expects, accepted in order
-
-    def on_dialog(dialog) -> None:
-        if confirms and dialog.type == "confirm" and confirms[0] in dialog.message.lower():
-            confirms.pop(0)
-            dialog.accept()
-        else:
-            errors.append(f"unexpected {dialog.type} dialog: {dialog.message}")
-            dialog.dismiss()
-
-    page.on("dialog", on_dialog)
-    page.expect_confirm = confirms.append
-    yield page
-    context.close()
-    assert not errors, errors
-
-
 # ---- helpers ------------------------------------------------------------------------------------------
 
 def api(url: str, method: str, path: str, body: dict | None = None):
@@ -138,9 +67,9 @@ def api(url: str, method: str, path: str, body: dict | None = None):
     return r.json()
 
 
-def new_conversation(url: str, title: str, settings: dict, messages: list[dict] | None = None) -> str:
+def new_conversation(url: str, title: str, settings: dict, messages: list[dict] | None = None, **fields) -> str:
     """Created through the API just before the page loads, so it is the newest and the page opens it."""
-    body = {"title": title, "settings": settings} | ({"messages": messages} if messages else {})
+    body = {"title": title, "settings": settings, **fields} | ({"messages": messages} if messages else {})
     return api(url, "POST", "/v1/conversations", body)["id"]
 
 
@@ -396,11 +325,11 @@ def test_settings_are_kept_per_conversation(page, chat_url):
     assert messages_of(chat_url, cid)[1]["meta"]["completion_tokens"] == 12
 
 
-def test_api_key_field_appears_on_401_and_is_kept(browser, live_server):
+def test_api_key_field_appears_on_401_and_is_kept(browser, live_server, page_timeout_ms):
     with live_server(api_keys=["sekret-key"]) as url:
         context = browser.new_context()
         page = context.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
+        page.set_default_timeout(page_timeout_ms)
         page.goto(url)
         page.wait_for_selector("#auth:not([hidden])")
         assert page.evaluate("document.activeElement.id") == "api-key"
@@ -415,12 +344,12 @@ def test_api_key_field_appears_on_401_and_is_kept(browser, live_server):
         context.close()
 
 
-def test_narrow_screen_has_no_sideways_scroll_and_a_conversation_drawer(browser, chat_url):
+def test_narrow_screen_has_no_sideways_scroll_and_a_conversation_drawer(browser, chat_url, page_timeout_ms):
     new_conversation(chat_url, "Narrow A", SHORT_REPLY, [{"role": "user", "content": "a" * 300}])
     new_conversation(chat_url, "Narrow B", SHORT_REPLY, [{"role": "user", "content": "b" * 300}])
     context = browser.new_context(viewport={"width": 375, "height": 740})
     page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
+    page.set_default_timeout(page_timeout_ms)
     open_chat(page, chat_url)
     assert page.inner_text("#conversation-title") == "Narrow B"
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
@@ -437,3 +366,139 @@ def test_narrow_screen_has_no_sideways_scroll_and_a_conversation_drawer(browser,
     page.keyboard.press("Escape")
     page.wait_for_selector("#sidebar .conversation-list", state="hidden")
     context.close()
+
+
+# ---- conversations longer than the model's context ---------------------------------------------------------
+
+def left_out(messages: list[dict], reserve: int, context: int, count) -> int:
+    """How many of the oldest messages the terminal chat's rule leaves out (colossus.terminal_chat: whole turns,
+    never the system prompt or the newest turn) so that count(prompt) + reserve fits the context."""
+    msgs, dropped = list(messages), 0
+    while count(msgs) + reserve > context and (turn := oldest_turn(msgs)) is not None:
+        dropped += turn.stop - turn.start
+        del msgs[turn]
+    return dropped
+
+
+FIT = """async (cases) => {
+    const results = [];
+    for (const c of cases) {
+        let calls = 0;
+        const count = async (messages) => {  // as the Python side counts: a token per character and per message
+            calls += 1;
+            return messages.reduce((n, m) => n + m.content.length + 1, 0);
+        };
+        const fit = await ColossusContext.fit(c.messages, {context: c.context, maxTokens: c.maxTokens, count});
+        results.push({kept: fit.messages, dropped: fit.dropped, promptTokens: fit.promptTokens,
+                      reserved: fit.reserved, calls});
+    }
+    return results;
+}"""
+
+
+def test_the_context_fit_leaves_out_the_oldest_whole_turns_as_the_terminal_chat_does(page, chat_url):
+    """ColossusContext.fit (context.js) against the terminal chat's rule, on made-up counts: the same messages
+    kept for every context and max_tokens, the system message and the newest turn always, about log2(turns)
+    counts asked."""
+    def m(role: str, n: int) -> dict:
+        return {"role": role, "content": role[0] * n}
+
+    turns = [[m("user", 9), m("assistant", 20)], [m("user", 3)], [m("user", 14), m("assistant", 5), m("assistant", 7)],
+             *[[m("user", 4 + i), m("assistant", 11 + 3 * i)] for i in range(9)], [m("user", 12)]]
+    chat = [x for t in turns for x in t]
+    conversations = [[m("system", 6), *chat], chat, [m("assistant", 8), *chat], [m("system", 6), m("user", 30)]]
+    cases = [{"messages": c, "context": context, "maxTokens": mt} for c in conversations
+             for context in range(24, 420, 9) for mt in (None, 1, 16, 5000)]
+    open_chat(page, chat_url)
+    results = page.evaluate(FIT, cases)
+
+    def count(msgs):
+        return sum(len(x["content"]) + 1 for x in msgs)
+
+    for case, r in zip(cases, results, strict=True):
+        msgs, context = case["messages"], case["context"]
+        reserve = min(case["maxTokens"] or 256, context // 2)
+        assert r["reserved"] == max(1, reserve), case
+        dropped = left_out(msgs, r["reserved"], context, count)
+        first = 1 if msgs[0]["role"] == "system" else 0
+        assert r["dropped"] == dropped, (context, case["maxTokens"], r)
+        assert r["kept"] == msgs[:first] + msgs[first + dropped:]
+        assert r["promptTokens"] == count(r["kept"])
+        assert r["kept"][-1] == msgs[-1] and r["kept"][:first] == msgs[:first]
+        starts = sum(1 for i, x in enumerate(msgs) if i == first or (i > first and x["role"] == "user"))
+        assert r["calls"] <= 2 + starts.bit_length(), (r["calls"], starts)
+    # the cases hold each outcome: all kept, some left out, and the newest turn alone still too long (sent as it
+    # is: the server's 400 says so)
+    outcomes = {(r["dropped"] == 0, r["promptTokens"] + r["reserved"] <= c["context"])
+                for c, r in zip(cases, results, strict=True)}
+    assert {(True, True), (False, True), (False, False)} <= outcomes
+
+
+def tokens_of(url: str, messages: list[dict]) -> int:
+    r = httpx.post(f"{url}/tokenize", json={"messages": messages}, timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()["count"]
+
+
+def hold_long_conversation(page, url: str, cid: str, system: dict, questions: list[str], reserve: int,
+                           context: int) -> list[tuple[dict, dict]]:
+    """Asks each question in the page and checks what was sent: the system message, then the conversation less
+    its oldest messages, as many as the terminal chat's rule leaves out to keep `reserve` tokens for the reply
+    (counted with the server's /tokenize), whole turns only, the question last. Returns each request body and the
+    stored reply."""
+    asked = []
+    for i, question in enumerate(questions):
+        with page.expect_request("**/v1/chat/completions") as request:
+            page.fill("#prompt", question)
+            page.press("#prompt", "Enter")
+        page.wait_for_function(f"() => document.querySelectorAll('.msg.assistant').length === {i + 1} && "
+                               "!document.querySelector('.streaming') && !document.getElementById('send').hidden")
+        sent = json.loads(request.value.post_data)
+        stored = messages_of(url, cid)
+        assert [m["role"] for m in stored[-2:]] == ["user", "assistant"], stored[-1]  # the reply arrived
+        history = [system] + [{"role": m["role"], "content": m["content"]} for m in stored[:-1]]
+        dropped = left_out(history, reserve, context, lambda msgs: tokens_of(url, msgs))
+        assert sent["messages"] == history[:1] + history[1 + dropped:]
+        assert sent["messages"][-1] == {"role": "user", "content": question}
+        assert tokens_of(url, sent["messages"]) + reserve <= context
+        reply = stored[-1]
+        assert reply["meta"].get("dropped_messages", 0) == dropped
+        note = page.locator(".msg.assistant").nth(i).locator(".context-note")
+        if dropped:
+            sync_api.expect(note).to_have_text(f"The oldest {dropped} messages no longer fit in the model's "
+                                               "context and were left out of this reply.")
+        else:
+            sync_api.expect(note).to_have_count(0)
+        asked.append((sent, reply))
+    return asked
+
+
+QUESTIONS = [f"Who is Sitor Vale? ({i})" for i in range(6)]
+
+
+def test_a_conversation_longer_than_the_context_leaves_out_its_oldest_turns_with_a_note(page, server_url, context):
+    settings = SHORT_REPLY | {"search_parameters": {"mode": "off"}}
+    system = {"role": "system", "content": "Answer in a few words."}
+    cid = new_conversation(server_url, "Longer than the context", settings, system=system["content"])
+    open_chat(page, server_url)
+    asked = hold_long_conversation(page, server_url, cid, system, QUESTIONS, SHORT_REPLY["max_tokens"], context)
+    for sent, reply in asked:  # every reply came in full: none failed, none was cut short by a full context
+        assert sent["max_tokens"] == SHORT_REPLY["max_tokens"]
+        assert reply["meta"]["completion_tokens"] == SHORT_REPLY["max_tokens"]
+    dropped = [reply["meta"].get("dropped_messages", 0) for _, reply in asked]
+    assert dropped[0] == 0 and dropped[-1] >= 2, dropped  # the conversation did outgrow the context
+    page.reload()  # the notes are kept with the replies
+    page.wait_for_selector("#app[data-ready='true']")
+    sync_api.expect(page.locator(".msg.assistant .context-note")).to_have_count(sum(1 for d in dropped if d))
+
+
+def test_without_max_tokens_a_long_conversation_keeps_half_the_context_for_the_reply(page, server_url, context):
+    settings = {"ignore_eos": True, "temperature": 0.8, "seed": 7, "search_parameters": {"mode": "off"}}
+    system = {"role": "system", "content": "Answer in a few words."}
+    cid = new_conversation(server_url, "No max tokens", settings, system=system["content"])
+    open_chat(page, server_url)
+    asked = hold_long_conversation(page, server_url, cid, system, QUESTIONS[:3], context // 2, context)
+    for sent, reply in asked:  # the reply runs on to the end of the context: at least the half kept for it
+        assert "max_tokens" not in sent
+        assert reply["meta"]["completion_tokens"] >= context // 2
+    assert asked[-1][1]["meta"].get("dropped_messages", 0) >= 2

@@ -14,22 +14,14 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 
 import httpx
 import pytest
 import tool_model as tm
 
-CHROMIUM = "/usr/bin/chromium"
-if shutil.which(CHROMIUM) is None:
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium); the browser test needs it",
-                allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 expect = sync_api.expect
 
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-sync"]
-TIMEOUT_MS = 300_000  # a bound for a broken page or a busy CPU running the model, not a speed
 GREEDY = {"temperature": 0}  # the tool model's replies are learnt token for token, under greedy decoding
 PERMALINK = f"/posts/{tm.POST.id}"
 SETTLED = ".msg.assistant:not(.streaming) .msg-meta:has-text('tokens')"
@@ -43,26 +35,10 @@ def url(live_server, tool_model_dir):
         yield u
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
-
-
 @pytest.fixture
-def page(browser):
-    """A fresh browser context; fails the test on any script error in the page."""
-    expect.set_options(timeout=TIMEOUT_MS)
-    context = browser.new_context(viewport={"width": 1200, "height": 850})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    yield page
-    context.close()
-    assert not errors, errors
+def page_timeout_ms() -> int:
+    """A bound for a broken page or a busy CPU running the model, not a speed."""
+    return 300_000
 
 
 def api(url: str, method: str, path: str, body: dict | None = None):

@@ -11,24 +11,15 @@ Skipped when /usr/bin/chromium or the playwright package is missing (`make test`
 
 from __future__ import annotations
 
-import shutil
-
 import httpx
 import pytest
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
-CHROMIUM = "/usr/bin/chromium"
-if shutil.which(CHROMIUM) is None:
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium); the browser test needs it",
-                allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 expect = sync_api.expect
 
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-sync"]
-TIMEOUT_MS = 60_000  # a bound for a broken page, not a speed: waits end as soon as their condition holds
 FACTCHECK = "/v1/factcheck"
 MISLEADING = "MISINFORMED_OR_POTENTIALLY_MISLEADING"
 
@@ -54,28 +45,6 @@ def bare_url(live_server):
     """A live server without POST /v1/factcheck."""
     with live_server(prepare=without_factcheck) as u:
         yield u
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser):
-    """A fresh browser context; fails the test on any script error in the page."""
-    expect.set_options(timeout=TIMEOUT_MS)
-    context = browser.new_context(viewport={"width": 1200, "height": 850})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    yield page
-    context.close()
-    assert not errors, errors
 
 
 def api(url: str, method: str, path: str, body: dict | None = None) -> dict:
@@ -267,11 +236,11 @@ def test_the_chat_and_feed_tabs_switch_views_without_a_reload(page, url):
     assert same_load(page)
 
 
-def test_a_narrow_screen_has_no_sideways_scroll_and_reaches_the_tabs(browser, url):
+def test_a_narrow_screen_has_no_sideways_scroll_and_reaches_the_tabs(browser, url, page_timeout_ms):
     ingest(url, post("n-long", "x" * 600, "narrow", "2026-11-15T09:00:00Z"))
     context = browser.new_context(viewport={"width": 375, "height": 740})
     page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
+    page.set_default_timeout(page_timeout_ms)
     for path in ("/feed", "/posts/n-long"):
         page.goto(f"{url}{path}")
         page.wait_for_selector(f"#{'feed' if path == '/feed' else 'post'}-view[data-ready='true']")

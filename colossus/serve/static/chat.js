@@ -3,7 +3,8 @@
  * user message to the conversation, streams the reply, then appends the reply with its speed (also a
  * stopped one: what arrived is kept). What the reply looked up (its tool steps) and the posts it cites are kept
  * in that message's meta too, and shown around its text by sources.js; the conversation's search mode (auto,
- * on, off) is sent as search_parameters.
+ * on, off) is sent as search_parameters. A conversation longer than the model's context loses its oldest turns
+ * from the request (context.js, counted with POST /tokenize), and the reply says so in a note kept in its meta.
  *
  * Model and user text never become HTML: user text is set with textContent, replies go through
  * ColossusMarkdown.render (markdown.js), which escapes every piece of text before adding its own tags.
@@ -13,6 +14,7 @@
 
   const { api, streamCompletion, replyMeta, HttpError, apiKey } = window.ColossusAPI;
   const Sources = window.ColossusSources;
+  const Context = window.ColossusContext;
   // Conversation settings that are sampling parameters of /v1/chat/completions, sent as they are.
   const SAMPLING_SETTINGS = ["temperature", "max_tokens", "top_p", "top_k", "min_p", "seed", "ignore_eos",
     "presence_penalty", "frequency_penalty", "repetition_penalty", "stop"];
@@ -36,6 +38,7 @@
     conversations: [], // summaries, newest first
     conv: null, // the open conversation: {id (null until its first message), title, system, settings, messages}
     model: null,
+    context: null, // the model's context length in tokens (max_model_len of GET /v1/models)
     controller: null, // AbortController of the reply being streamed
     busy: false,
   };
@@ -72,6 +75,30 @@
     return body;
   }
 
+  /* The request body cut to the model's context: its oldest turns left out until the prompt leaves room for the
+   * reply (context.js), and a max_tokens lowered to the room there is. Returns the body and how many messages were
+   * left out; unchanged when the context is unknown or the server cannot count (no POST /tokenize): a prompt too
+   * long then gets the server's 400, which says so. */
+  async function fitToContext(body) {
+    try {
+      if (!state.context) await loadModelCard();
+      const context = state.context;
+      if (!context) return { body, dropped: 0 };
+      const count = async (messages) => {
+        const r = await api("POST", "/tokenize", body.model ? { messages, model: body.model } : { messages });
+        if (!r || !Number.isInteger(r.count)) throw new Error("POST /tokenize gave no count");
+        return r.count;
+      };
+      const fit = await Context.fit(body.messages, { context, maxTokens: body.max_tokens, count });
+      const fitted = Object.assign({}, body, { messages: fit.messages });
+      const room = context - fit.promptTokens;
+      if (Number.isInteger(body.max_tokens) && room >= 1) fitted.max_tokens = Math.min(body.max_tokens, room);
+      return { body: fitted, dropped: fit.dropped };
+    } catch (_) {
+      return { body, dropped: 0 };
+    }
+  }
+
   // ---- views ----------------------------------------------------------------------------------------
 
   function button(label, aria, onClick, cls) {
@@ -105,6 +132,19 @@
     return parts.join(" · ");
   }
 
+  /* The note on a reply whose request left out the conversation's oldest messages (meta.dropped_messages). */
+  function contextNote(meta) {
+    const n = meta && meta.dropped_messages;
+    if (!Number.isInteger(n) || n < 1) return null;
+    const note = document.createElement("p");
+    note.className = "context-note";
+    note.setAttribute("role", "note");
+    note.textContent = n === 1
+      ? "The oldest message no longer fits in the model's context and was left out of this reply."
+      : `The oldest ${n} messages no longer fit in the model's context and were left out of this reply.`;
+    return note;
+  }
+
   function messageView(m, index) {
     const view = document.createElement("article");
     view.className = `msg ${m.role}`;
@@ -132,6 +172,8 @@
     }
     footer.append(meta, actions);
     view.append(role);
+    const note = m.role === "assistant" ? contextNote(m.meta) : null;
+    if (note) view.append(note);
     if (m.role === "assistant") view.append(Sources.steps(m.meta && m.meta.tool_steps));
     view.append(body);
     const cited = m.role === "assistant" ? Sources.cited(m.meta) : null;
@@ -336,7 +378,10 @@
   async function reply(conv) {
     if (state.conv !== conv) return; // the user opened another conversation meanwhile: "Reply" resumes it
     setBusy(true);
-    const view = messageView({ role: "assistant", content: "", meta: {} }, conv.messages.length);
+    const { body: request, dropped } = await fitToContext(requestBody(conv));
+    if (state.conv !== conv) return;
+    const left = dropped ? { dropped_messages: dropped } : {};
+    const view = messageView({ role: "assistant", content: "", meta: left }, conv.messages.length);
     view.classList.add("streaming");
     view.querySelector(".msg-actions").replaceChildren();
     el.messages.querySelector(".empty")?.remove();
@@ -353,7 +398,7 @@
       scrollToBottom(false);
       pending = null;
     };
-    const r = await streamCompletion(requestBody(conv), controller.signal, (text) => {
+    const r = await streamCompletion(request, controller.signal, (text) => {
       if (pending === null) requestAnimationFrame(show);
       pending = text;
     }, (step) => { // a search or a calculation, shown (folded) as soon as it ran, before the text
@@ -374,7 +419,7 @@
       setStatus(r.stopped ? "Stopped before any text arrived." : "The model gave an empty reply.");
       return;
     }
-    const meta = Object.assign(replyMeta(r, state.model), Sources.metaOf(r));
+    const meta = Object.assign(replyMeta(r, state.model), Sources.metaOf(r), left);
     await appendMessage(conv, { role: "assistant", content: r.text, meta });
     if (state.conv === conv) renderConversation();
     if (r.error) setStatus(r.error, true);
@@ -655,12 +700,20 @@
     loadModel();
   }
 
-  /* The model's name, sent with each request. The history is usable while the model still loads (503):
-   * the page says so and asks again. */
+  /* The model's name, sent with each request, and its context length. */
+  async function loadModelCard() {
+    const models = await api("GET", "/v1/models");
+    const card = models && Array.isArray(models.data) && models.data.length ? models.data[0] : null;
+    state.model = card ? card.id : null;
+    const context = card && card.max_model_len;
+    state.context = Number.isInteger(context) && context > 1 ? context : null;
+  }
+
+  /* loadModelCard at the start. The history is usable while the model still loads (503): the page says so and
+   * asks again. */
   async function loadModel() {
     try {
-      const models = await api("GET", "/v1/models");
-      state.model = models && models.data && models.data.length ? models.data[0].id : null;
+      await loadModelCard();
       if (el.status.dataset.retrying) setStatus("");
       delete el.status.dataset.retrying;
     } catch (e) {
