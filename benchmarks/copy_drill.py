@@ -1,0 +1,101 @@
+"""How many steps a fresh model of the cpu preset's shape takes to learn to copy from its context, by optimizer
+and by the alphabet of the copied strings, in one run.
+
+    PYTHONPATH=. python benchmarks/copy_drill.py [--steps 300] [--alphabets 64 512 4000] [--optimizers muon adamw]
+        [--length 16] [--batch 64] [--out F.json]
+
+Each row trains a fresh GPT (4 layers, d_model 192, 4 heads, vocabulary 4096, the cpu preset's shape) on one
+task only: a BOS, then a string of `length` tokens drawn uniformly from the first `alphabet` ordinary ids,
+written twice (colossus.evals.copying's task). The first copy cannot be predicted (its loss stays near
+ln alphabet); the second can, exactly, by a model that looks back for the current token and copies what
+followed it (an induction head). A row reports the first step whose second-copy loss is below 1 nat (None: not
+within --steps), and both copies' losses at the end. Optimizers: `muon` is the cpu preset's (Muon for the
+matrices of the blocks, AdamW for the rest, colossus.train.optim.build_optimizers, no decay), `adamw` is AdamW
+for everything at --adamw-lr. Seeded: the same rows on the same host, to float-sum order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks.cpu_header import cpu_facts, describe  # noqa: E402
+from colossus.model.config import ModelConfig  # noqa: E402
+from colossus.model.gpt import GPT  # noqa: E402
+from colossus.train.optim import build_optimizers  # noqa: E402
+
+FIRST_ORDINARY = 16  # ids below it are left out (the special tokens sit at the start of the vocabulary)
+
+
+def train_row(optimizer: str, alphabet: int, steps: int, length: int, batch: int, lr: float, adamw_lr: float,
+              muon_lr: float, seed: int) -> dict:
+    torch.manual_seed(seed)
+    model = GPT(ModelConfig(vocab_size=4096, seq_len=2 * length + 1, n_layer=4, d_model=192, n_head=4,
+                            n_kv_head=4))
+    if optimizer == "muon":
+        opts = build_optimizers(model, lr=lr, embed_lr=3 * lr, head_lr=lr, weight_decay=0.0, muon=True,
+                                muon_lr=muon_lr)
+    else:
+        opts = [torch.optim.AdamW(model.parameters(), lr=adamw_lr, betas=(0.9, 0.95), weight_decay=0.0)]
+    g = torch.Generator().manual_seed(seed + 1)
+    learned_at, t0 = None, time.perf_counter()
+    for step in range(steps):
+        s = torch.randint(FIRST_ORDINARY, FIRST_ORDINARY + alphabet, (batch, length), generator=g)
+        x = torch.cat((torch.zeros(batch, 1, dtype=torch.long), s, s), dim=1)
+        loss = F.cross_entropy(model(x[:, :-1]).transpose(1, 2), x[:, 1:], reduction="none")  # (B, 2L)
+        first, second = loss[:, 1:length].mean().item(), loss[:, length + 1:].mean().item()
+        loss.mean().backward()
+        for opt in opts:
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        if learned_at is None and second < 1.0:
+            learned_at = step
+        if step % 50 == 0 or step == steps - 1:
+            print(f"  {optimizer} alphabet {alphabet} step {step}: first copy {first:.2f}, second {second:.3f} "
+                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    return {"optimizer": optimizer, "alphabet": alphabet, "steps": steps, "learned_at": learned_at,
+            "first_copy_loss": round(first, 3), "second_copy_loss": round(second, 3),
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--alphabets", type=int, nargs="+", default=[64, 512, 4000])
+    ap.add_argument("--optimizers", nargs="+", default=["muon", "adamw"], choices=["muon", "adamw"])
+    ap.add_argument("--length", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=3e-3, help="AdamW's rate for the vectors and head beside Muon")
+    ap.add_argument("--muon-lr", type=float, default=0.02)
+    ap.add_argument("--adamw-lr", type=float, default=3e-3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    facts = cpu_facts(torch.get_num_threads())
+    print(describe(facts), flush=True)
+    rows = []
+    for alphabet in args.alphabets:
+        for optimizer in args.optimizers:
+            rows.append(train_row(optimizer, alphabet, args.steps, args.length, args.batch, args.lr,
+                                  args.adamw_lr, args.muon_lr, args.seed))
+    print(f"\n| optimizer | alphabet | second copy < 1 nat at step | first / second copy loss after {args.steps} |")
+    print("|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['optimizer']} | {r['alphabet']} | {r['learned_at']} | "
+              f"{r['first_copy_loss']:.2f} / {r['second_copy_loss']:.3f} |")
+    if args.out:
+        run_args = {k: str(v) for k, v in vars(args).items()}
+        args.out.write_text(json.dumps({"machine": facts, "args": run_args, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
