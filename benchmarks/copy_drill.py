@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.cpu_header import cpu_facts, describe  # noqa: E402
+from colossus.evals.copying import copy_halves, written_twice  # noqa: E402
 from colossus.model.config import ModelConfig  # noqa: E402
 from colossus.model.gpt import GPT  # noqa: E402
 from colossus.train.optim import build_optimizers  # noqa: E402
@@ -49,10 +50,9 @@ def train_row(optimizer: str, alphabet: int, steps: int, length: int, batch: int
     g = torch.Generator().manual_seed(seed + 1)
     learned_at, t0 = None, time.perf_counter()
     for step in range(steps):
-        s = torch.randint(FIRST_ORDINARY, FIRST_ORDINARY + alphabet, (batch, length), generator=g)
-        x = torch.cat((torch.zeros(batch, 1, dtype=torch.long), s, s), dim=1)
+        x = written_twice(torch.randint(FIRST_ORDINARY, FIRST_ORDINARY + alphabet, (batch, length), generator=g), 0)
         loss = F.cross_entropy(model(x[:, :-1]).transpose(1, 2), x[:, 1:], reduction="none")  # (B, 2L)
-        first, second = loss[:, 1:length].mean().item(), loss[:, length + 1:].mean().item()
+        first, second = (h.mean().item() for h in copy_halves(loss, length))
         loss.mean().backward()
         for opt in opts:
             opt.step()

@@ -64,7 +64,7 @@ class Footnote:
 
 
 class Backend(Protocol):
-    dropped_turns: int
+    dropped_messages: int
     footnotes: list[Footnote]
 
     def stream(self, messages: list[dict], params: SamplingParams) -> Iterator[str | Searched]: ...
@@ -101,15 +101,15 @@ class LocalBackend:
         self.engine.start()
         self.assistant = Assistant(self.engine, self.tok, feed, permalink=lambda pid: f"/posts/{pid}")
         self.loop = asyncio.new_event_loop()
-        self.dropped_turns = 0
+        self.dropped_messages = 0
         self.footnotes: list[Footnote] = []
 
     def fit(self, messages: list[dict], max_tokens: int) -> list[dict]:
         """The messages whose prompt leaves room for max_tokens, the oldest whole turns dropped (never the system
-        prompt or the newest turn); self.dropped_turns counts the messages dropped."""
+        prompt or the newest turn); self.dropped_messages counts the messages dropped."""
         budget = self.model.cfg.seq_len - max_tokens
         msgs = list(messages)
-        self.dropped_turns = 0
+        self.dropped_messages = 0
         while True:
             ids = chat_template.render_prompt(self.tok, msgs)
             if len(ids) <= budget:
@@ -119,7 +119,7 @@ class LocalBackend:
                 raise ColossusError(f"the message is too long: {len(ids)} tokens, and the model's context is "
                                     f"{self.model.cfg.seq_len} with {max_tokens} kept for the reply")
             del msgs[turn]
-            self.dropped_turns += turn.stop - turn.start
+            self.dropped_messages += turn.stop - turn.start
 
     def stream(self, messages: list[dict], params: SamplingParams) -> Iterator[str | Searched]:
         """The reply's text as it is made, and a Searched before the text of each search; its citations are in
@@ -169,7 +169,7 @@ class RemoteBackend:
         self.url = url.rstrip("/")
         self.model = model
         self.context: int | None = None  # the model's context length, when the server says it
-        self.dropped_turns = 0
+        self.dropped_messages = 0
         self.search = search  # search_parameters.mode to send; None: the server's default
         self.footnotes: list[Footnote] = []
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -219,7 +219,7 @@ class RemoteBackend:
         system prompt or the newest turn) until the prompt leaves room for max_tokens. Unchanged when the
         context is unknown or the server has no /tokenize; a prompt that still does not fit is left to the
         server, whose 400 says so."""
-        self.dropped_turns = 0
+        self.dropped_messages = 0
         if not self.context:
             return messages
         msgs = list(messages)
@@ -234,7 +234,7 @@ class RemoteBackend:
             if not isinstance(count, int) or count + max_tokens <= self.context or turn is None:
                 return msgs
             del msgs[turn]
-            self.dropped_turns += turn.stop - turn.start
+            self.dropped_messages += turn.stop - turn.start
 
     def stream(self, messages: list[dict], params: SamplingParams) -> Iterator[str | Searched]:
         self.footnotes = []
@@ -375,7 +375,7 @@ def chat_loop(backend: Backend, system: str | None = None, temperature: float = 
             messages.pop()
             write(f"\n(error: {e})\n")
             continue
-        dropped = getattr(backend, "dropped_turns", 0)
+        dropped = getattr(backend, "dropped_messages", 0)
         if dropped:
             write(f"(the oldest {dropped} message(s) no longer fit in the context and were left out)\n")
         messages.append({"role": "assistant", "content": "".join(reply)})

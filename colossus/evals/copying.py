@@ -23,8 +23,19 @@ def repeated_sequences(tok: Tokenizer, n: int, length: int, seed: int) -> torch.
     """(n, 1 + 2 length) int64: <|bos|>, then `length` random ordinary (non-special) tokens, twice; seeded."""
     pool = torch.tensor([i for i in range(tok.vocab_size) if i not in tok.special_ids])
     g = torch.Generator().manual_seed(seed)
-    s = pool[torch.randint(len(pool), (n, length), generator=g)]  # (n, L)
-    return torch.cat((torch.full((n, 1), tok.bos), s, s), dim=1)
+    return written_twice(pool[torch.randint(len(pool), (n, length), generator=g)], tok.bos)
+
+
+def written_twice(strings: torch.Tensor, bos: int) -> torch.Tensor:
+    """(n, L) strings -> (n, 1 + 2 L): each after a BOS, then again."""
+    return torch.cat((torch.full((len(strings), 1), bos, dtype=strings.dtype), strings, strings), dim=1)
+
+
+def copy_halves(loss: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The per-token losses (n, 2 L) of written_twice's strings (target j is the token at position j + 1) -> those
+    of the first copy and of the second, each without its first token: after the BOS, or after the first copy's
+    last token, it cannot be predicted from the context either time."""
+    return loss[:, 1:length], loss[:, length + 1:]
 
 
 @torch.no_grad()
@@ -46,9 +57,8 @@ def copy_losses(model: torch.nn.Module, tok: Tokenizer, n: int = 128, length: in
         batch = seqs[lo: lo + batch_size].to(device)
         logits = model(batch[:, :-1]).float()  # (B, 2L, V)
         losses.append(F.cross_entropy(logits.transpose(1, 2), batch[:, 1:], reduction="none").cpu())  # (B, 2L)
-    loss = torch.cat(losses)  # target j is the token at position j + 1: first copy 0..L-1, second L..2L-1
-    return {"first": round(loss[:, 1:length].mean().item(), 4),
-            "second": round(loss[:, length + 1:].mean().item(), 4)}
+    first, second = copy_halves(torch.cat(losses), length)
+    return {"first": round(first.mean().item(), 4), "second": round(second.mean().item(), 4)}
 
 
 def name_copy_rate(graded: list[dict], kinds: tuple[str, ...] = ("unknown",)) -> float | None:

@@ -78,7 +78,7 @@ def test_a_conversation_longer_than_the_context_drops_its_oldest_turns_with_a_no
 
     def counted(messages, params):  # each turn's reply, to its end
         yield from stream(messages, params)
-        replies.append(backend.dropped_turns)
+        replies.append(backend.dropped_messages)
 
     backend.stream = counted
     try:
