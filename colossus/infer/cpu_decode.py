@@ -265,10 +265,22 @@ class CpuDecoder:
         blocks, head = self._macs
         return 2 * (rows * blocks + (rows if out_rows is None else out_rows) * head)
 
+    @staticmethod
+    def unsupported(model: GPT) -> str | None:
+        """Why the C step cannot run this model (it hands it to the PyTorch step), or None."""
+        if model.cfg.qkv_bias:
+            return "it has no biases on q, k and v (Qwen2)"
+        return None
+
     @classmethod
     def create(cls, model: GPT, pool: SlotPool, weights: str = "float32", threads: int = 1,
                kernel: Kernel | None = None) -> CpuDecoder | None:
-        """A decoder on `kernel` (default: load_kernel()'s build); None where no build can be made."""
+        """A decoder on `kernel` (default: load_kernel()'s build); None where no build can be made, or where the
+        model has what the C step lacks (logged)."""
+        reason = cls.unsupported(model)
+        if reason is not None:
+            log.warning("C decode step: not used for this model, %s; decoding with PyTorch", reason)
+            return None
         kernel = kernel or load_kernel()
         return cls(kernel, model, pool, weights, threads) if kernel is not None else None
 

@@ -175,7 +175,9 @@ class Engine:
             threads = kernel_threads or min(os.cpu_count() or 1, MAX_KERNEL_THREADS)
             self.cdec = CpuDecoder.create(model, self.pool, weights, threads)
         if kernel == "c" and self.cdec is None:
-            raise ColossusError("kernel 'c' needs a C compiler ($CC, cc, gcc or clang) and a float32 model on CPU")
+            reason = CpuDecoder.unsupported(model)
+            raise ColossusError(f"kernel 'c' cannot run this model: {reason}" if reason else
+                                "kernel 'c' needs a C compiler ($CC, cc, gcc or clang) and a float32 model on CPU")
         # "auto" with the C step: each step takes whichever path this machine runs faster at its size
         self.step_times: StepTimes | None = None
         if kernel == "auto" and self.cdec is not None:

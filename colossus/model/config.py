@@ -22,13 +22,21 @@ class ModelConfig:
     d_model: int = 256
     """Width of the residual stream."""
     n_head: int = 4
-    """Query heads; head_dim = d_model // n_head."""
+    """Query heads; head_dim = d_model // n_head unless head_size is set."""
     n_kv_head: int = 4
     """Key/value heads (grouped-query attention when fewer than n_head)."""
     mlp: str = "relu2"
     """'relu2' (squared ReLU) or 'swiglu' (gated)."""
     mlp_ratio: float = 4.0
-    """Hidden width of the MLP over d_model (swiglu uses 2/3 of it per branch)."""
+    """Hidden width of the MLP over d_model (swiglu uses 2/3 of it per branch), unless mlp_width is set."""
+    mlp_width: int = 0
+    """The MLP's hidden width (per branch for swiglu), as imported models give it; 0: from mlp_ratio."""
+    head_size: int = 0
+    """Width of each attention head when it is not d_model // n_head (Qwen3); 0: d_model // n_head."""
+    qkv_bias: bool = False
+    """Biases on the query, key and value projections (Qwen2)."""
+    tie_embeddings: bool = False
+    """The output head shares the embedding's matrix (SmolLM2, Qwen3's small models)."""
     rope_theta: float = 10000.0
     """RoPE base."""
     qk_norm: bool = True
@@ -36,21 +44,23 @@ class ModelConfig:
     norm_eps: float = 1e-5
 
     def __post_init__(self) -> None:
-        if self.d_model % self.n_head:
+        if self.d_model % self.n_head and not self.head_size:
             raise ColossusError(f"d_model {self.d_model} is not divisible by n_head {self.n_head}")
         if self.n_head % self.n_kv_head:
             raise ColossusError(f"n_head {self.n_head} is not divisible by n_kv_head {self.n_kv_head}")
-        if (self.d_model // self.n_head) % 2:
+        if self.head_dim % 2:
             raise ColossusError("head_dim must be even for RoPE")
         if self.mlp not in ("relu2", "swiglu"):
             raise ColossusError(f"mlp must be 'relu2' or 'swiglu', not {self.mlp!r}")
 
     @property
     def head_dim(self) -> int:
-        return self.d_model // self.n_head
+        return self.head_size or self.d_model // self.n_head
 
     @property
     def mlp_hidden(self) -> int:
+        if self.mlp_width:
+            return self.mlp_width
         hidden = int(self.mlp_ratio * self.d_model)
         if self.mlp == "swiglu":
             hidden = int(2 * hidden / 3)

@@ -62,8 +62,8 @@ class Attention(nn.Module):
         super().__init__()
         self.cfg, self.layer = cfg, layer
         hd = cfg.head_dim
-        self.q = nn.Linear(cfg.d_model, cfg.n_head * hd, bias=False)
-        self.kv = nn.Linear(cfg.d_model, 2 * cfg.n_kv_head * hd, bias=False)
+        self.q = nn.Linear(cfg.d_model, cfg.n_head * hd, bias=cfg.qkv_bias)
+        self.kv = nn.Linear(cfg.d_model, 2 * cfg.n_kv_head * hd, bias=cfg.qkv_bias)
         self.proj = nn.Linear(cfg.n_head * hd, cfg.d_model, bias=False)
         self.q_norm = RMSNorm(hd, cfg.norm_eps) if cfg.qk_norm else nn.Identity()
         self.k_norm = RMSNorm(hd, cfg.norm_eps) if cfg.qk_norm else nn.Identity()
@@ -91,6 +91,8 @@ class Attention(nn.Module):
         cfg, hd = self.cfg, self.cfg.head_dim
         H, Hkv = cfg.n_head, cfg.n_kv_head
         qkv = (x @ w.qkv).mul_(r)  # (B, (H + 2 Hkv) hd)
+        if w.qkv_bias is not None:
+            qkv += w.qkv_bias
         qk = qkv[:, :(H + Hkv) * hd].view(B, H + Hkv, hd)
         v = qkv[:, (H + Hkv) * hd:].view(B, Hkv, 1, hd)
         if w.qk_norm is not None:  # queries' and keys' norms at once
@@ -163,6 +165,7 @@ class _LayerWeights:
         a = blk.attn
         c = math.sqrt(a.cfg.d_model)  # _inv_rms leaves out 1/sqrt(n)
         self.qkv = (torch.cat((a.q.weight, a.kv.weight)) * (blk.attn_norm.weight * c)).t().contiguous()
+        self.qkv_bias = torch.cat((a.q.bias, a.kv.bias)) if a.cfg.qkv_bias else None
         self.proj = a.proj.weight.t().contiguous()
         self.up = (blk.mlp.up.weight * (blk.mlp_norm.weight * c)).t().contiguous()
         self.down = blk.mlp.down.weight.t().contiguous()
@@ -201,8 +204,15 @@ class GPT(nn.Module):
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
-        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)  # untied from embed
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.init_weights()
+        self.tie()
+
+    def tie(self) -> None:
+        """With tie_embeddings, the head shares the embedding's matrix (call again after .to_empty(), which
+        makes each module a parameter of its own)."""
+        if self.cfg.tie_embeddings:
+            self.lm_head.weight = self.embed.weight
 
     @torch.no_grad()
     def init_weights(self) -> None:
@@ -213,6 +223,9 @@ class GPT(nn.Module):
         for blk in self.blocks:
             for lin in (blk.attn.q, blk.attn.kv, blk.mlp.up):
                 nn.init.uniform_(lin.weight, -bound, bound)
+            for lin in (blk.attn.q, blk.attn.kv):
+                if lin.bias is not None:
+                    nn.init.zeros_(lin.bias)
             # residual branches start as identity: zero the projections back into the stream
             nn.init.zeros_(blk.attn.proj.weight)
             nn.init.zeros_(blk.mlp.down.weight)

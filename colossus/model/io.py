@@ -29,7 +29,8 @@ def resolve_model_dir(path: str | Path) -> Path:
 
 def save_weights(path: Path, model: GPT) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()
+             if not (k == "lm_head.weight" and model.cfg.tie_embeddings)}  # a tied head is the embedding
     save_file(state, str(tmp), metadata={"format": "pt"})
     tmp.replace(path)
 
@@ -46,6 +47,8 @@ def load_weights(path: Path, model: GPT) -> None:
         raise ColossusError(f"weights {path} do not match the model's shape: {k} is {tuple(state[k].shape)}, "
                             f"the model has {tuple(shape[k].shape)} ({len(wrong)} tensor(s) differ)")
     missing, unexpected = model.load_state_dict(state, strict=False)
+    if model.cfg.tie_embeddings:
+        missing = [k for k in missing if k != "lm_head.weight"]
     if missing or unexpected:
         raise ColossusError(f"weights {path} do not match the config: missing {missing[:3]}, "
                             f"unexpected {unexpected[:3]}")
@@ -67,5 +70,6 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> GPT:
     with torch.device("meta"):
         model = GPT(cfg)
     model = model.to_empty(device=device)
+    model.tie()
     load_weights(d / WEIGHTS, model)
     return model.eval()

@@ -59,7 +59,8 @@ def build_optimizers(model: GPT, lr: float, embed_lr: float, head_lr: float, wei
     vectors = [p for n, p in model.blocks.named_parameters() if p.dim() < 2] + list(model.norm.parameters())
     groups = [
         {"params": [model.embed.weight], "lr": embed_lr, "weight_decay": 0.0},
-        {"params": [model.lm_head.weight], "lr": head_lr, "weight_decay": weight_decay},
+        *([] if model.lm_head.weight is model.embed.weight else
+          [{"params": [model.lm_head.weight], "lr": head_lr, "weight_decay": weight_decay}]),  # tied: the embedding
         {"params": vectors, "lr": lr, "weight_decay": 0.0},
     ]
     opts: list[torch.optim.Optimizer] = []

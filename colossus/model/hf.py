@@ -1,0 +1,187 @@
+"""Hugging Face checkpoints in: a folder with config.json and *.safetensors (one file, or shards listed in
+model.safetensors.index.json) becomes our GPT, for the decoder-only families whose blocks it expresses.
+
+    model = load_hf("path/to/Qwen3-0.6B")            # or colossus.model.load_model, which also takes ours
+
+Families: llama, mistral (without a sliding window), qwen2 (biases on q, k, v) and qwen3 (per-head QK-norm,
+head_dim set apart). Weights keep the checkpoint's dtype (float32, bfloat16 or float16) unless one is asked
+for. Every field of config.json is either mapped onto ModelConfig, checked to hold the value our blocks
+compute, or known to change nothing at inference (ids, provenance, training-only knobs); anything else is
+refused with one line that names it, so that no supported field is dropped silently.
+
+Names: q_proj -> attn.q; k_proj and v_proj -> attn.kv (keys, then values); o_proj -> attn.proj; gate_proj
+and up_proj -> mlp.up (gate, then up: MLP.forward chunks it so); down_proj -> mlp.down. RoPE: transformers
+rotates the two halves of each head (rotate_half), as apply_rope does, so q and k are copied as they are."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from colossus.errors import ColossusError
+from colossus.model.config import ModelConfig
+from colossus.model.gpt import GPT
+
+FAMILIES = ("llama", "mistral", "qwen2", "qwen3")
+IGNORED = {
+    # ids, provenance and bookkeeping: no effect on the logits
+    "architectures", "model_type", "transformers_version", "torch_dtype", "dtype", "bos_token_id",
+    "eos_token_id", "pad_token_id", "_name_or_path", "use_cache", "initializer_range", "return_dict",
+    "output_hidden_states", "output_attentions", "torchscript", "is_decoder", "id2label", "label2id",
+    "problem_type", "tokenizer_class", "prefix", "task_specific_params", "chunk_size_feed_forward",
+    "tie_encoder_decoder", "is_encoder_decoder", "cross_attention_hidden_size", "add_cross_attention",
+    "finetuning_task", "_attn_implementation_autoset", "keys_to_ignore_at_inference",
+    "base_model_tp_plan", "base_model_pp_plan", "max_window_layers", "sep_token_id",
+    "decoder_start_token_id", "attention_dropout", "is_llama_config", "transformers.js_config",
+}
+# fields whose value must be this one (or absent) for our blocks to compute what transformers does
+REQUIRED = {"hidden_act": "silu", "pretraining_tp": 1, "mlp_bias": False, "use_sliding_window": False,
+            "sliding_window": None, "rope_scaling": None, "rope_interleaved": False}
+MAPPED = {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+          "num_key_value_heads", "max_position_embeddings", "rms_norm_eps", "rope_theta", "tie_word_embeddings",
+          "head_dim", "attention_bias", "rope_parameters"}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def is_hf_folder(path: str | Path) -> bool:
+    """A folder whose config.json is transformers' (it names a model_type; ours never does)."""
+    f = Path(path) / "config.json"
+    try:
+        return f.is_file() and "model_type" in json.loads(f.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+
+
+def rope_theta_of(hf: dict) -> float:
+    """rope_theta, from the top level (transformers 4) or rope_parameters (transformers 5), whose rope_type must
+    be the plain one for now."""
+    params = hf.get("rope_parameters") or {}
+    kind = params.get("rope_type", "default")
+    if kind != "default":
+        raise ColossusError(f"config.json: rope_parameters.rope_type {kind!r} is not supported yet (only 'default')")
+    unknown = set(params) - {"rope_type", "rope_theta"}
+    if unknown:
+        raise ColossusError(f"config.json: rope_parameters.{sorted(unknown)[0]} is not supported")
+    return float(params.get("rope_theta", hf.get("rope_theta", 10000.0)))
+
+
+def config_from_hf(hf: dict) -> ModelConfig:
+    """ModelConfig for a transformers config.json, or a ColossusError naming the first thing it cannot hold."""
+    family = hf.get("model_type")
+    if family not in FAMILIES:
+        raise ColossusError(f"config.json: model_type {family!r} is not supported (supported: {', '.join(FAMILIES)})")
+    for key, want in REQUIRED.items():
+        if key == "sliding_window" and not hf.get("use_sliding_window", family == "mistral"):
+            continue  # qwen2/qwen3 write a window they do not use unless use_sliding_window is set
+        if hf.get(key, want) != want:
+            raise ColossusError(f"config.json: {key} = {hf[key]!r} is not supported (only {want!r})")
+    windowed = [t for t in hf.get("layer_types") or [] if t != "full_attention"]
+    if windowed:
+        raise ColossusError(f"config.json: layer_types {windowed[0]!r} is not supported (only 'full_attention')")
+    unknown = sorted(k for k in hf if k not in IGNORED and k not in REQUIRED and k not in MAPPED
+                     and k != "layer_types")
+    if unknown:
+        raise ColossusError(f"config.json: field {unknown[0]!r} is not supported")
+    d, n_head = hf["hidden_size"], hf["num_attention_heads"]
+    head_dim = hf.get("head_dim") or d // n_head
+    bias = family == "qwen2" or bool(hf.get("attention_bias", False))
+    if bias and family != "qwen2":  # llama's attention_bias puts one on o_proj too, which our blocks lack
+        raise ColossusError("config.json: attention_bias = true is not supported for this family (only qwen2's)")
+    return ModelConfig(
+        vocab_size=hf["vocab_size"], seq_len=hf.get("max_position_embeddings", 2048),
+        n_layer=hf["num_hidden_layers"], d_model=d, n_head=n_head,
+        n_kv_head=hf.get("num_key_value_heads") or n_head, mlp="swiglu", mlp_width=hf["intermediate_size"],
+        head_size=head_dim if head_dim != d // n_head or d % n_head else 0,
+        rope_theta=rope_theta_of(hf), qk_norm=family == "qwen3", norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
+        qkv_bias=bias, tie_embeddings=bool(hf.get("tie_word_embeddings", False)))
+
+
+def read_safetensors(folder: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of the folder's checkpoint: model.safetensors, or the shards its index names."""
+    index = folder / "model.safetensors.index.json"
+    if index.exists():
+        try:
+            files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (json.JSONDecodeError, KeyError) as e:
+            raise ColossusError(f"{index} is not a safetensors index (no weight_map): {e}") from e
+    else:
+        files = [p.name for p in sorted(folder.glob("*.safetensors"))]
+    if not files:
+        raise ColossusError(f"no *.safetensors in {folder} (a .bin checkpoint is pickle: convert it to safetensors)")
+    state: dict[str, torch.Tensor] = {}
+    for name in files:
+        try:
+            state.update(load_file(str(folder / name)))
+        except (SafetensorError, OSError) as e:
+            raise ColossusError(f"{folder / name} is missing, corrupt or unreadable: {e}") from e
+    return state
+
+
+def state_from_hf(hf_state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """transformers' tensor names -> ours (q, k, v and gate, up fused); a missing tensor is an error, and so is
+    one left over."""
+    src = dict(hf_state)
+
+    def take(name: str) -> torch.Tensor:
+        try:
+            return src.pop(name)
+        except KeyError:
+            raise ColossusError(f"the checkpoint has no tensor {name}") from None
+
+    out = {"embed.weight": take("model.embed_tokens.weight"), "norm.weight": take("model.norm.weight")}
+    if cfg.tie_embeddings:
+        src.pop("lm_head.weight", None)  # some tied checkpoints write the head out as well
+    else:
+        out["lm_head.weight"] = take("lm_head.weight")
+    for i in range(cfg.n_layer):
+        p, q = f"model.layers.{i}.", f"blocks.{i}."
+        out[q + "attn_norm.weight"] = take(p + "input_layernorm.weight")
+        out[q + "mlp_norm.weight"] = take(p + "post_attention_layernorm.weight")
+        a = p + "self_attn."
+        out[q + "attn.q.weight"] = take(a + "q_proj.weight")
+        out[q + "attn.kv.weight"] = torch.cat((take(a + "k_proj.weight"), take(a + "v_proj.weight")))
+        out[q + "attn.proj.weight"] = take(a + "o_proj.weight")
+        if cfg.qkv_bias:
+            out[q + "attn.q.bias"] = take(a + "q_proj.bias")
+            out[q + "attn.kv.bias"] = torch.cat((take(a + "k_proj.bias"), take(a + "v_proj.bias")))
+        if cfg.qk_norm:
+            out[q + "attn.q_norm.weight"] = take(a + "q_norm.weight")
+            out[q + "attn.k_norm.weight"] = take(a + "k_norm.weight")
+        m = p + "mlp."
+        out[q + "mlp.up.weight"] = torch.cat((take(m + "gate_proj.weight"), take(m + "up_proj.weight")))
+        out[q + "mlp.down.weight"] = take(m + "down_proj.weight")
+    src = {k: v for k, v in src.items() if not k.endswith("rotary_emb.inv_freq")}  # a cache, not a weight
+    if src:
+        raise ColossusError(f"the checkpoint has a tensor this model does not use: {sorted(src)[0]}")
+    return out
+
+
+def load_hf(path: str | Path, device: str | torch.device = "cpu", dtype: str | None = None) -> GPT:
+    """Our GPT with a Hugging Face folder's weights, in their own dtype unless `dtype` names one."""
+    folder = Path(path)
+    try:
+        hf = json.loads((folder / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ColossusError(f"{folder / 'config.json'} is missing or not JSON: {e}") from e
+    cfg = config_from_hf(hf)
+    state = state_from_hf(read_safetensors(folder), cfg)
+    if dtype is not None and dtype not in DTYPES:
+        raise ColossusError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+    want = DTYPES[dtype] if dtype else state["embed.weight"].dtype
+    if want not in DTYPES.values():
+        raise ColossusError(f"weights of dtype {want} are not supported (float32, bfloat16, float16)")
+    with torch.device("meta"):
+        model = GPT(cfg)
+    model = model.to_empty(device=device).to(want)
+    model.tie()
+    shapes = model.state_dict()
+    for k, v in state.items():
+        if tuple(v.shape) != tuple(shapes[k].shape):
+            raise ColossusError(f"{folder}: tensor for {k} is {tuple(v.shape)}, config.json makes it "
+                                f"{tuple(shapes[k].shape)}")
+    model.load_state_dict({k: v.to(want) for k, v in state.items()}, strict=not cfg.tie_embeddings)
+    return model.eval()

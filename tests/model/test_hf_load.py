@@ -1,0 +1,119 @@
+"""Hugging Face folders in: tiny random models of each family, built and saved by transformers inside the test,
+give transformers' logits (float32, within 1e-4) and its greedy tokens through load_model, through the decode
+step the engine runs, and through the serving engine."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+import torch
+
+from colossus.errors import ColossusError
+from colossus.infer.engine import Engine
+from colossus.infer.sampling import SamplingParams
+from colossus.model import load_model
+
+transformers = pytest.importorskip("transformers")
+
+BASE = dict(vocab_size=512, hidden_size=64, intermediate_size=88, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=128, rms_norm_eps=1e-6,
+            initializer_range=0.15)  # large enough that the blocks, not the tied embedding, pick the next token
+FAMILIES = {
+    "llama": (transformers.LlamaConfig, transformers.LlamaForCausalLM, dict(rope_theta=500000.0)),
+    "llama-tied": (transformers.LlamaConfig, transformers.LlamaForCausalLM, dict(tie_word_embeddings=True)),
+    "mistral": (transformers.MistralConfig, transformers.MistralForCausalLM, dict(sliding_window=None, rope_theta=1e6)),
+    "qwen2": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM, dict(tie_word_embeddings=False)),
+    "qwen3": (transformers.Qwen3Config, transformers.Qwen3ForCausalLM, dict(head_dim=24)),
+}
+
+
+def save_tiny(family: str, out, shard: bool = False):
+    config_cls, model_cls, extra = FAMILIES[family]
+    torch.manual_seed(0)
+    hf = model_cls(config_cls(**BASE, **extra)).eval()
+    with torch.no_grad():  # the init leaves biases and norms at 0 / 1: randomise them so a lost one shows
+        for name, p in hf.named_parameters():
+            if name.endswith("bias") or "norm" in name:
+                p.add_(torch.randn_like(p) * 0.5)
+    hf.save_pretrained(out, max_shard_size="40KB" if shard else "5GB")
+    return hf
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_logits_and_greedy_tokens_match_transformers(tmp_path, family, tok):
+    hf = save_tiny(family, tmp_path, shard=family == "llama")
+    if family == "llama":
+        assert (tmp_path / "model.safetensors.index.json").exists()  # the sharded path is the one tested
+    model = load_model(tmp_path)
+    ids = torch.randint(0, BASE["vocab_size"], (2, 40), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = hf(ids).logits
+    got = model(ids)
+    assert got.shape == want.shape
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
+
+    prompt = ids[0, :12].tolist()
+    with torch.no_grad():
+        ref = hf.generate(torch.tensor([prompt]), max_new_tokens=16, do_sample=False, min_new_tokens=16,
+                          pad_token_id=0)[0, len(prompt):].tolist()
+    assert tok.vocab_size == BASE["vocab_size"]  # the engine detokenizes with it
+    for kernel in ("torch", "auto"):  # qwen2's biases take the PyTorch step under "auto" (the C step has none)
+        engine = Engine(model, tok, max_batch=2, kernel=kernel)
+        engine.start()
+
+        async def run(engine):
+            params = SamplingParams(temperature=0, max_tokens=16, ignore_eos=True)
+            return [t async for d in engine.generate(prompt, params) for t in d.token_ids]
+
+        try:
+            assert asyncio.run(run(engine)) == ref, kernel
+        finally:
+            engine.shutdown()
+
+
+def test_bfloat16_checkpoint_loads_in_its_own_dtype_or_as_asked(tmp_path):
+    config_cls, model_cls, extra = FAMILIES["qwen3"]
+    torch.manual_seed(0)
+    model_cls(config_cls(**BASE, **extra)).to(torch.bfloat16).save_pretrained(tmp_path)
+    assert next(load_model(tmp_path).parameters()).dtype == torch.bfloat16
+    assert next(load_model(tmp_path, dtype="float32").parameters()).dtype == torch.float32
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("model_type", "gpt2", "model_type 'gpt2' is not supported"),
+    ("rope_scaling", {"rope_type": "linear", "factor": 2.0}, "rope_scaling"),
+    ("hidden_act", "gelu", "hidden_act = 'gelu' is not supported"),
+    ("sliding_window", 16, "sliding_window = 16 is not supported"),
+    ("some_new_field", 3, "field 'some_new_field' is not supported"),
+])
+def test_unsupported_config_is_refused_with_one_line_naming_it(tmp_path, field, value, message):
+    save_tiny("mistral", tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg[field] = value
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ColossusError, match=message) as e:
+        load_model(tmp_path)
+    assert "\n" not in str(e.value)
+
+
+def test_a_tensor_the_model_does_not_use_is_refused(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    save_tiny("llama", tmp_path)
+    state = load_file(str(tmp_path / "model.safetensors"))
+    state["model.layers.0.self_attn.o_proj.bias"] = torch.zeros(BASE["hidden_size"])
+    save_file(state, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(ColossusError, match="o_proj.bias"):
+        load_model(tmp_path)
+
+
+def test_the_c_step_hands_a_model_with_qkv_biases_to_pytorch_saying_why(tmp_path, tok, caplog):
+    save_tiny("qwen2", tmp_path)
+    model = load_model(tmp_path)
+    with caplog.at_level("WARNING"):
+        assert Engine(model, tok, max_batch=2).kernel == "torch"
+    assert "no biases on q, k and v" in caplog.text
+    with pytest.raises(ColossusError, match="kernel 'c' cannot run this model: it has no biases"):
+        Engine(model, tok, max_batch=2, kernel="c")
