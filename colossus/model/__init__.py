@@ -4,6 +4,7 @@ it expresses.
     from colossus.model import load_model
     model = load_model("runs/latest/model")        # ours: model.safetensors + config.json
     model = load_model("path/to/hf-folder")        # transformers': config.json + *.safetensors
+    model = load_model("path/to/model.gguf")       # llama.cpp's, dequantized
     logits = model(ids)                            # ids (batch, time) -> logits (batch, time, vocab)
 """
 
@@ -17,10 +18,12 @@ from colossus.model.gpt import GPT
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: str | None = None) -> GPT:
-    """Our model directory (or a run holding one in model/), or a Hugging Face folder; dtype applies to the
-    latter (default: the checkpoint's own)."""
-    from colossus.model import hf, io
+    """Our model directory (or a run holding one in model/), a Hugging Face folder or a GGUF file; dtype applies
+    to the latter two (default: a folder's own, a GGUF file's float32)."""
+    from colossus.model import gguf_file, hf, io
 
+    if str(path).endswith(".gguf"):
+        return gguf_file.load_gguf(path, device, dtype)
     if hf.is_hf_folder(path):
         return hf.load_hf(path, device, dtype)
     return io.load_model(path, device)

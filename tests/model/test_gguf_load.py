@@ -1,0 +1,140 @@
+"""GGUF files in: tiny random models built with transformers, written by the test with gguf.GGUFWriter as
+llama.cpp's converter lays them out (llama's q and k rows permuted), load through load_model with the logits
+that transformers gives on the same weights rounded the same way: the mapping, the un-permutation and each
+type's dequantization are all checked at once."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from colossus.errors import ColossusError
+from colossus.model import load_model
+from colossus.model.gguf_file import permute, unpermute
+
+transformers = pytest.importorskip("transformers")
+gguf = pytest.importorskip("gguf")
+
+SHAPE = dict(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, max_position_embeddings=128, rms_norm_eps=1e-6, initializer_range=0.15)
+FAMILIES = {
+    "llama": (transformers.LlamaConfig, transformers.LlamaForCausalLM, dict(rope_theta=500000.0)),
+    "llama-tied": (transformers.LlamaConfig, transformers.LlamaForCausalLM, dict(tie_word_embeddings=True)),
+    "qwen2": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM, {}),
+    "qwen3": (transformers.Qwen3Config, transformers.Qwen3ForCausalLM, dict(head_dim=32)),
+}
+GGUF_NAMES = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+              "self_attn.o_proj": "attn_output", "self_attn.q_norm": "attn_q_norm",
+              "self_attn.k_norm": "attn_k_norm", "input_layernorm": "attn_norm",
+              "post_attention_layernorm": "ffn_norm", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+              "mlp.down_proj": "ffn_down"}
+
+
+def tiny(family: str):
+    config_cls, model_cls, extra = FAMILIES[family]
+    torch.manual_seed(0)
+    hf = model_cls(config_cls(**SHAPE, **extra)).eval()
+    with torch.no_grad():
+        for name, p in hf.named_parameters():
+            if name.endswith("bias") or "norm" in name:
+                p.add_(torch.randn_like(p) * 0.5)
+    return hf
+
+
+def gguf_name(hf_name: str) -> str:
+    if hf_name == "model.embed_tokens.weight":
+        return "token_embd.weight"
+    if hf_name == "model.norm.weight":
+        return "output_norm.weight"
+    if hf_name == "lm_head.weight":
+        return "output.weight"
+    _, _, layer, rest = hf_name.split(".", 3)
+    module, _, kind = rest.rpartition(".")
+    return f"blk.{layer}.{GGUF_NAMES[module]}.{kind}"
+
+
+def write_gguf(hf, family: str, path, qtype: str) -> None:
+    """The model as llama.cpp's converter writes it: norms and biases in F32, matrices in qtype; each matrix
+    of the transformers model is replaced by its rounded value, so both sides compute the same weights."""
+    arch = family.split("-")[0]
+    cfg = hf.config
+    w = gguf.GGUFWriter(str(path), arch)
+    w.add_block_count(cfg.num_hidden_layers)
+    w.add_context_length(cfg.max_position_embeddings)
+    w.add_embedding_length(cfg.hidden_size)
+    w.add_feed_forward_length(cfg.intermediate_size)
+    w.add_head_count(cfg.num_attention_heads)
+    w.add_head_count_kv(cfg.num_key_value_heads)
+    w.add_rope_freq_base(cfg.rope_parameters["rope_theta"])
+    w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    w.add_vocab_size(cfg.vocab_size)
+    if getattr(cfg, "head_dim", None):
+        w.add_key_length(cfg.head_dim)
+        w.add_value_length(cfg.head_dim)
+    kind = gguf.GGMLQuantizationType[qtype]
+    with torch.no_grad():
+        for name, p in hf.state_dict().items():
+            if name == "lm_head.weight" and cfg.tie_word_embeddings:
+                continue
+            x = p.float().numpy()
+            if p.dim() == 1:
+                w.add_tensor(gguf_name(name), x.astype(np.float32))
+                continue
+            if qtype == "F32":
+                stored, raw = x, None
+            elif qtype == "F16":
+                stored, raw = x.astype(np.float16), None
+            else:
+                stored, raw = gguf.quants.quantize(x, kind), kind
+            p.copy_(torch.from_numpy(gguf.quants.dequantize(stored, kind).reshape(x.shape)))
+            t = torch.from_numpy(np.array(stored))
+            if arch == "llama" and name.endswith(("q_proj.weight", "k_proj.weight")):
+                heads = cfg.num_attention_heads if "q_proj" in name else cfg.num_key_value_heads
+                t = permute(t, heads)
+            w.add_tensor(gguf_name(name), t.numpy(), raw_dtype=raw)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def test_unpermute_undoes_llama_cpps_permutation():
+    w = torch.arange(8 * 3 * 5.0).reshape(8 * 3, 5)
+    assert torch.equal(unpermute(permute(w, 3), 3), w)
+    assert not torch.equal(permute(w, 3), w)
+
+
+# every family in F32 and Q8_0; the other types on llama
+CASES = [(f, q) for f in sorted(FAMILIES) for q in ("F32", "Q8_0")] + [("llama", q) for q in ("F16", "BF16", "Q4_0",
+                                                                                          "Q4_1")]
+
+
+@pytest.mark.parametrize("family, qtype", CASES)
+def test_logits_match_transformers_on_the_same_rounded_weights(tmp_path, family, qtype):
+    hf = tiny(family)
+    path = tmp_path / "model.gguf"
+    write_gguf(hf, family, path, qtype)
+    model = load_model(path)
+    ids = torch.randint(0, SHAPE["vocab_size"], (2, 40), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = hf(ids).logits
+    torch.testing.assert_close(model(ids), want, atol=1e-4, rtol=0)
+
+
+def test_an_unknown_architecture_is_refused_naming_it(tmp_path):
+    w = gguf.GGUFWriter(str(tmp_path / "m.gguf"), "falcon")
+    w.add_block_count(1)
+    w.add_tensor("token_embd.weight", np.zeros((4, 8), np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    with pytest.raises(ColossusError, match="architecture 'falcon' is not supported"):
+        load_model(tmp_path / "m.gguf")
+
+
+def test_a_file_that_is_not_gguf_is_a_clear_error(tmp_path):
+    (tmp_path / "m.gguf").write_bytes(b"not a gguf file at all")
+    with pytest.raises(ColossusError, match="not a readable GGUF file"):
+        load_model(tmp_path / "m.gguf")
