@@ -24,6 +24,7 @@ import torch
 from colossus.errors import ColossusError
 from colossus.model.config import ModelConfig
 from colossus.model.gpt import GPT
+from colossus.model.io import model_from_state
 
 ARCHITECTURES = ("llama", "qwen2", "qwen3")
 PERMUTED = ("llama",)  # architectures whose q and k rows llama.cpp's converter interleaves
@@ -202,14 +203,4 @@ def load_gguf(path: str | Path, device: str | torch.device = "cpu", dtype: str |
     want = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(dtype or "float32")
     if want is None:
         raise ColossusError(f"dtype must be float32, bfloat16 or float16, not {dtype!r}")
-    with torch.device("meta"):
-        model = GPT(cfg)
-    model = model.to_empty(device=device).to(want)
-    model.tie()
-    shapes = model.state_dict()
-    for k, v in state.items():
-        if tuple(v.shape) != tuple(shapes[k].shape):
-            raise ColossusError(f"{f.path}: tensor for {k} is {tuple(v.shape)}, its metadata makes it "
-                                f"{tuple(shapes[k].shape)}")
-    model.load_state_dict({k: v.to(want) for k, v in state.items()}, strict=not cfg.tie_embeddings)
-    return model.eval()
+    return model_from_state(cfg, state, want, device, f.path)

@@ -25,6 +25,7 @@ from safetensors.torch import load_file
 from colossus.errors import ColossusError
 from colossus.model.config import ModelConfig
 from colossus.model.gpt import GPT
+from colossus.model.io import model_from_state
 
 FAMILIES = ("llama", "mistral", "qwen2", "qwen3")
 IGNORED = {
@@ -174,14 +175,4 @@ def load_hf(path: str | Path, device: str | torch.device = "cpu", dtype: str | N
     want = DTYPES[dtype] if dtype else state["embed.weight"].dtype
     if want not in DTYPES.values():
         raise ColossusError(f"weights of dtype {want} are not supported (float32, bfloat16, float16)")
-    with torch.device("meta"):
-        model = GPT(cfg)
-    model = model.to_empty(device=device).to(want)
-    model.tie()
-    shapes = model.state_dict()
-    for k, v in state.items():
-        if tuple(v.shape) != tuple(shapes[k].shape):
-            raise ColossusError(f"{folder}: tensor for {k} is {tuple(v.shape)}, config.json makes it "
-                                f"{tuple(shapes[k].shape)}")
-    model.load_state_dict({k: v.to(want) for k, v in state.items()}, strict=not cfg.tie_embeddings)
-    return model.eval()
+    return model_from_state(cfg, state, want, device, folder)

@@ -64,6 +64,23 @@ def save_model(out: str | Path, model: GPT, tokenizer_path: str | Path | None = 
     return out
 
 
+def model_from_state(cfg: ModelConfig, state: dict[str, torch.Tensor], dtype: torch.dtype,
+                     device: str | torch.device, source: str | Path) -> GPT:
+    """A GPT of cfg holding `state` (our names) in dtype, for an imported checkpoint: every tensor's shape is
+    checked against the config first, so a mismatch names the tensor and where it came from."""
+    with torch.device("meta"):
+        model = GPT(cfg)
+    model = model.to_empty(device=device).to(dtype)
+    model.tie()
+    shapes = model.state_dict()
+    for k, v in state.items():
+        if tuple(v.shape) != tuple(shapes[k].shape):
+            raise ColossusError(f"{source}: tensor for {k} is {tuple(v.shape)}, its config makes it "
+                                f"{tuple(shapes[k].shape)}")
+    model.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=not cfg.tie_embeddings)
+    return model.eval()
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> GPT:
     d = resolve_model_dir(path)
     cfg = ModelConfig.load(d / CONFIG)
