@@ -24,6 +24,7 @@ import torch
 from colossus.errors import ColossusError
 from colossus.model.config import ModelConfig
 from colossus.model.gpt import GPT
+from colossus.model.hf import DTYPES
 from colossus.model.io import model_from_state
 
 ARCHITECTURES = ("llama", "qwen2", "qwen3")
@@ -200,7 +201,7 @@ def load_gguf(path: str | Path, device: str | torch.device = "cpu", dtype: str |
     f = GGUFFile(path)
     cfg = config_from_gguf(f)
     state = state_from_gguf(f, cfg)
-    want = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(dtype or "float32")
+    want = DTYPES.get(dtype or "float32")
     if want is None:
         raise ColossusError(f"dtype must be float32, bfloat16 or float16, not {dtype!r}")
     return model_from_state(cfg, state, want, device, f.path)
