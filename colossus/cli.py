@@ -264,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_eval)
 
     c = sub.add_parser("chat", help="chat with a model in the terminal")
-    c.add_argument("--model", type=Path, help="model directory, or a run directory")
+    c.add_argument("--model", type=Path, help="model directory, a run directory, a Hugging Face folder or a GGUF file")
     c.add_argument("--url", help="a running `colossus serve`, e.g. http://127.0.0.1:8000 (instead of --model)")
     c.add_argument("--api-key", help="the server's API key (with --url; default: $COLOSSUS_API_KEY)")
     c.add_argument("--system", help="system prompt")

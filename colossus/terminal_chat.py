@@ -29,11 +29,10 @@ import httpx
 from colossus.assistant.loop import Assistant, ToolStep
 from colossus.assistant.search import SearchParameters
 from colossus.data import chat_template
-from colossus.data.tokenizer import Tokenizer
 from colossus.errors import ColossusError
 from colossus.infer.engine import Delta, Engine
 from colossus.infer.sampling import SamplingParams
-from colossus.model.io import TOKENIZER, load_model, resolve_model_dir
+from colossus.model import load_chat_model
 
 HELP = ("/clear  forget the conversation    /system TEXT  set the system prompt (alone: remove it)\n"
         "/temperature T  sampling temperature (0 = greedy)    /exit  leave    Ctrl-C stops a reply")
@@ -92,9 +91,7 @@ class LocalBackend:
     reads back that there is no feed)."""
 
     def __init__(self, model_path: str | Path, device: str = "cpu", feed=None, search: str = "auto"):
-        d = resolve_model_dir(model_path)
-        self.tok = Tokenizer.load(d / TOKENIZER)
-        self.model = load_model(d, device)
+        self.model, self.tok = load_chat_model(model_path, device)
         self.device = device
         self.search = SearchParameters(mode=search)
         self.engine = Engine(self.model, self.tok, max_batch=1, max_queue=1, device=device)

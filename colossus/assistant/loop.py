@@ -35,6 +35,7 @@ from colossus.assistant.citations import CitationWriter, Source, Sources
 from colossus.assistant.search import SearchParameters, end_of_day
 from colossus.data.chat_template import render_prompt
 from colossus.data.tokenizer import Tokenizer
+from colossus.errors import ColossusError
 from colossus.feed.feed import Feed
 from colossus.feed.post import MAX_QUERY, FeedError, handle, parse_time
 from colossus.infer.engine import Delta, Engine
@@ -71,9 +72,10 @@ class Assistant:
 
     def __init__(self, engine: Engine, tok: Tokenizer, feed: Feed | None, permalink: Callable[[str], str]):
         self.engine, self.tok, self.feed, self.permalink = engine, tok, feed, permalink
-        self.tool_call_id = tok.special["<|tool_call|>"]
-        self.tool_result_id = tok.special["<|tool_result|>"]
-        self.assistant_id = tok.special["<|assistant|>"]
+        # an imported model's tokenizer has none of our tool tokens: it never calls a tool (None matches no id)
+        self.tool_call_id = tok.special.get("<|tool_call|>")
+        self.tool_result_id = tok.special.get("<|tool_result|>")
+        self.assistant_id = tok.special.get("<|assistant|>")
 
     def answer(self, messages: list[dict], params: SamplingParams, search: SearchParameters | None = None,
                request_id: str = "answer", permalink: Callable[[str], str] | None = None,
@@ -128,6 +130,9 @@ class Answer:
         ids = render_prompt(tok, self.messages)
         budget = self.params.max_tokens
         if self.search.mode == "on":
+            if self.a.tool_call_id is None:
+                raise ColossusError("search mode 'on' is not supported yet on a model with its own chat template "
+                                    "(use 'off')")
             query = next((m["content"] for m in reversed(self.messages) if m["role"] == "user"), "")
             call = fmt.call_json(fmt.SEARCH, {"query": query[:MAX_QUERY]})
             head = ids + [self.a.tool_call_id] + tok.encode(call) + [tok.end]

@@ -61,7 +61,11 @@ def _opening(tok: Tokenizer, role: str) -> list[int]:
 
 
 def render_prompt(tok: Tokenizer, messages: list[dict]) -> list[int]:
-    """ids that ask the model for the next assistant message."""
+    """ids that ask the model for the next assistant message (an imported model's tokenizer renders them with the
+    model's own template: colossus.data.template_tokenizer)."""
+    own = getattr(tok, "render_prompt", None)
+    if own is not None:
+        return own(messages)
     if messages:
         check_messages(messages)
     ids = [tok.bos]

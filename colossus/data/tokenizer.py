@@ -22,6 +22,8 @@ SPECIAL_TOKENS = ("<|bos|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>
 
 
 class Tokenizer:
+    leading_space = True  # encode writes a space in front of the text, and decode takes it off again
+
     def __init__(self, hf: HFTokenizer):
         self.hf = hf
         self.hf.encode_special_tokens = True  # special strings inside text are plain text
@@ -60,6 +62,11 @@ class Tokenizer:
         tmp = path.with_suffix(".tmp")
         self.hf.save(str(tmp))
         tmp.replace(path)
+
+    @property
+    def stop_ids(self) -> frozenset[int]:
+        """What ends a reply: the end of the message, or a new conversation."""
+        return frozenset({self.end, self.bos})
 
     @property
     def vocab_size(self) -> int:
@@ -113,7 +120,7 @@ class StreamDecoder:
         self.emitted = len(text)
         if not self.started and new:
             self.started = True
-            new = new[1:] if new.startswith(" ") else new
+            new = new[1:] if new.startswith(" ") and self.tok.leading_space else new
         if reset:  # keep the window short: restart after the last complete text
             self.ids, self.emitted = [], 0
         return new

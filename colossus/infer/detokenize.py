@@ -28,6 +28,7 @@ class TokenTable:
 
     def __init__(self, tok: Tokenizer, vocab_size: int):
         alphabet = _byte_level_alphabet()
+        self.leading_space = tok.leading_space  # encode's added space, dropped again
         self.text_bytes: list[bytes] = []  # special tokens add nothing to text (as Tokenizer.decode)
         self.shown: list[tuple[str, list[int]]] = []  # (token, its bytes) for logprobs
         for i in range(vocab_size):
@@ -65,6 +66,6 @@ class TextStream:
     def _text(self, piece: str) -> str:
         if not self.started and piece:
             self.started = True
-            if piece.startswith(" "):
+            if piece.startswith(" ") and self.table.leading_space:
                 piece = piece[1:]
         return piece

@@ -207,7 +207,7 @@ class Engine:
                  self.max_context, pool_tokens * self.pool.bytes_per_token / 2**20, prefix_held,
                  prefix_held * self.pool.bytes_per_token / 2**20)
         self.table = TokenTable(tokenizer, cfg.vocab_size)
-        self.stop_ids = frozenset({tokenizer.end, tokenizer.bos} if stop_ids is None else stop_ids)
+        self.stop_ids = frozenset(tokenizer.stop_ids if stop_ids is None else stop_ids)
         self.counts: torch.Tensor | None = None  # (slots, V) for penalties, made when first needed
         self.prompt_seen: torch.Tensor | None = None
         self.rng = random.Random()  # draws for the rows without a seed

