@@ -280,7 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     from colossus.serve.conversations import DEFAULT_DB
 
     sv = sub.add_parser("serve", help="serve a model: OpenAI-compatible API, web chat, metrics")
-    sv.add_argument("--model", type=Path, required=True, help="model directory, or a run directory")
+    sv.add_argument("--model", type=Path, required=True,
+                    help="model directory, a run directory, a Hugging Face folder or a GGUF file")
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     sv.add_argument("--port", type=int, default=8000)
     sv.add_argument("--api-key", action="append", default=[], metavar="KEY",

@@ -29,6 +29,23 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: str 
     return io.load_model(path, device)
 
 
+def resolve_model(path: str | Path) -> tuple[Path, list[Path]]:
+    """(what load_model takes, the files that hold its config and weights) for a GGUF file, a Hugging Face folder,
+    or our model directory (or a run holding one); a ColossusError saying what is expected otherwise."""
+    from colossus.errors import ColossusError
+    from colossus.model import hf, io
+
+    p = Path(path)
+    if p.suffix == ".gguf":
+        if not p.is_file():
+            raise ColossusError(f"no model at {p}: the file does not exist")
+        return p, [p]
+    if hf.is_hf_folder(p):
+        return p, [p / "config.json", *sorted(p.glob("*.safetensors"))]
+    d = io.resolve_model_dir(p)
+    return d, [d / io.CONFIG, d / io.WEIGHTS]
+
+
 def load_chat_model(path: str | Path, device: str | torch.device = "cpu", dtype: str | None = None):
     """(model, tokenizer) of what load_model takes: ours with our Tokenizer and template; a Hugging Face folder or
     a GGUF file with its own tokenizer and chat template (colossus.data.template_tokenizer), which
@@ -45,4 +62,4 @@ def load_chat_model(path: str | Path, device: str | torch.device = "cpu", dtype:
     return io.load_model(d, device), Tokenizer.load(d / io.TOKENIZER)
 
 
-__all__ = ["GPT", "load_chat_model", "load_model"]
+__all__ = ["GPT", "load_chat_model", "load_model", "resolve_model"]

@@ -43,7 +43,7 @@ from colossus.errors import ColossusError
 from colossus.feed.feed import Feed
 from colossus.feed.mentions import DEFAULT_HANDLE
 from colossus.feed.post import DEFAULT_FEED
-from colossus.model.io import CONFIG, TOKENIZER, WEIGHTS, resolve_model_dir
+from colossus.model import resolve_model
 from colossus.serve.auth import PROTECTED, RATE_LIMITED, AccessMiddleware
 from colossus.serve.conversation_routes import REQUEST_MODELS as CONVERSATION_REQUESTS
 from colossus.serve.conversation_routes import router as conversation_router
@@ -112,26 +112,30 @@ class ServeConfig:
     """The assistant's handle on the feed: a post that mentions it (@colossus) gets a reply in its thread."""
 
 
-def model_name(model_dir: Path) -> str:
-    """runs/NAME/model -> NAME; any other directory -> its own name."""
-    d = model_dir.resolve()
+def model_name(model_path: Path) -> str:
+    """runs/NAME/model -> NAME; a GGUF file -> its name without .gguf; any other directory -> its own name."""
+    d = model_path.resolve()
+    if d.suffix == ".gguf":
+        return d.stem
     return d.parent.name if d.name == "model" else d.name
 
 
-def fingerprint(model_dir: Path) -> str:
-    """Changes when the weights or the config change, as OpenAI's system_fingerprint does with the backend."""
-    h = hashlib.sha256((model_dir / CONFIG).read_bytes())
-    st = (model_dir / WEIGHTS).stat()
-    h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+def fingerprint(files: list[Path]) -> str:
+    """Changes when the weights or the config change, as OpenAI's system_fingerprint does with the backend: the
+    config's bytes (the first file, when it is not the weights too) and every weights file's size and time."""
+    h = hashlib.sha256(files[0].read_bytes() if files[0].suffix == ".json" else b"")
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
     return "fp_" + h.hexdigest()[:12]
 
 
 class ModelSlot:
     """The model and its engine, loaded in a background thread: loading, ready or failed."""
 
-    def __init__(self, cfg: ServeConfig, model_dir: Path, metrics: Metrics, feed: Feed):
-        self.cfg, self.dir, self.metrics, self.feed = cfg, model_dir, metrics, feed
-        self.name = model_name(model_dir)
+    def __init__(self, cfg: ServeConfig, model_path: Path, files: list[Path], metrics: Metrics, feed: Feed):
+        self.cfg, self.path, self.files, self.metrics, self.feed = cfg, model_path, files, metrics, feed
+        self.name = model_name(model_path)
         self.state, self.error = "loading", ""
         self.service = None  # CompletionService once ready
         self.closing = False
@@ -142,21 +146,19 @@ class ModelSlot:
     def _load(self) -> None:
         try:
             from colossus.assistant.loop import Assistant
-            from colossus.data.tokenizer import Tokenizer
             from colossus.infer.engine import Engine
-            from colossus.model.io import load_model
+            from colossus.model import load_chat_model
             from colossus.serve.completions import CompletionService, ServedModel
 
             t = time.perf_counter()
-            tok = Tokenizer.load(self.dir / TOKENIZER)
-            model = load_model(self.dir, self.cfg.device)
+            model, tok = load_chat_model(self.path, self.cfg.device)
             engine = Engine(model, tok, max_batch=self.cfg.max_batch, max_queue=self.cfg.max_queue,
                             device=self.cfg.device, weights=self.cfg.weights, kernel=self.cfg.kernel,
                             kernel_threads=self.cfg.kernel_threads, kv_dtype=self.cfg.kv_dtype,
                             cuda_graphs=self.cfg.cuda_graphs)
             assistant = Assistant(engine, tok, self.feed, permalink=lambda pid: f"/posts/{pid}")
-            served = ServedModel(self.name, tok, engine, assistant, engine.max_context, fingerprint(self.dir),
-                                 int((self.dir / WEIGHTS).stat().st_mtime))
+            served = ServedModel(self.name, tok, engine, assistant, engine.max_context, fingerprint(self.files),
+                                 int(max(f.stat().st_mtime for f in self.files)))
             with self.lock:
                 if self.closing:
                     return
@@ -234,11 +236,11 @@ async def answer_mentions(slot: ModelSlot, feed: Feed, metrics: Metrics, loaded:
 def create_app(cfg: ServeConfig) -> FastAPI:
     """Checks the model directory and opens the database now (errors surface before serving); the
     weights load when the server starts."""
-    model_dir = resolve_model_dir(cfg.model)
+    model_path, files = resolve_model(cfg.model)
     store = ConversationStore(cfg.db)
     feed = open_feed(cfg.feed, cfg.handle)
     metrics = Metrics()
-    slot = ModelSlot(cfg, model_dir, metrics, feed)
+    slot = ModelSlot(cfg, model_path, files, metrics, feed)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
