@@ -256,7 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
         tr.set_defaults(func=lambda a, s=("pretrain" if stage == "train" else "sft"): train_stage(a, s))
 
     e = sub.add_parser("eval", help="the truth report of a model on a world's held-out split")
-    e.add_argument("--model", type=Path, required=True, help="model directory, or a run directory")
+    e.add_argument("--model", type=Path, required=True,
+                   help="model directory, a run directory, a Hugging Face folder or a GGUF file")
     e.add_argument("--world", type=Path, help="world directory (default: the one beside the model)")
     e.add_argument("--split", default="test", help="test (default) or val")
     e.add_argument("--out", type=Path, help="also write report.json / report.md here")

@@ -366,6 +366,26 @@ def test_eval_split_and_out(run, tmp_path):
     assert f"written to {tmp_path / 'rep'}/report.json" in test.stdout
 
 
+def test_eval_runs_the_truth_report_on_a_hugging_face_folder_with_its_own_template(run, tmp_path):
+    """An imported model (here a tiny random Llama saved by transformers, with the run's tokenizer and a Jinja
+    template of its own) goes through the same report: every question of the split is asked and graded."""
+    transformers = pytest.importorskip("transformers")
+    from tokenizers import Tokenizer as HFTokenizer
+
+    folder = tmp_path / "hf"
+    vocab = HFTokenizer.from_file(str(run.dir / "tokenizer.json")).get_vocab_size()
+    transformers.LlamaForCausalLM(transformers.LlamaConfig(
+        vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=1, max_position_embeddings=256)).save_pretrained(folder)
+    shutil.copyfile(run.dir / "tokenizer.json", folder / "tokenizer.json")
+    template = ("{% for m in messages %}<|user|>{{ m['content'] }}<|end|>{% endfor %}"
+                "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    (folder / "tokenizer_config.json").write_text(json.dumps({"chat_template": template, "eos_token": "<|end|>"}))
+    r = ok(colossus("eval", "--model", folder, "--world", run.dir / "world", "--split", "val", cwd=run.root))
+    assert r.stdout.startswith("Truth report (val split,")
+    assert printed_counts(r.stdout) == world_counts(run, "val")
+
+
 def test_eval_bad_split_is_one_clear_line(run):
     one_line_error(colossus("eval", "--model", run.dir, "--split", "train", cwd=run.root),
                    "--split must be val or test, not 'train'")

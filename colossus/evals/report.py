@@ -23,7 +23,7 @@ from colossus.evals.copying import copy_losses, name_copy_rate
 from colossus.evals.feed_eval import feed_answers
 from colossus.evals.feed_grading import answered, score_feed
 from colossus.evals.truth import answered_items, ece_of, truth_report
-from colossus.model.io import TOKENIZER, load_model, resolve_model_dir
+from colossus.model import load_chat_model, resolve_model
 from colossus.train.device import machine, pick_device
 from colossus.train.progress import read_metrics
 from colossus.world.build import read_jsonl, write_jsonl
@@ -63,11 +63,11 @@ def find_world(model_dir: Path, world: str | Path | None) -> Path:
 
 def evaluate(model_path: str | Path, world: str | Path | None = None, split: str = "test",
              device: str = "cpu") -> tuple[dict, list[dict]]:
-    """(report, graded items) for a model directory on a world's held-out split."""
-    model_dir = resolve_model_dir(model_path)
-    world_dir = find_world(model_dir, world)
-    tok = Tokenizer.load(model_dir / TOKENIZER)
-    model = load_model(model_dir, device)
+    """(report, graded items) for a model (our directory, a Hugging Face folder or a GGUF file: each with its own
+    tokenizer and chat template) on a world's held-out split."""
+    model_dir, _ = resolve_model(model_path)
+    world_dir = find_world(model_dir if model_dir.is_dir() else model_dir.parent, world)
+    model, tok = load_chat_model(model_dir, device)
     if tok.vocab_size > model.cfg.vocab_size:
         raise ColossusError(f"tokenizer in {model_dir} has {tok.vocab_size} tokens, more than the model's "
                             f"{model.cfg.vocab_size}")
@@ -89,7 +89,7 @@ def evaluate(model_path: str | Path, world: str | Path | None = None, split: str
         truth |= feed
         graded = graded + feed_graded
     training = {}
-    if (model_dir / "training.json").exists():
+    if model_dir.is_dir() and (model_dir / "training.json").exists():
         training = json.loads((model_dir / "training.json").read_text())
     trained_on = (training.get("pretrain") or training).get("machine")
     report = {**truth, "name_copy_rate": name_copy_rate(graded), "copy_loss_first": copy["first"],
