@@ -16,9 +16,14 @@ QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 
 @pytest.fixture(scope="module")
-def client(live_server):
+def served(live_server):
     with live_server(model=GGUF, max_batch=2) as url:
-        yield openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=300)
+        yield url, openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def client(served):
+    return served[1]
 
 
 def test_it_is_listed_and_answers_streamed_and_not(client):
@@ -33,7 +38,19 @@ def test_it_is_listed_and_answers_streamed_and_not(client):
     assert text == r.choices[0].message.content
 
 
-def test_search_on_is_a_400_naming_why(client):
-    with pytest.raises(openai.BadRequestError, match="search mode 'on'"):
-        client.chat.completions.create(model="SmolLM2-135M-Instruct.Q4_1", messages=QUESTION, max_tokens=8,
-                                       extra_body={"search_parameters": {"mode": "on"}})
+def test_search_on_puts_the_posts_in_its_own_template_and_it_answers_from_them(served):
+    """A model that never learned our search tool answers from the feed when search is "on": the results go
+    into its prompt through its own template, and it answers with what only the post says (this 135M model
+    writes no [n] markers, so no citation comes back: num_sources_used counts the posts it was given)."""
+    import httpx
+
+    url, client = served
+    post = {"id": "77", "author": "@city_news", "created_at": "2026-12-01T09:00:00Z",
+            "text": "The new Zorblat Museum will open in Lyon on Friday."}
+    assert httpx.post(f"{url}/v1/posts", json=post).status_code == 200
+    r = client.chat.completions.create(
+        model="SmolLM2-135M-Instruct.Q4_1", temperature=0, max_tokens=48,
+        messages=[{"role": "user", "content": "In which city will the Zorblat Museum open?"}],
+        extra_body={"search_parameters": {"mode": "on"}})
+    assert "Lyon" in r.choices[0].message.content
+    assert r.usage.model_extra["num_sources_used"] == 1
