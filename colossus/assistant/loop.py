@@ -141,24 +141,20 @@ class Answer:
         tok, ctx = self.a.tok, self.a.engine.max_context
         ids = render_prompt(tok, self.messages)
         budget = self.params.max_tokens
-        if self.search.mode == "on" and self.a.tool_call_id is None:
-            # a model with its own template has no tool tokens: the results go into the prompt as a system
-            # message that its template renders, ahead of the conversation
-            query = next((m["content"] for m in reversed(self.messages) if m["role"] == "user"), "")
-            step = await self._search({"query": query[:MAX_QUERY]}, room=ctx - len(ids) - 64 - ANSWER_ROOM)
+        if self.search.mode == "on":
+            query = next((m["content"] for m in reversed(self.messages) if m["role"] == "user"), "")[:MAX_QUERY]
+            if self.a.tool_call_id is None:
+                # a model with its own template has no tool tokens: the results go into the prompt as a system
+                # message that its template renders, ahead of the conversation
+                step = await self._search({"query": query}, room=ctx - len(ids) - 64 - ANSWER_ROOM)
+                ids = render_prompt(tok, with_results(self.messages, step.output))
+            else:
+                head = ids + [self.a.tool_call_id] + tok.encode(fmt.call_json(fmt.SEARCH, {"query": query})) + [tok.end]
+                step = await self._search({"query": query}, room=ctx - len(head) - 3 - ANSWER_ROOM)
+                ids = self._continue(head, step.output)
             step.forced = True
             self.steps.append(step)
             yield step
-            ids = render_prompt(tok, with_results(self.messages, step.output))
-        elif self.search.mode == "on":
-            query = next((m["content"] for m in reversed(self.messages) if m["role"] == "user"), "")
-            call = fmt.call_json(fmt.SEARCH, {"query": query[:MAX_QUERY]})
-            head = ids + [self.a.tool_call_id] + tok.encode(call) + [tok.end]
-            step = await self._search({"query": query[:MAX_QUERY]}, room=ctx - len(head) - 3 - ANSWER_ROOM)
-            step.forced = True
-            self.steps.append(step)
-            yield step
-            ids = self._continue(head, step.output)
         for turn in range(MAX_TOOL_CALLS + 2):
             room = min(budget, ctx - len(ids))
             if room < 1:

@@ -60,10 +60,9 @@ class TemplateTokenizer:
         from colossus.model.gguf_file import GGUFFile, chat_template, tokenizer_from_gguf
 
         f = GGUFFile(path)
-        eos = [f.value(k, -1) for k in ("tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id")]
-        return cls(tokenizer_from_gguf(f), chat_template(f), [int(i) for i in eos if int(i) >= 0],
-                   int(f.value("tokenizer.ggml.bos_token_id", -1)) if "tokenizer.ggml.bos_token_id" in
-                   f.reader.fields else None)
+        eos = [int(f.value(k, -1)) for k in ("tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id")]
+        bos = int(f.value("tokenizer.ggml.bos_token_id", -1))
+        return cls(tokenizer_from_gguf(f), chat_template(f), [i for i in eos if i >= 0], bos if bos >= 0 else None)
 
     @classmethod
     def from_hf_folder(cls, folder: str | Path) -> TemplateTokenizer:

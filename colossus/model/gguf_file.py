@@ -25,10 +25,15 @@ from colossus.errors import ColossusError
 from colossus.model.config import ModelConfig
 from colossus.model.gpt import GPT
 from colossus.model.hf import DTYPES
-from colossus.model.io import model_from_state
+from colossus.model.io import fused_state, model_from_state
 
 ARCHITECTURES = ("llama", "qwen2", "qwen3")
 PERMUTED = ("llama",)  # architectures whose q and k rows llama.cpp's converter interleaves
+NAMES = {"embed": "token_embd.weight", "norm": "output_norm.weight", "head": "output.weight",
+         **{part: f"blk.{{i}}.{name}.weight" for part, name in (
+             ("attn_norm", "attn_norm"), ("mlp_norm", "ffn_norm"), ("q", "attn_q"), ("k", "attn_k"), ("v", "attn_v"),
+             ("o", "attn_output"), ("q_norm", "attn_q_norm"), ("k_norm", "attn_k_norm"), ("gate", "ffn_gate"),
+             ("up", "ffn_up"), ("down", "ffn_down"))}}
 TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q5_K", "Q6_K")
 
 
@@ -144,6 +149,8 @@ def config_from_gguf(f: GGUFFile) -> ModelConfig:
     scaling = key("rope.scaling.type", "none")
     if scaling not in ("none", "linear") or (scaling == "linear" and float(key("rope.scaling.factor", 1.0)) != 1.0):
         raise ColossusError(f"{f.path}: {arch}.rope.scaling.type {scaling!r} is not supported yet")
+    if "rope_freqs.weight" in f.tensors:  # refused before any tensor is dequantized
+        raise ColossusError(f"{f.path}: rope_freqs.weight (llama3 RoPE scaling) is not supported yet")
     if f.value(f"{arch}.expert_count", 0):
         raise ColossusError(f"{f.path}: {arch}.expert_count: Mixture-of-Experts GGUF files are not supported yet")
     d, n_head = int(key("embedding_length")), int(key("attention.head_count"))
@@ -166,30 +173,7 @@ def state_from_gguf(f: GGUFFile, cfg: ModelConfig) -> dict[str, torch.Tensor]:
         used.add(name)
         return f.tensor(name)
 
-    permuted = f.architecture in PERMUTED
-    out = {"embed.weight": take("token_embd.weight"), "norm.weight": take("output_norm.weight")}
-    if not cfg.tie_embeddings:
-        out["lm_head.weight"] = take("output.weight")
-    for i in range(cfg.n_layer):
-        p, q = f"blk.{i}.", f"blocks.{i}."
-        wq, wk = take(p + "attn_q.weight"), take(p + "attn_k.weight")
-        if permuted:
-            wq, wk = unpermute(wq, cfg.n_head), unpermute(wk, cfg.n_kv_head)
-        out[q + "attn_norm.weight"] = take(p + "attn_norm.weight")
-        out[q + "mlp_norm.weight"] = take(p + "ffn_norm.weight")
-        out[q + "attn.q.weight"] = wq
-        out[q + "attn.kv.weight"] = torch.cat((wk, take(p + "attn_v.weight")))
-        out[q + "attn.proj.weight"] = take(p + "attn_output.weight")
-        if cfg.qkv_bias:
-            out[q + "attn.q.bias"] = take(p + "attn_q.bias")
-            out[q + "attn.kv.bias"] = torch.cat((take(p + "attn_k.bias"), take(p + "attn_v.bias")))
-        if cfg.qk_norm:
-            out[q + "attn.q_norm.weight"] = take(p + "attn_q_norm.weight")
-            out[q + "attn.k_norm.weight"] = take(p + "attn_k_norm.weight")
-        out[q + "mlp.up.weight"] = torch.cat((take(p + "ffn_gate.weight"), take(p + "ffn_up.weight")))
-        out[q + "mlp.down.weight"] = take(p + "ffn_down.weight")
-    if "rope_freqs.weight" in f.tensors:
-        raise ColossusError(f"{f.path}: rope_freqs.weight (llama3 RoPE scaling) is not supported yet")
+    out = fused_state(cfg, take, NAMES, unpermute if f.architecture in PERMUTED else None)
     left = sorted(set(f.tensors) - used)
     if left:
         raise ColossusError(f"{f.path}: tensor {left[0]} is not used by this model")

@@ -25,7 +25,7 @@ from safetensors.torch import load_file
 from colossus.errors import ColossusError
 from colossus.model.config import ModelConfig
 from colossus.model.gpt import GPT
-from colossus.model.io import model_from_state
+from colossus.model.io import fused_state, model_from_state
 
 FAMILIES = ("llama", "mistral", "qwen2", "qwen3")
 IGNORED = {
@@ -45,6 +45,12 @@ REQUIRED = {"hidden_act": "silu", "pretraining_tp": 1, "mlp_bias": False, "use_s
 MAPPED = {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
           "num_key_value_heads", "max_position_embeddings", "rms_norm_eps", "rope_theta", "tie_word_embeddings",
           "head_dim", "attention_bias", "rope_parameters"}
+NAMES = {"embed": "model.embed_tokens.weight", "norm": "model.norm.weight", "head": "lm_head.weight",
+         **{part: f"model.layers.{{i}}.{name}.weight" for part, name in (
+             ("attn_norm", "input_layernorm"), ("mlp_norm", "post_attention_layernorm"), ("q", "self_attn.q_proj"),
+             ("k", "self_attn.k_proj"), ("v", "self_attn.v_proj"), ("o", "self_attn.o_proj"),
+             ("q_norm", "self_attn.q_norm"), ("k_norm", "self_attn.k_norm"), ("gate", "mlp.gate_proj"),
+             ("up", "mlp.up_proj"), ("down", "mlp.down_proj"))}}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -133,28 +139,9 @@ def state_from_hf(hf_state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[s
         except KeyError:
             raise ColossusError(f"the checkpoint has no tensor {name}") from None
 
-    out = {"embed.weight": take("model.embed_tokens.weight"), "norm.weight": take("model.norm.weight")}
     if cfg.tie_embeddings:
         src.pop("lm_head.weight", None)  # some tied checkpoints write the head out as well
-    else:
-        out["lm_head.weight"] = take("lm_head.weight")
-    for i in range(cfg.n_layer):
-        p, q = f"model.layers.{i}.", f"blocks.{i}."
-        out[q + "attn_norm.weight"] = take(p + "input_layernorm.weight")
-        out[q + "mlp_norm.weight"] = take(p + "post_attention_layernorm.weight")
-        a = p + "self_attn."
-        out[q + "attn.q.weight"] = take(a + "q_proj.weight")
-        out[q + "attn.kv.weight"] = torch.cat((take(a + "k_proj.weight"), take(a + "v_proj.weight")))
-        out[q + "attn.proj.weight"] = take(a + "o_proj.weight")
-        if cfg.qkv_bias:
-            out[q + "attn.q.bias"] = take(a + "q_proj.bias")
-            out[q + "attn.kv.bias"] = torch.cat((take(a + "k_proj.bias"), take(a + "v_proj.bias")))
-        if cfg.qk_norm:
-            out[q + "attn.q_norm.weight"] = take(a + "q_norm.weight")
-            out[q + "attn.k_norm.weight"] = take(a + "k_norm.weight")
-        m = p + "mlp."
-        out[q + "mlp.up.weight"] = torch.cat((take(m + "gate_proj.weight"), take(m + "up_proj.weight")))
-        out[q + "mlp.down.weight"] = take(m + "down_proj.weight")
+    out = fused_state(cfg, take, NAMES)
     src = {k: v for k, v in src.items() if not k.endswith("rotary_emb.inv_freq")}  # a cache, not a weight
     if src:
         raise ColossusError(f"the checkpoint has a tensor this model does not use: {sorted(src)[0]}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -61,6 +62,39 @@ def save_model(out: str | Path, model: GPT, tokenizer_path: str | Path | None = 
     model.cfg.save(out / CONFIG)
     if tokenizer_path is not None and Path(tokenizer_path).resolve() != (out / TOKENIZER).resolve():
         shutil.copyfile(tokenizer_path, out / TOKENIZER)
+    return out
+
+
+def fused_state(cfg: ModelConfig, take: Callable[[str], torch.Tensor], names: Mapping[str, str],
+                fix_qk: Callable[[torch.Tensor, int], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """Our state dict from an imported checkpoint: `take(name)` gives its tensor of that name, `names` the names
+    of "embed", "norm", "head" and, with {i} for the layer, "attn_norm", "mlp_norm", "q", "k", "v", "o",
+    "q_norm", "k_norm", "gate", "up", "down" (weights; a bias is its weight's name ending in bias). k and v fuse
+    into attn.kv, gate and up into mlp.up (MLP.forward chunks it so); fix_qk(weight, heads), when given, is
+    applied to the q and k weights first (llama.cpp's permutation undone)."""
+    out = {"embed.weight": take(names["embed"]), "norm.weight": take(names["norm"])}
+    if not cfg.tie_embeddings:
+        out["lm_head.weight"] = take(names["head"])
+    for i in range(cfg.n_layer):
+        n = {part: name.format(i=i) for part, name in names.items()}
+        q = f"blocks.{i}."
+        wq, wk = take(n["q"]), take(n["k"])
+        if fix_qk is not None:
+            wq, wk = fix_qk(wq, cfg.n_head), fix_qk(wk, cfg.n_kv_head)
+        out[q + "attn_norm.weight"] = take(n["attn_norm"])
+        out[q + "mlp_norm.weight"] = take(n["mlp_norm"])
+        out[q + "attn.q.weight"] = wq
+        out[q + "attn.kv.weight"] = torch.cat((wk, take(n["v"])))
+        out[q + "attn.proj.weight"] = take(n["o"])
+        if cfg.qkv_bias:
+            bias = {part: n[part].removesuffix("weight") + "bias" for part in ("q", "k", "v")}
+            out[q + "attn.q.bias"] = take(bias["q"])
+            out[q + "attn.kv.bias"] = torch.cat((take(bias["k"]), take(bias["v"])))
+        if cfg.qk_norm:
+            out[q + "attn.q_norm.weight"] = take(n["q_norm"])
+            out[q + "attn.k_norm.weight"] = take(n["k_norm"])
+        out[q + "mlp.up.weight"] = torch.cat((take(n["gate"]), take(n["up"])))
+        out[q + "mlp.down.weight"] = take(n["down"])
     return out
 
 

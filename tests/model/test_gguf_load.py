@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hf_tiny import tiny_hf
 
 from colossus.errors import ColossusError
 from colossus.model import load_model
@@ -33,13 +34,7 @@ GGUF_NAMES = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_
 
 def tiny(family: str):
     config_cls, model_cls, extra = FAMILIES[family]
-    torch.manual_seed(0)
-    hf = model_cls(config_cls(**SHAPE, **extra)).eval()
-    with torch.no_grad():
-        for name, p in hf.named_parameters():
-            if name.endswith("bias") or "norm" in name:
-                p.add_(torch.randn_like(p) * 0.5)
-    return hf
+    return tiny_hf(config_cls, model_cls, **SHAPE, **extra)
 
 
 def gguf_name(hf_name: str) -> str:

@@ -9,6 +9,7 @@ import json
 
 import pytest
 import torch
+from hf_tiny import tiny_hf
 
 from colossus.errors import ColossusError
 from colossus.infer.engine import Engine
@@ -31,12 +32,7 @@ FAMILIES = {
 
 def save_tiny(family: str, out, shard: bool = False):
     config_cls, model_cls, extra = FAMILIES[family]
-    torch.manual_seed(0)
-    hf = model_cls(config_cls(**BASE, **extra)).eval()
-    with torch.no_grad():  # the init leaves biases and norms at 0 / 1: randomise them so a lost one shows
-        for name, p in hf.named_parameters():
-            if name.endswith("bias") or "norm" in name:
-                p.add_(torch.randn_like(p) * 0.5)
+    hf = tiny_hf(config_cls, model_cls, **BASE, **extra)
     hf.save_pretrained(out, max_shard_size="40KB" if shard else "5GB")
     return hf
 
