@@ -45,7 +45,8 @@ from pathlib import Path
 import torch
 
 from colossus.infer.kv_pool import SlotPool
-from colossus.model.gpt import GPT, rope_tables
+from colossus.model.gpt import GPT
+from colossus.model.rope import rope_rows
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +235,7 @@ class CpuDecoder:
             layers[i] = _Layer(*(_ptr(t) for t in ts[:5]), *(_ptr(t, _F) for t in ts[5:]),
                                *(_ptr(t, _F) for t in norms))
         embed, final, head = vec(model.embed.weight), vec(model.norm.weight), mat(model.lm_head.weight)
-        cos, sin = rope_tables(cfg.head_dim, torch.arange(pool.max_len), cfg.rope_theta)  # forward's values
+        cos, sin = rope_rows(cfg.head_dim, pool.max_len, cfg.rope_theta, cfg.rope_scaling)  # the step's values
         cos, sin = cos.contiguous(), sin.contiguous()  # every position the pool holds
         keep += [embed, final, head, cos, sin]
         self._keep, self._layers = keep, layers

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from colossus.errors import ColossusError
+from colossus.model.rope import check_scaling
 
 
 @dataclass
@@ -39,6 +40,9 @@ class ModelConfig:
     """The output head shares the embedding's matrix (SmolLM2, Qwen3's small models)."""
     rope_theta: float = 10000.0
     """RoPE base."""
+    rope_scaling: dict | None = None
+    """RoPE frequency scaling of imported models (colossus.model.rope): {"rope_type": "linear" | "dynamic" |
+    "llama3" | "yarn", and that scaling's parameters}; None: plain RoPE."""
     qk_norm: bool = True
     """RMS-normalise queries and keys per head before attention."""
     norm_eps: float = 1e-5
@@ -50,6 +54,7 @@ class ModelConfig:
             raise ColossusError(f"n_head {self.n_head} is not divisible by n_kv_head {self.n_kv_head}")
         if self.head_dim % 2:
             raise ColossusError("head_dim must be even for RoPE")
+        check_scaling(self.rope_scaling)
         if self.mlp not in ("relu2", "swiglu"):
             raise ColossusError(f"mlp must be 'relu2' or 'swiglu', not {self.mlp!r}")
 

@@ -146,9 +146,10 @@ def config_from_gguf(f: GGUFFile) -> ModelConfig:
     def key(name: str, default=None):
         return f.value(f"{arch}.{name}", default)
 
-    scaling = key("rope.scaling.type", "none")
-    if scaling not in ("none", "linear") or (scaling == "linear" and float(key("rope.scaling.factor", 1.0)) != 1.0):
-        raise ColossusError(f"{f.path}: {arch}.rope.scaling.type {scaling!r} is not supported yet")
+    kind, factor = key("rope.scaling.type", "none"), float(key("rope.scaling.factor", 1.0))
+    if kind not in ("none", "linear"):  # llama.cpp's yarn is its own formula: not taken for transformers'
+        raise ColossusError(f"{f.path}: {arch}.rope.scaling.type {kind!r} is not supported yet (none, linear)")
+    scaling = {"rope_type": "linear", "factor": factor} if kind == "linear" and factor != 1.0 else None
     if "rope_freqs.weight" in f.tensors:  # refused before any tensor is dequantized
         raise ColossusError(f"{f.path}: rope_freqs.weight (llama3 RoPE scaling) is not supported yet")
     if f.value(f"{arch}.expert_count", 0):
@@ -160,7 +161,7 @@ def config_from_gguf(f: GGUFFile) -> ModelConfig:
         vocab_size=vocab, seq_len=int(key("context_length", 2048)), n_layer=int(key("block_count")), d_model=d,
         n_head=n_head, n_kv_head=int(key("attention.head_count_kv", n_head)), mlp="swiglu",
         mlp_width=int(key("feed_forward_length")), head_size=head_dim if head_dim != d // n_head else 0,
-        rope_theta=float(key("rope.freq_base", 10000.0)), qk_norm=arch == "qwen3",
+        rope_theta=float(key("rope.freq_base", 10000.0)), rope_scaling=scaling, qk_norm=arch == "qwen3",
         norm_eps=float(key("attention.layer_norm_rms_epsilon", 1e-6)), qkv_bias=arch == "qwen2",
         tie_embeddings="output.weight" not in f.tensors)
 

@@ -18,6 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from colossus.model.config import ModelConfig
+from colossus.model.rope import rope_rows, rope_tables
 
 
 class RMSNorm(nn.Module):
@@ -30,19 +31,12 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x, (x.size(-1),), self.weight.to(x.dtype), self.eps)
 
 
-def rope_tables(head_dim: int, positions: torch.Tensor, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin of shape (*positions.shape, head_dim/2) for the given integer positions."""
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device).float() / head_dim))
-    angles = positions.float()[..., None] * inv_freq  # (..., hd/2)
-    return angles.cos(), angles.sin()
-
-
-def rope_step_tables(head_dim: int, n: int, theta: float, device: torch.device | str,
+def rope_step_tables(cfg: ModelConfig, n: int, device: torch.device | str,
                      dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
     """(n, head_dim) tables for positions 0..n-1 such that rope(x) = x * cos + swap(x) * sin, swap(x) being x
     with its two halves swapped: cos repeated over both halves, sin negated over the first (the same values
     as apply_rope's, so the same rotation to the last bit)."""
-    cos, sin = rope_tables(head_dim, torch.arange(n, device=device), theta)
+    cos, sin = rope_rows(cfg.head_dim, n, cfg.rope_theta, cfg.rope_scaling, device)
     return torch.cat((cos, cos), -1).to(dtype), torch.cat((-sin, sin), -1).to(dtype)
 
 
@@ -188,8 +182,7 @@ class DecodeWeights:
             self.layers = [_LayerWeights(blk) for blk in model.blocks]
             self.head = (model.lm_head.weight * (model.norm.weight * math.sqrt(model.cfg.d_model))).t().contiguous()
             n = model.cfg.seq_len
-            self.cos, self.sin = rope_step_tables(model.cfg.head_dim, n, model.cfg.rope_theta, self.head.device,
-                                                  self.head.dtype)
+            self.cos, self.sin = rope_step_tables(model.cfg, n, self.head.device, self.head.dtype)
 
     def current_key(self) -> tuple:
         """Every parameter's version (bumped by in-place changes: optimizer steps, load_state_dict) and the
@@ -243,7 +236,7 @@ class GPT(nn.Module):
         if positions is None:
             start = cache.length if cache is not None else 0
             positions = torch.arange(start, start + T, device=idx.device)
-        cos, sin = rope_tables(self.cfg.head_dim, positions, self.cfg.rope_theta)
+        cos, sin = rope_tables(self.cfg.head_dim, positions, self.cfg.rope_theta, self.cfg.rope_scaling)
         x = self.embed(idx)  # (B, T, C)
         for blk in self.blocks:
             x = blk(x, cos, sin, cache)
@@ -281,8 +274,7 @@ class GPT(nn.Module):
         w = self.decode_weights()
         top = int(positions.max()) if max_position is None else max_position
         if top >= w.cos.size(0):  # past the trained length: extend the table
-            w.cos, w.sin = rope_step_tables(self.cfg.head_dim, 2 * top + 1, self.cfg.rope_theta,
-                                            w.cos.device, w.cos.dtype)
+            w.cos, w.sin = rope_step_tables(self.cfg, 2 * top + 1, w.cos.device, w.cos.dtype)
         cos, sin = w.cos[positions, None], w.sin[positions, None]  # (B, 1, hd), shared by every layer
         x = F.embedding(tokens, self.embed.weight)  # (B, C)
         for blk, lw in zip(self.blocks, w.layers, strict=True):

@@ -4,10 +4,11 @@ model.safetensors.index.json) becomes our GPT, for the decoder-only families who
     model = load_hf("path/to/Qwen3-0.6B")            # or colossus.model.load_model, which also takes ours
 
 Families: llama, mistral (without a sliding window), qwen2 (biases on q, k, v) and qwen3 (per-head QK-norm,
-head_dim set apart). Weights keep the checkpoint's dtype (float32, bfloat16 or float16) unless one is asked
-for. Every field of config.json is either mapped onto ModelConfig, checked to hold the value our blocks
-compute, or known to change nothing at inference (ids, provenance, training-only knobs); anything else is
-refused with one line that names it, so that no supported field is dropped silently.
+head_dim set apart), with RoPE plain or scaled (linear, dynamic, llama3, yarn: colossus.model.rope). Weights
+keep the checkpoint's dtype (float32, bfloat16 or float16) unless one is asked for. Every field of config.json
+is either mapped onto ModelConfig, checked to hold the value our blocks compute, or known to change nothing at
+inference (ids, provenance, training-only knobs); anything else is refused with one line that names it, so that
+no supported field is dropped silently.
 
 Names: q_proj -> attn.q; k_proj and v_proj -> attn.kv (keys, then values); o_proj -> attn.proj; gate_proj
 and up_proj -> mlp.up (gate, then up: MLP.forward chunks it so); down_proj -> mlp.down. RoPE: transformers
@@ -26,6 +27,7 @@ from colossus.errors import ColossusError
 from colossus.model.config import ModelConfig
 from colossus.model.gpt import GPT
 from colossus.model.io import fused_state, model_from_state
+from colossus.model.rope import check_scaling
 
 FAMILIES = ("llama", "mistral", "qwen2", "qwen3")
 IGNORED = {
@@ -41,10 +43,10 @@ IGNORED = {
 }
 # fields whose value must be this one (or absent) for our blocks to compute what transformers does
 REQUIRED = {"hidden_act": "silu", "pretraining_tp": 1, "mlp_bias": False, "use_sliding_window": False,
-            "sliding_window": None, "rope_scaling": None, "rope_interleaved": False}
+            "sliding_window": None, "rope_interleaved": False}
 MAPPED = {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
           "num_key_value_heads", "max_position_embeddings", "rms_norm_eps", "rope_theta", "tie_word_embeddings",
-          "head_dim", "attention_bias", "rope_parameters"}
+          "head_dim", "attention_bias", "rope_parameters", "rope_scaling"}
 NAMES = {"embed": "model.embed_tokens.weight", "norm": "model.norm.weight", "head": "lm_head.weight",
          **{part: f"model.layers.{{i}}.{name}.weight" for part, name in (
              ("attn_norm", "input_layernorm"), ("mlp_norm", "post_attention_layernorm"), ("q", "self_attn.q_proj"),
@@ -63,17 +65,33 @@ def is_hf_folder(path: str | Path) -> bool:
         return False
 
 
-def rope_theta_of(hf: dict) -> float:
-    """rope_theta, from the top level (transformers 4) or rope_parameters (transformers 5), whose rope_type must
-    be the plain one for now."""
-    params = hf.get("rope_parameters") or {}
-    kind = params.get("rope_type", "default")
-    if kind != "default":
-        raise ColossusError(f"config.json: rope_parameters.rope_type {kind!r} is not supported yet (only 'default')")
-    unknown = set(params) - {"rope_type", "rope_theta"}
-    if unknown:
-        raise ColossusError(f"config.json: rope_parameters.{sorted(unknown)[0]} is not supported")
-    return float(params.get("rope_theta", hf.get("rope_theta", 10000.0)))
+def rope_of(hf: dict) -> tuple[float, dict | None]:
+    """RoPE's base and scaling (colossus.model.rope) from rope_parameters (transformers 5) or rope_scaling and
+    rope_theta (transformers 4), filled in as transformers fills them: the length trained on defaults to
+    max_position_embeddings, which "dynamic" scaling always takes, and a yarn factor of None is the ratio."""
+    old = dict(hf.get("rope_scaling") or {})
+    if "type" in old:  # the older name of rope_type
+        old.setdefault("rope_type", old.pop("type"))
+    params = {**(hf.get("rope_parameters") or {}), **old}
+    params.pop("type", None)
+    kind = params.pop("rope_type", "default")
+    theta = float(params.pop("rope_theta", hf.get("rope_theta", 10000.0)))
+    if params.pop("partial_rotary_factor", 1.0) != 1.0:
+        raise ColossusError("config.json: partial_rotary_factor other than 1 is not supported")
+    if kind == "default":
+        if params:
+            raise ColossusError(f"config.json: rope parameter {sorted(params)[0]!r} is not supported")
+        return theta, None
+    longest = hf.get("max_position_embeddings", 2048)
+    if kind == "dynamic":
+        params["original_max_position_embeddings"] = longest
+    elif kind in ("llama3", "yarn"):
+        params.setdefault("original_max_position_embeddings", longest)
+    if kind == "yarn" and params.get("factor") is None:
+        params["factor"] = longest / params["original_max_position_embeddings"]
+    scaling = {"rope_type": kind, **params}
+    check_scaling(scaling)
+    return theta, scaling
 
 
 def config_from_hf(hf: dict) -> ModelConfig:
@@ -94,16 +112,20 @@ def config_from_hf(hf: dict) -> ModelConfig:
     if unknown:
         raise ColossusError(f"config.json: field {unknown[0]!r} is not supported")
     d, n_head = hf["hidden_size"], hf["num_attention_heads"]
+    theta, scaling = rope_of(hf)
     head_dim = hf.get("head_dim") or d // n_head
     bias = family == "qwen2" or bool(hf.get("attention_bias", False))
     if bias and family != "qwen2":  # llama's attention_bias puts one on o_proj too, which our blocks lack
         raise ColossusError("config.json: attention_bias = true is not supported for this family (only qwen2's)")
+    longest = hf.get("max_position_embeddings", 2048)
+    if scaling and scaling["rope_type"] == "dynamic":  # the length it was trained on, which the scaling stretches
+        longest = int(longest * scaling["factor"])
     return ModelConfig(
-        vocab_size=hf["vocab_size"], seq_len=hf.get("max_position_embeddings", 2048),
+        vocab_size=hf["vocab_size"], seq_len=longest,
         n_layer=hf["num_hidden_layers"], d_model=d, n_head=n_head,
         n_kv_head=hf.get("num_key_value_heads") or n_head, mlp="swiglu", mlp_width=hf["intermediate_size"],
         head_size=head_dim if head_dim != d // n_head or d % n_head else 0,
-        rope_theta=rope_theta_of(hf), qk_norm=family == "qwen3", norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
+        rope_theta=theta, rope_scaling=scaling, qk_norm=family == "qwen3", norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
         qkv_bias=bias, tie_embeddings=bool(hf.get("tie_word_embeddings", False)))
 
 

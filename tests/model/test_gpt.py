@@ -3,9 +3,10 @@ import torch
 
 from colossus.errors import ColossusError
 from colossus.model.config import ModelConfig
-from colossus.model.gpt import GPT, apply_rope, rope_tables
+from colossus.model.gpt import GPT, apply_rope
 from colossus.model.io import load_model, resolve_model_dir, save_model
 from colossus.model.kv_cache import KVCache
+from colossus.model.rope import rope_tables
 
 
 def model(**kw) -> GPT:

@@ -27,12 +27,23 @@ FAMILIES = {
     "mistral": (transformers.MistralConfig, transformers.MistralForCausalLM, dict(sliding_window=None, rope_theta=1e6)),
     "qwen2": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM, dict(tie_word_embeddings=False)),
     "qwen3": (transformers.Qwen3Config, transformers.Qwen3ForCausalLM, dict(head_dim=24)),
+    # RoPE scalings, trained on 16 or 24 positions so that the 40 tested go past it
+    "llama-linear": (transformers.LlamaConfig, transformers.LlamaForCausalLM,
+                     dict(rope_parameters={"rope_type": "linear", "factor": 4.0, "rope_theta": 10000.0})),
+    "llama-llama3": (transformers.LlamaConfig, transformers.LlamaForCausalLM, dict(rope_parameters={
+        "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 16, "rope_theta": 10000.0})),
+    "llama-dynamic": (transformers.LlamaConfig, transformers.LlamaForCausalLM, dict(
+        max_position_embeddings=24, rope_parameters={"rope_type": "dynamic", "factor": 2.0, "rope_theta": 10000.0})),
+    "qwen2-yarn": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM, dict(
+        max_position_embeddings=64, rope_parameters={"rope_type": "yarn", "factor": 4.0,
+                                                     "original_max_position_embeddings": 16, "rope_theta": 10000.0})),
 }
 
 
 def save_tiny(family: str, out, shard: bool = False):
     config_cls, model_cls, extra = FAMILIES[family]
-    hf = tiny_hf(config_cls, model_cls, **BASE, **extra)
+    hf = tiny_hf(config_cls, model_cls, **{**BASE, **extra})
     hf.save_pretrained(out, max_shard_size="40KB" if shard else "5GB")
     return hf
 
@@ -51,9 +62,11 @@ def test_logits_and_greedy_tokens_match_transformers(tmp_path, family, tok):
     torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
 
     prompt = ids[0, :12].tolist()
+    hf.generation_config.eos_token_id = None  # 16 tokens, none suppressed (min_new_tokens would mask the eos id)
     with torch.no_grad():
-        ref = hf.generate(torch.tensor([prompt]), max_new_tokens=16, do_sample=False, min_new_tokens=16,
+        ref = hf.generate(torch.tensor([prompt]), max_new_tokens=16, do_sample=False,
                           pad_token_id=0)[0, len(prompt):].tolist()
+    assert len(ref) == 16
     assert tok.vocab_size == BASE["vocab_size"]  # the engine detokenizes with it
     for kernel in ("torch", "auto"):  # qwen2's biases take the PyTorch step under "auto" (the C step has none)
         engine = Engine(model, tok, max_batch=2, kernel=kernel)
@@ -79,7 +92,9 @@ def test_bfloat16_checkpoint_loads_in_its_own_dtype_or_as_asked(tmp_path):
 
 @pytest.mark.parametrize("field, value, message", [
     ("model_type", "gpt2", "model_type 'gpt2' is not supported"),
-    ("rope_scaling", {"rope_type": "linear", "factor": 2.0}, "rope_scaling"),
+    ("rope_scaling", {"rope_type": "longrope", "factor": 2.0}, "rope_type 'longrope' is not supported"),
+    ("rope_scaling", {"rope_type": "linear", "factor": 2.0, "beta_fast": 3}, "'beta_fast' is not a parameter"),
+    ("rope_scaling", {"rope_type": "llama3", "factor": 8.0}, "'llama3' scaling needs 'high_freq_factor'"),
     ("hidden_act", "gelu", "hidden_act = 'gelu' is not supported"),
     ("sliding_window", 16, "sliding_window = 16 is not supported"),
     ("some_new_field", 3, "field 'some_new_field' is not supported"),
