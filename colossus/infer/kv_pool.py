@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 
 from colossus.model.config import ModelConfig
+from colossus.model.gpt import visible_keys
 
 
 class SlotPool:
@@ -33,6 +34,7 @@ class SlotPool:
         self.k = torch.zeros(shape, device=device, dtype=kv_dtype or dtype)
         self.v = torch.zeros(shape, device=device, dtype=kv_dtype or dtype)
         self.slots, self.max_len, self.device, self.dtype = slots, max_len, torch.device(device), dtype
+        self.window = cfg.sliding_window  # a query sees only the last `window` keys (0: all before it)
 
     @property
     def bytes_per_token(self) -> int:
@@ -66,9 +68,10 @@ class PrefillView:
     def __init__(self, pool: SlotPool, slot: int, start: int, n_new: int):
         self.pool, self.slot, self.start, self.end = pool, slot, start, start + n_new
         self.mask = None  # from scratch: plain causal attention (the model sets is_causal)
-        if start > 0:  # new queries see the cached prefix and the causal part of the new tokens
+        window = pool.window if self.end > pool.window > 0 else 0
+        if start > 0 or window:  # new queries see the cached prefix and the causal part of the new tokens
             q_pos = torch.arange(start, self.end, device=pool.device)[:, None]
-            self.mask = additive_mask(torch.arange(self.end, device=pool.device)[None, :] <= q_pos, pool.dtype)
+            self.mask = additive_mask(visible_keys(q_pos, self.end, window), pool.dtype)
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
         s, a, b = self.slot, self.start, self.end
@@ -104,7 +107,7 @@ class BatchPrefillView:
         dst = torch.tensor([(first + i) * hkv * max_len + pos for i, _, pos in real])
         self.src = src.to(dev)
         self.dst = (dst[:, None] + torch.arange(hkv)[None, :] * max_len).reshape(-1).to(dev)  # (N*Hkv,)
-        visible = torch.arange(self.L, device=dev)[None, None, :] <= self.positions[:, :, None]  # (A, T, L)
+        visible = visible_keys(self.positions[:, :, None], self.L, pool.window)  # (A, T, L)
         self.mask = additive_mask(visible, pool.dtype)[:, None]  # (A, 1, T, L)
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
@@ -138,10 +141,11 @@ class DecodeView:
     def _setup(self, pool: SlotPool, positions: torch.Tensor, L: int, same: bool) -> None:
         self.pool, self.B, self.positions, self.L, self.same = pool, positions.size(0), positions, L, same
         self.mask = self.flat = None
+        if not same or L > pool.window > 0:
+            visible = visible_keys(positions[:, None], L, pool.window)  # (B, L)
+            self.mask = additive_mask(visible, pool.dtype)[:, None, None]  # (B, 1, 1, L)
         if not same:
             dev = pool.device
-            visible = torch.arange(L, device=dev)[None, :] <= positions[:, None]  # (B, L)
-            self.mask = additive_mask(visible, pool.dtype)[:, None, None]  # (B, 1, 1, L)
             _, _, hkv, max_len, _ = pool.k.shape
             heads = torch.arange(hkv, device=dev)[None, :] * max_len
             rows = torch.arange(self.B, device=dev)[:, None] * (hkv * max_len)

@@ -43,6 +43,8 @@ class ModelConfig:
     rope_scaling: dict | None = None
     """RoPE frequency scaling of imported models (colossus.model.rope): {"rope_type": "linear" | "dynamic" |
     "llama3" | "yarn", and that scaling's parameters}; None: plain RoPE."""
+    sliding_window: int = 0
+    """Each query attends to the last sliding_window keys, its own included (Mistral); 0: to all before it."""
     qk_norm: bool = True
     """RMS-normalise queries and keys per head before attention."""
     norm_eps: float = 1e-5
@@ -55,6 +57,8 @@ class ModelConfig:
         if self.head_dim % 2:
             raise ColossusError("head_dim must be even for RoPE")
         check_scaling(self.rope_scaling)
+        if self.sliding_window < 0:
+            raise ColossusError(f"sliding_window must be >= 0, not {self.sliding_window}")
         if self.mlp not in ("relu2", "swiglu"):
             raise ColossusError(f"mlp must be 'relu2' or 'swiglu', not {self.mlp!r}")
 

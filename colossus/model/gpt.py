@@ -40,6 +40,14 @@ def rope_step_tables(cfg: ModelConfig, n: int, device: torch.device | str,
     return torch.cat((cos, cos), -1).to(dtype), torch.cat((-sin, sin), -1).to(dtype)
 
 
+def visible_keys(q_pos: torch.Tensor, n_keys: int, window: int = 0) -> torch.Tensor:
+    """Which of keys 0..n_keys-1 each query sees: those at or before its position q_pos (..., 1), and with a
+    sliding window only the last `window` of them (transformers' sliding-window overlay). (..., n_keys) bool."""
+    k_pos = torch.arange(n_keys, device=q_pos.device)
+    seen = k_pos <= q_pos
+    return seen & (k_pos > q_pos - window) if window else seen
+
+
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """x: (B, H, T, hd); cos/sin: (T, hd/2) or (B, T, hd/2). Rotates the two halves of each head."""
     if cos.dim() == 2:
@@ -73,6 +81,8 @@ class Attention(nn.Module):
         if cache is not None:
             k, v, mask = cache.update(self.layer, k, v)  # k, v: (B, Hkv, T_total, hd)
             causal = mask is None and k.size(2) == T
+        elif T > cfg.sliding_window > 0:  # training, or a prefill without a cache: causal within the window
+            mask = visible_keys(torch.arange(T, device=x.device)[:, None], T, cfg.sliding_window)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None,
                                            enable_gqa=cfg.n_kv_head != cfg.n_head)
         return self.proj(y.transpose(1, 2).reshape(B, T, cfg.n_head * hd))

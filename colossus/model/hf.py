@@ -3,7 +3,7 @@ model.safetensors.index.json) becomes our GPT, for the decoder-only families who
 
     model = load_hf("path/to/Qwen3-0.6B")            # or colossus.model.load_model, which also takes ours
 
-Families: llama, mistral (without a sliding window), qwen2 (biases on q, k, v) and qwen3 (per-head QK-norm,
+Families: llama, mistral (with its sliding window), qwen2 (biases on q, k, v) and qwen3 (per-head QK-norm,
 head_dim set apart), with RoPE plain or scaled (linear, dynamic, llama3, yarn: colossus.model.rope). Weights
 keep the checkpoint's dtype (float32, bfloat16 or float16) unless one is asked for. Every field of config.json
 is either mapped onto ModelConfig, checked to hold the value our blocks compute, or known to change nothing at
@@ -38,15 +38,15 @@ IGNORED = {
     "problem_type", "tokenizer_class", "prefix", "task_specific_params", "chunk_size_feed_forward",
     "tie_encoder_decoder", "is_encoder_decoder", "cross_attention_hidden_size", "add_cross_attention",
     "finetuning_task", "_attn_implementation_autoset", "keys_to_ignore_at_inference",
-    "base_model_tp_plan", "base_model_pp_plan", "max_window_layers", "sep_token_id",
+    "base_model_tp_plan", "base_model_pp_plan", "sep_token_id",
     "decoder_start_token_id", "attention_dropout", "is_llama_config", "transformers.js_config",
 }
 # fields whose value must be this one (or absent) for our blocks to compute what transformers does
-REQUIRED = {"hidden_act": "silu", "pretraining_tp": 1, "mlp_bias": False, "use_sliding_window": False,
-            "sliding_window": None, "rope_interleaved": False}
+REQUIRED = {"hidden_act": "silu", "pretraining_tp": 1, "mlp_bias": False, "rope_interleaved": False}
 MAPPED = {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
           "num_key_value_heads", "max_position_embeddings", "rms_norm_eps", "rope_theta", "tie_word_embeddings",
-          "head_dim", "attention_bias", "rope_parameters", "rope_scaling"}
+          "head_dim", "attention_bias", "rope_parameters", "rope_scaling", "sliding_window", "use_sliding_window",
+          "layer_types", "max_window_layers"}
 NAMES = {"embed": "model.embed_tokens.weight", "norm": "model.norm.weight", "head": "lm_head.weight",
          **{part: f"model.layers.{{i}}.{name}.weight" for part, name in (
              ("attn_norm", "input_layernorm"), ("mlp_norm", "post_attention_layernorm"), ("q", "self_attn.q_proj"),
@@ -94,21 +94,42 @@ def rope_of(hf: dict) -> tuple[float, dict | None]:
     return theta, scaling
 
 
+def window_of(hf: dict, family: str) -> int:
+    """The sliding window every layer attends within (0: none). Mistral uses sliding_window when it is set; Qwen2
+    and Qwen3 write one they use only with use_sliding_window, from layer max_window_layers on (transformers 5
+    spells this out as layer_types). One window for all layers or none: a mix is refused."""
+    window = hf.get("sliding_window") or 0
+    if family == "llama" and window:
+        raise ColossusError("config.json: sliding_window is not a llama field (mistral's)")
+    if family in ("qwen2", "qwen3"):
+        n = hf["num_hidden_layers"]
+        default = ["sliding_attention" if hf.get("use_sliding_window") and i >= hf.get("max_window_layers", n)
+                   else "full_attention" for i in range(n)]
+    else:
+        default = ["sliding_attention" if window else "full_attention"] * hf["num_hidden_layers"]
+    kinds = set(hf.get("layer_types") or default)
+    unknown = sorted(kinds - {"full_attention", "sliding_attention"})
+    if unknown:
+        raise ColossusError(f"config.json: layer_types {unknown[0]!r} is not supported")
+    if len(kinds) > 1:
+        raise ColossusError("config.json: layer_types mixes full and sliding-window attention, which is not "
+                            "supported (one window for every layer, or none)")
+    if kinds == {"sliding_attention"}:
+        if not window:
+            raise ColossusError("config.json: sliding_attention layers with no sliding_window")
+        return int(window)
+    return 0
+
+
 def config_from_hf(hf: dict) -> ModelConfig:
     """ModelConfig for a transformers config.json, or a ColossusError naming the first thing it cannot hold."""
     family = hf.get("model_type")
     if family not in FAMILIES:
         raise ColossusError(f"config.json: model_type {family!r} is not supported (supported: {', '.join(FAMILIES)})")
     for key, want in REQUIRED.items():
-        if key == "sliding_window" and not hf.get("use_sliding_window", family == "mistral"):
-            continue  # qwen2/qwen3 write a window they do not use unless use_sliding_window is set
         if hf.get(key, want) != want:
             raise ColossusError(f"config.json: {key} = {hf[key]!r} is not supported (only {want!r})")
-    windowed = [t for t in hf.get("layer_types") or [] if t != "full_attention"]
-    if windowed:
-        raise ColossusError(f"config.json: layer_types {windowed[0]!r} is not supported (only 'full_attention')")
-    unknown = sorted(k for k in hf if k not in IGNORED and k not in REQUIRED and k not in MAPPED
-                     and k != "layer_types")
+    unknown = sorted(k for k in hf if k not in IGNORED and k not in REQUIRED and k not in MAPPED)
     if unknown:
         raise ColossusError(f"config.json: field {unknown[0]!r} is not supported")
     d, n_head = hf["hidden_size"], hf["num_attention_heads"]
@@ -125,7 +146,8 @@ def config_from_hf(hf: dict) -> ModelConfig:
         n_layer=hf["num_hidden_layers"], d_model=d, n_head=n_head,
         n_kv_head=hf.get("num_key_value_heads") or n_head, mlp="swiglu", mlp_width=hf["intermediate_size"],
         head_size=head_dim if head_dim != d // n_head or d % n_head else 0,
-        rope_theta=theta, rope_scaling=scaling, qk_norm=family == "qwen3", norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
+        rope_theta=theta, rope_scaling=scaling, sliding_window=window_of(hf, family), qk_norm=family == "qwen3",
+        norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
         qkv_bias=bias, tie_embeddings=bool(hf.get("tie_word_embeddings", False)))
 
 

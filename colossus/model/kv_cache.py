@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from colossus.model.config import ModelConfig
+from colossus.model.gpt import visible_keys
 
 
 class KVCache:
@@ -16,7 +17,7 @@ class KVCache:
         shape = (cfg.n_layer, batch, cfg.n_kv_head, max_len, cfg.head_dim)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
-        self.max_len = max_len
+        self.max_len, self.window = max_len, cfg.sliding_window
         self.length = 0  # tokens already cached, same for every row
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
@@ -29,9 +30,9 @@ class KVCache:
         self.k[layer, :, :, self.length:end] = k
         self.v[layer, :, :, self.length:end] = v
         mask = None
-        if self.length > 0 and T > 1:  # new queries see all the past and the causal part of the new
-            q_pos = torch.arange(self.length, end, device=k.device)[:, None]
-            mask = torch.arange(end, device=k.device)[None, :] <= q_pos  # (T, end)
+        window = self.window if end > self.window > 0 else 0
+        if (self.length > 0 and T > 1) or window:  # the past and the causal part of the new, within the window
+            mask = visible_keys(torch.arange(self.length, end, device=k.device)[:, None], end, window)  # (T, end)
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end], mask
 
     def advance(self, n: int) -> None:

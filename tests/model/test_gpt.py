@@ -38,6 +38,16 @@ def test_loss_mask_selects_targets():
     assert torch.allclose(m(x, y, mask), full[:, 3].mean(), atol=1e-5)
 
 
+def test_a_sliding_window_hides_the_keys_before_it():
+    m = model(sliding_window=4)
+    x = torch.randint(0, 100, (1, 12))
+    y = x.clone()
+    y[0, :3] = (y[0, :3] + 1) % 100  # positions 0-2: outside the window of every query from 6 on, in every layer
+    out_x, out_y = m(x), m(y)
+    assert not torch.allclose(out_x[0, 3:6], out_y[0, 3:6])  # within two layers' reach
+    assert torch.allclose(out_x[0, 9:], out_y[0, 9:], atol=1e-5)  # n_layer windows of 4 reach back 2 * 3 = 6
+
+
 def test_attention_is_causal():
     m = model()
     x = torch.randint(0, 100, (1, 12))
@@ -47,9 +57,9 @@ def test_attention_is_causal():
     assert not torch.allclose(m(x)[0, 8:], m(y)[0, 8:])
 
 
-@pytest.mark.parametrize("mlp", ["relu2", "swiglu"])
-def test_kv_cache_matches_full_forward(mlp):
-    m = model(mlp=mlp)
+@pytest.mark.parametrize("mlp, window", [("relu2", 0), ("swiglu", 0), ("swiglu", 4)])
+def test_kv_cache_matches_full_forward(mlp, window):
+    m = model(mlp=mlp, sliding_window=window)
     x = torch.randint(0, 100, (2, 14))
     full = m(x)
     cache = KVCache(m.cfg, 2, 20)

@@ -27,6 +27,9 @@ FAMILIES = {
     "mistral": (transformers.MistralConfig, transformers.MistralForCausalLM, dict(sliding_window=None, rope_theta=1e6)),
     "qwen2": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM, dict(tie_word_embeddings=False)),
     "qwen3": (transformers.Qwen3Config, transformers.Qwen3ForCausalLM, dict(head_dim=24)),
+    "mistral-window": (transformers.MistralConfig, transformers.MistralForCausalLM, dict(sliding_window=8)),
+    "qwen2-window": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM, dict(
+        use_sliding_window=True, sliding_window=6, max_window_layers=0)),
     # RoPE scalings, trained on 16 or 24 positions so that the 40 tested go past it
     "llama-linear": (transformers.LlamaConfig, transformers.LlamaForCausalLM,
                      dict(rope_parameters={"rope_type": "linear", "factor": 4.0, "rope_theta": 10000.0})),
@@ -96,7 +99,7 @@ def test_bfloat16_checkpoint_loads_in_its_own_dtype_or_as_asked(tmp_path):
     ("rope_scaling", {"rope_type": "linear", "factor": 2.0, "beta_fast": 3}, "'beta_fast' is not a parameter"),
     ("rope_scaling", {"rope_type": "llama3", "factor": 8.0}, "'llama3' scaling needs 'high_freq_factor'"),
     ("hidden_act", "gelu", "hidden_act = 'gelu' is not supported"),
-    ("sliding_window", 16, "sliding_window = 16 is not supported"),
+    ("layer_types", ["full_attention", "sliding_attention"], "mixes full and sliding-window attention"),
     ("some_new_field", 3, "field 'some_new_field' is not supported"),
 ])
 def test_unsupported_config_is_refused_with_one_line_naming_it(tmp_path, field, value, message):
@@ -172,3 +175,31 @@ def test_colossus_chat_runs_on_a_hugging_face_folder(tmp_path, tok):
                        input="Hello there\n/exit\n", capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "assistant>" in r.stdout and "Traceback" not in r.stderr
+
+
+def test_a_sliding_window_holds_in_the_engines_batches_and_prefix_cache(tmp_path, tok):
+    """Prompts of different lengths decoded side by side (masked rows), prefilled together, and one prompt again
+    over its cached prefix: each gives transformers' greedy tokens with a window of 8."""
+    hf = save_tiny("mistral-window", tmp_path)
+    hf.generation_config.eos_token_id = None
+    model = load_model(tmp_path)
+    g = torch.Generator().manual_seed(2)
+    prompts = [torch.randint(0, BASE["vocab_size"], (n,), generator=g).tolist() for n in (5, 11, 19)]
+    with torch.no_grad():
+        want = [hf.generate(torch.tensor([p]), max_new_tokens=14, do_sample=False, pad_token_id=0)[0, len(p):]
+                .tolist() for p in prompts]
+    engine = Engine(model, tok, max_batch=4, kernel="torch")
+    engine.start()
+
+    async def run(prompt):
+        params = SamplingParams(temperature=0, max_tokens=14, ignore_eos=True)
+        return [t async for d in engine.generate(prompt, params) for t in d.token_ids]
+
+    async def together():
+        return await asyncio.gather(*(run(p) for p in prompts))
+
+    try:
+        assert asyncio.run(together()) == want
+        assert asyncio.run(run(prompts[2])) == want[2]  # its prompt's prefix now comes from the cache
+    finally:
+        engine.shutdown()
