@@ -271,6 +271,8 @@ class CpuDecoder:
         """Why the C step cannot run this model (it hands it to the PyTorch step), or None."""
         if model.cfg.qkv_bias:
             return "it has no biases on q, k and v (Qwen2)"
+        if model.cfg.n_experts:
+            return "it has dense MLPs only, not Mixture-of-Experts (Mixtral)"
         if model.cfg.sliding_window:
             return "it attends to every position, not a sliding window (Mistral)"
         return None

@@ -184,7 +184,10 @@ class Engine:
             self.step_times = self._time_paths(weights, kv_name)
         self.kernel = "torch" if self.cdec is None else "auto" if self.step_times else "c"
         self.graphs: DecodeGraphs | None = None  # on a GPU: decode steps replayed from CUDA graphs
-        if cuda_graphs and self.device.type == "cuda":
+        if cuda_graphs and self.device.type == "cuda" and cfg.n_experts:
+            log.warning("CUDA graphs: not used for this model, its Mixture-of-Experts routes each token with "
+                        "shapes known only when the step runs; decode steps run op by op")
+        elif cuda_graphs and self.device.type == "cuda":
             t = time.perf_counter()
             try:
                 with self._attention(), torch.inference_mode():

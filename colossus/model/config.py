@@ -30,6 +30,10 @@ class ModelConfig:
     """'relu2' (squared ReLU) or 'swiglu' (gated)."""
     mlp_ratio: float = 4.0
     """Hidden width of the MLP over d_model (swiglu uses 2/3 of it per branch), unless mlp_width is set."""
+    n_experts: int = 0
+    """A Mixture-of-Experts MLP of n_experts SwiGLU experts, each token routed to experts_per_token of them
+    (Mixtral); 0: one dense MLP."""
+    experts_per_token: int = 2
     mlp_width: int = 0
     """The MLP's hidden width (per branch for swiglu), as imported models give it; 0: from mlp_ratio."""
     head_size: int = 0
@@ -61,6 +65,9 @@ class ModelConfig:
             raise ColossusError(f"sliding_window must be >= 0, not {self.sliding_window}")
         if self.mlp not in ("relu2", "swiglu"):
             raise ColossusError(f"mlp must be 'relu2' or 'swiglu', not {self.mlp!r}")
+        if self.n_experts and (self.mlp != "swiglu" or not 1 <= self.experts_per_token <= self.n_experts):
+            raise ColossusError(f"a Mixture-of-Experts MLP needs mlp 'swiglu' and 1 <= experts_per_token <= "
+                                f"n_experts, not {self.mlp!r} and {self.experts_per_token} of {self.n_experts}")
 
     @property
     def head_dim(self) -> int:

@@ -1,5 +1,5 @@
-"""Decoder-only GPT: RoPE, RMSNorm, grouped-query attention (SDPA), QK-norm, ReLU^2 or SwiGLU MLP,
-untied embeddings. A KV cache (colossus.model.kv_cache) makes generation one token per step.
+"""Decoder-only GPT: RoPE, RMSNorm, grouped-query attention (SDPA), QK-norm, ReLU^2 or SwiGLU MLP (or a
+Mixture of SwiGLU experts), untied embeddings. A KV cache (colossus.model.kv_cache) makes generation one token per step.
 
 `GPT.forward` serves training and prefill. `GPT.decode_step` is the same network for one new token per
 row (the serving engine's decode step), written for few rows, where the cost is the number of ops and
@@ -135,22 +135,52 @@ class MLP(nn.Module):
         return F.relu(h).square_()
 
 
+class MoE(nn.Module):
+    """Mixture-of-Experts MLP (Mixtral): a router scores n_experts SwiGLU experts for each token, and the token
+    goes through its experts_per_token best, their outputs weighed by the router's softmax over them (the
+    top-k probabilities renormalised to sum to 1). Each expert's up holds its gate, then its up (as MLP's)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        n, hidden, d = cfg.n_experts, cfg.mlp_hidden, cfg.d_model
+        self.k = cfg.experts_per_token
+        self.router = nn.Linear(d, n, bias=False)
+        self.up = nn.Parameter(torch.empty(n, 2 * hidden, d))
+        self.down = nn.Parameter(torch.empty(n, d, hidden))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        x = x.reshape(-1, shape[-1])
+        probs = F.softmax(self.router(x).float(), dim=-1)
+        weight, expert = probs.topk(self.k, dim=-1)  # (N, k)
+        weight = weight / weight.sum(-1, keepdim=True)
+        out = torch.zeros_like(x)
+        for e in expert.unique().tolist():  # each expert once, over the tokens routed to it
+            rows, slot = (expert == e).nonzero(as_tuple=True)
+            gate, h = F.linear(x[rows], self.up[e]).chunk(2, dim=-1)
+            y = F.linear(F.silu(gate) * h, self.down[e]) * weight[rows, slot, None]
+            out.index_add_(0, rows, y.to(out.dtype))
+        return out.view(shape)
+
+
 class Block(nn.Module):
     def __init__(self, cfg: ModelConfig, layer: int):
         super().__init__()
         self.attn_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.attn = Attention(cfg, layer)
         self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
-        self.mlp = MLP(cfg)
+        self.mlp = MoE(cfg) if cfg.n_experts else MLP(cfg)
 
     def forward(self, x, cos, sin, cache=None):
         x = x + self.attn(self.attn_norm(x), cos, sin, cache)
         return x + self.mlp(self.mlp_norm(x))
 
     def step(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache, w: _LayerWeights) -> torch.Tensor:
-        """forward for one token per row, x (B, C); the norms' weights are folded into w."""
+        """forward for one token per row, x (B, C); the norms' weights are folded into w (a dense MLP's)."""
         eps = self.attn_norm.eps
         x = torch.addmm(x, self.attn.step(x, _inv_rms(x, eps), cos, sin, cache, w), w.proj)
+        if w.up is None:  # experts: routed as in forward
+            return x + self.mlp(self.mlp_norm(x))
         return torch.addmm(x, self.mlp.act((x @ w.up).mul_(_inv_rms(x, eps))), w.down)
 
 
@@ -171,8 +201,10 @@ class _LayerWeights:
         self.qkv = (torch.cat((a.q.weight, a.kv.weight)) * (blk.attn_norm.weight * c)).t().contiguous()
         self.qkv_bias = torch.cat((a.q.bias, a.kv.bias)) if a.cfg.qkv_bias else None
         self.proj = a.proj.weight.t().contiguous()
-        self.up = (blk.mlp.up.weight * (blk.mlp_norm.weight * c)).t().contiguous()
-        self.down = blk.mlp.down.weight.t().contiguous()
+        self.up = self.down = None  # experts are routed per token: Block.step runs the MoE module
+        if isinstance(blk.mlp, MLP):
+            self.up = (blk.mlp.up.weight * (blk.mlp_norm.weight * c)).t().contiguous()
+            self.down = blk.mlp.down.weight.t().contiguous()
         hd = a.cfg.head_dim
         self.qk_norm = None  # (H + Hkv, hd): the query heads' weight, then the key heads'
         if a.cfg.qk_norm:
@@ -224,14 +256,15 @@ class GPT(nn.Module):
         nn.init.normal_(self.lm_head.weight, std=0.001)
         bound = math.sqrt(3.0) / math.sqrt(d)  # uniform with std 1/sqrt(fan_in)
         for blk in self.blocks:
-            for lin in (blk.attn.q, blk.attn.kv, blk.mlp.up):
-                nn.init.uniform_(lin.weight, -bound, bound)
+            ups = (blk.mlp.router.weight, blk.mlp.up) if self.cfg.n_experts else (blk.mlp.up.weight,)
+            for w in (blk.attn.q.weight, blk.attn.kv.weight, *ups):
+                nn.init.uniform_(w, -bound, bound)
             for lin in (blk.attn.q, blk.attn.kv):
                 if lin.bias is not None:
                     nn.init.zeros_(lin.bias)
             # residual branches start as identity: zero the projections back into the stream
             nn.init.zeros_(blk.attn.proj.weight)
-            nn.init.zeros_(blk.mlp.down.weight)
+            nn.init.zeros_(blk.mlp.down if self.cfg.n_experts else blk.mlp.down.weight)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
                 loss_mask: torch.Tensor | None = None, cache=None,
@@ -295,7 +328,9 @@ class GPT(nn.Module):
         """The weights that multiply activations (not the embedding table, not the norms' gains)."""
         out = [self.lm_head.weight]
         for blk in self.blocks:
-            out += [blk.attn.q.weight, blk.attn.kv.weight, blk.attn.proj.weight, blk.mlp.up.weight, blk.mlp.down.weight]
+            out += [blk.attn.q.weight, blk.attn.kv.weight, blk.attn.proj.weight]
+            out += ([blk.mlp.router.weight, blk.mlp.up, blk.mlp.down] if self.cfg.n_experts else
+                    [blk.mlp.up.weight, blk.mlp.down.weight])
         return out
 
     @torch.no_grad()
@@ -313,4 +348,5 @@ class GPT(nn.Module):
         """Training FLOPs per token: 6 x (matmul params) + attention scores and values over seq_len."""
         c = self.cfg
         attn = 12 * c.n_layer * c.n_head * c.head_dim * c.seq_len / 2  # causal: half the square
-        return 6 * self.num_params(embedding=False) + attn
+        idle = c.n_layer * (c.n_experts - c.experts_per_token) * 3 * c.d_model * c.mlp_hidden if c.n_experts else 0
+        return 6 * (self.num_params(embedding=False) - idle) + attn  # a token runs experts_per_token experts

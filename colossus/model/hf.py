@@ -3,16 +3,18 @@ model.safetensors.index.json) becomes our GPT, for the decoder-only families who
 
     model = load_hf("path/to/Qwen3-0.6B")            # or colossus.model.load_model, which also takes ours
 
-Families: llama, mistral (with its sliding window), qwen2 (biases on q, k, v) and qwen3 (per-head QK-norm,
-head_dim set apart), with RoPE plain or scaled (linear, dynamic, llama3, yarn: colossus.model.rope). Weights
-keep the checkpoint's dtype (float32, bfloat16 or float16) unless one is asked for. Every field of config.json
-is either mapped onto ModelConfig, checked to hold the value our blocks compute, or known to change nothing at
-inference (ids, provenance, training-only knobs); anything else is refused with one line that names it, so that
-no supported field is dropped silently.
+Families: llama, mistral (with its sliding window), mixtral (Mixture-of-Experts), qwen2 (biases on q, k, v) and
+qwen3 (per-head QK-norm, head_dim set apart), with RoPE plain or scaled (linear, dynamic, llama3, yarn:
+colossus.model.rope). Weights keep the checkpoint's dtype (float32, bfloat16 or float16) unless one is asked for.
+Every field of config.json is either mapped onto ModelConfig, checked to hold the value our blocks compute, or
+known to change nothing at inference (ids, provenance, training-only knobs); anything else is refused with one
+line that names it, so that no supported field is dropped silently.
 
 Names: q_proj -> attn.q; k_proj and v_proj -> attn.kv (keys, then values); o_proj -> attn.proj; gate_proj
-and up_proj -> mlp.up (gate, then up: MLP.forward chunks it so); down_proj -> mlp.down. RoPE: transformers
-rotates the two halves of each head (rotate_half), as apply_rope does, so q and k are copied as they are."""
+and up_proj -> mlp.up (gate, then up: MLP.forward chunks it so); down_proj -> mlp.down; Mixtral's
+block_sparse_moe.gate -> mlp.router, experts.{e}.w1 and w3 -> mlp.up[e] (gate, then up), w2 -> mlp.down[e].
+RoPE: transformers rotates the two halves of each head (rotate_half), as apply_rope does, so q and k are copied
+as they are."""
 
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from colossus.model.gpt import GPT
 from colossus.model.io import fused_state, model_from_state
 from colossus.model.rope import check_scaling
 
-FAMILIES = ("llama", "mistral", "qwen2", "qwen3")
+FAMILIES = ("llama", "mistral", "mixtral", "qwen2", "qwen3")
 IGNORED = {
     # ids, provenance and bookkeeping: no effect on the logits
     "architectures", "model_type", "transformers_version", "torch_dtype", "dtype", "bos_token_id",
@@ -40,19 +42,22 @@ IGNORED = {
     "finetuning_task", "_attn_implementation_autoset", "keys_to_ignore_at_inference",
     "base_model_tp_plan", "base_model_pp_plan", "sep_token_id",
     "decoder_start_token_id", "attention_dropout", "is_llama_config", "transformers.js_config",
+    "output_router_logits", "router_aux_loss_coef", "router_jitter_noise",  # training the router only
 }
 # fields whose value must be this one (or absent) for our blocks to compute what transformers does
 REQUIRED = {"hidden_act": "silu", "pretraining_tp": 1, "mlp_bias": False, "rope_interleaved": False}
 MAPPED = {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
           "num_key_value_heads", "max_position_embeddings", "rms_norm_eps", "rope_theta", "tie_word_embeddings",
           "head_dim", "attention_bias", "rope_parameters", "rope_scaling", "sliding_window", "use_sliding_window",
-          "layer_types", "max_window_layers"}
+          "layer_types", "max_window_layers", "num_local_experts", "num_experts_per_tok"}
 NAMES = {"embed": "model.embed_tokens.weight", "norm": "model.norm.weight", "head": "lm_head.weight",
          **{part: f"model.layers.{{i}}.{name}.weight" for part, name in (
              ("attn_norm", "input_layernorm"), ("mlp_norm", "post_attention_layernorm"), ("q", "self_attn.q_proj"),
              ("k", "self_attn.k_proj"), ("v", "self_attn.v_proj"), ("o", "self_attn.o_proj"),
              ("q_norm", "self_attn.q_norm"), ("k_norm", "self_attn.k_norm"), ("gate", "mlp.gate_proj"),
-             ("up", "mlp.up_proj"), ("down", "mlp.down_proj"))}}
+             ("up", "mlp.up_proj"), ("down", "mlp.down_proj"), ("router", "block_sparse_moe.gate"),
+             ("expert_gate", "block_sparse_moe.experts.{e}.w1"), ("expert_up", "block_sparse_moe.experts.{e}.w3"),
+             ("expert_down", "block_sparse_moe.experts.{e}.w2"))}}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -99,7 +104,7 @@ def window_of(hf: dict, family: str) -> int:
     and Qwen3 write one they use only with use_sliding_window, from layer max_window_layers on (transformers 5
     spells this out as layer_types). One window for all layers or none: a mix is refused."""
     window = hf.get("sliding_window") or 0
-    if family == "llama" and window:
+    if family == "llama" and window:  # (mixtral shares mistral's)
         raise ColossusError("config.json: sliding_window is not a llama field (mistral's)")
     if family in ("qwen2", "qwen3"):
         n = hf["num_hidden_layers"]
@@ -148,7 +153,9 @@ def config_from_hf(hf: dict) -> ModelConfig:
         head_size=head_dim if head_dim != d // n_head or d % n_head else 0,
         rope_theta=theta, rope_scaling=scaling, sliding_window=window_of(hf, family), qk_norm=family == "qwen3",
         norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
-        qkv_bias=bias, tie_embeddings=bool(hf.get("tie_word_embeddings", False)))
+        qkv_bias=bias, tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
+        n_experts=hf.get("num_local_experts", 0) if family == "mixtral" else 0,
+        experts_per_token=hf.get("num_experts_per_tok", 2))
 
 
 def read_safetensors(folder: Path) -> dict[str, torch.Tensor]:

@@ -69,14 +69,15 @@ def fused_state(cfg: ModelConfig, take: Callable[[str], torch.Tensor], names: Ma
                 fix_qk: Callable[[torch.Tensor, int], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """Our state dict from an imported checkpoint: `take(name)` gives its tensor of that name, `names` the names
     of "embed", "norm", "head" and, with {i} for the layer, "attn_norm", "mlp_norm", "q", "k", "v", "o",
-    "q_norm", "k_norm", "gate", "up", "down" (weights; a bias is its weight's name ending in bias). k and v fuse
-    into attn.kv, gate and up into mlp.up (MLP.forward chunks it so); fix_qk(weight, heads), when given, is
+    "q_norm", "k_norm", "gate", "up", "down" (weights; a bias is its weight's name ending in bias), or for experts
+    "router" and, with {e} for the expert, "expert_gate", "expert_up", "expert_down". k and v fuse into attn.kv,
+    gate and up into mlp.up (MLP.forward chunks it so; MoE stacks its experts'); fix_qk(weight, heads), when given, is
     applied to the q and k weights first (llama.cpp's permutation undone)."""
     out = {"embed.weight": take(names["embed"]), "norm.weight": take(names["norm"])}
     if not cfg.tie_embeddings:
         out["lm_head.weight"] = take(names["head"])
     for i in range(cfg.n_layer):
-        n = {part: name.format(i=i) for part, name in names.items()}
+        n = {part: name.replace("{i}", str(i)) for part, name in names.items()}
         q = f"blocks.{i}."
         wq, wk = take(n["q"]), take(n["k"])
         if fix_qk is not None:
@@ -93,8 +94,15 @@ def fused_state(cfg: ModelConfig, take: Callable[[str], torch.Tensor], names: Ma
         if cfg.qk_norm:
             out[q + "attn.q_norm.weight"] = take(n["q_norm"])
             out[q + "attn.k_norm.weight"] = take(n["k_norm"])
-        out[q + "mlp.up.weight"] = torch.cat((take(n["gate"]), take(n["up"])))
-        out[q + "mlp.down.weight"] = take(n["down"])
+        if cfg.n_experts:  # expert e's weights are the names with {e} for it; stacked, one row per expert
+            experts = range(cfg.n_experts)
+            out[q + "mlp.router.weight"] = take(n["router"])
+            out[q + "mlp.up"] = torch.stack([torch.cat((take(n["expert_gate"].format(e=e)),
+                                                        take(n["expert_up"].format(e=e)))) for e in experts])
+            out[q + "mlp.down"] = torch.stack([take(n["expert_down"].format(e=e)) for e in experts])
+        else:
+            out[q + "mlp.up.weight"] = torch.cat((take(n["gate"]), take(n["up"])))
+            out[q + "mlp.down.weight"] = take(n["down"])
     return out
 
 

@@ -17,10 +17,10 @@ def orthogonalise(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
     singular values towards 1 quickly (it does not converge exactly, and need not)."""
     a, b, c = 3.4445, -4.7750, 2.0315
     x = g.bfloat16() if g.is_cuda else g.float()
-    tall = x.size(0) > x.size(1)
+    tall = x.size(-2) > x.size(-1)
     if tall:
         x = x.mT
-    x = x / (x.norm() + 1e-7)
+    x = x / (x.norm(dim=(-2, -1), keepdim=True) + 1e-7)  # each matrix of a stack (experts) on its own
     for _ in range(steps):
         s = x @ x.mT
         x = a * x + (b * s + c * s @ s) @ x
@@ -28,7 +28,7 @@ def orthogonalise(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
 
 
 class Muon(torch.optim.Optimizer):
-    """Momentum SGD whose update is orthogonalised: for 2-D weight matrices only."""
+    """Momentum SGD whose update is orthogonalised: for weight matrices (or stacks of them: experts)."""
 
     def __init__(self, params, lr: float = 0.02, momentum: float = 0.95, weight_decay: float = 0.0,
                  ns_steps: int = 5):
@@ -47,7 +47,7 @@ class Muon(torch.optim.Optimizer):
                 buf.lerp_(p.grad, 1 - group["momentum"])
                 g = p.grad.lerp(buf, group["momentum"])  # Nesterov
                 update = orthogonalise(g, group["ns_steps"])
-                scale = max(1.0, p.size(0) / p.size(1)) ** 0.5
+                scale = max(1.0, p.size(-2) / p.size(-1)) ** 0.5
                 if group["weight_decay"]:
                     p.mul_(1 - group["lr"] * group["weight_decay"])
                 p.add_(update, alpha=-group["lr"] * scale)
@@ -55,7 +55,7 @@ class Muon(torch.optim.Optimizer):
 
 def build_optimizers(model: GPT, lr: float, embed_lr: float, head_lr: float, weight_decay: float,
                      muon: bool = False, muon_lr: float = 0.02, betas=(0.9, 0.95)) -> list[torch.optim.Optimizer]:
-    matrices = [p for n, p in model.blocks.named_parameters() if p.dim() == 2]
+    matrices = [p for n, p in model.blocks.named_parameters() if p.dim() >= 2]
     vectors = [p for n, p in model.blocks.named_parameters() if p.dim() < 2] + list(model.norm.parameters())
     groups = [
         {"params": [model.embed.weight], "lr": embed_lr, "weight_decay": 0.0},

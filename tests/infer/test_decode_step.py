@@ -14,6 +14,11 @@ SHAPES = {
     "gqa-relu2-qknorm": dict(n_kv_head=2, mlp="relu2", qk_norm=True),
     "mha-swiglu-qknorm": dict(n_kv_head=4, mlp="swiglu", qk_norm=True),
     "mqa-swiglu-plain": dict(n_kv_head=1, mlp="swiglu", qk_norm=False),
+    # what imported families add
+    "moe-swiglu": dict(n_kv_head=2, mlp="swiglu", qk_norm=False, n_experts=4, experts_per_token=2),
+    "window-qkvbias": dict(n_kv_head=2, mlp="swiglu", qk_norm=False, sliding_window=6, qkv_bias=True),
+    "yarn-tied-headsize": dict(n_kv_head=2, mlp="swiglu", head_size=24, tie_embeddings=True, rope_scaling=dict(
+        rope_type="yarn", factor=4.0, original_max_position_embeddings=16)),
 }
 
 

@@ -27,6 +27,8 @@ FAMILIES = {
     "mistral": (transformers.MistralConfig, transformers.MistralForCausalLM, dict(sliding_window=None, rope_theta=1e6)),
     "qwen2": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM, dict(tie_word_embeddings=False)),
     "qwen3": (transformers.Qwen3Config, transformers.Qwen3ForCausalLM, dict(head_dim=24)),
+    "mixtral": (transformers.MixtralConfig, transformers.MixtralForCausalLM, dict(
+        num_local_experts=4, num_experts_per_tok=2, sliding_window=None)),
     "mistral-window": (transformers.MistralConfig, transformers.MistralForCausalLM, dict(sliding_window=8)),
     "qwen2-window": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM, dict(
         use_sliding_window=True, sliding_window=6, max_window_layers=0)),

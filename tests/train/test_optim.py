@@ -29,9 +29,16 @@ def test_muon_lowers_a_loss():
     assert loss.item() < 0.2 * first
 
 
-@pytest.mark.parametrize("muon", [False, True])
-def test_every_parameter_is_optimised_once(muon):
-    m = GPT(ModelConfig(vocab_size=64, seq_len=16, n_layer=2, d_model=32, n_head=2, n_kv_head=2))
+def test_orthogonalise_takes_a_stack_of_matrices_one_by_one():
+    torch.manual_seed(0)
+    g = torch.randn(3, 16, 48)
+    torch.testing.assert_close(orthogonalise(g), torch.stack([orthogonalise(x) for x in g]), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("muon, experts", [(False, 0), (True, 0), (False, 4), (True, 4)])
+def test_every_parameter_is_optimised_once(muon, experts):
+    m = GPT(ModelConfig(vocab_size=64, seq_len=16, n_layer=2, d_model=32, n_head=2, n_kv_head=2, mlp="swiglu",
+                        n_experts=experts))
     opts = build_optimizers(m, 1e-3, 1e-2, 1e-3, 0.0, muon=muon)
     seen = [id(p) for o in opts for g in o.param_groups for p in g["params"]]
     assert sorted(seen) == sorted(id(p) for p in m.parameters())
