@@ -69,11 +69,11 @@ def cmd_data_tokenizer(a) -> int:
 def cmd_data_shards(a) -> int:
     from colossus.data.corpus import read_chats, read_corpus
     from colossus.data.prepare import packed_shards, pretrain_shards
-    from colossus.data.tokenizer import Tokenizer
+    from colossus.model import load_tokenizer
 
     if a.corpus is None and a.chats is None:
         raise ColossusError("data shards needs --corpus (documents), --chats (conversations), or both")
-    tok = Tokenizer.load(a.tokenizer)
+    tok = load_tokenizer(a.tokenizer)
     if a.chats is None:
         pretrain_shards(read_corpus(a.corpus, a.text_field), tok, a.out)
         return 0
@@ -86,25 +86,61 @@ def cmd_data_shards(a) -> int:
 
 def train_stage(a, stage: str) -> int:
     from colossus.config import load_config
-    from colossus.data.tokenizer import Tokenizer
+    from colossus.model import is_imported, load_model, load_tokenizer
+    from colossus.model.config import ModelConfig
+    from colossus.model.io import CONFIG, WEIGHTS, resolve_model_dir
     from colossus.speedrun import model_config
     from colossus.train.trainer import train
 
     cfg = load_config(a.preset, a.config, a.overrides)
-    tok = Tokenizer.load(a.tokenizer)
-    mcfg, init = model_config(cfg, tok), None
-    if a.init is not None:  # the model keeps its own shape: the preset's [model] table is for a fresh one
-        from colossus.model.config import ModelConfig
-        from colossus.model.io import CONFIG, WEIGHTS, resolve_model_dir
-
+    imported = a.init is not None and is_imported(a.init)
+    if imported and a.tokenizer is not None:
+        raise ColossusError("--tokenizer: a GGUF file or Hugging Face folder brings its own tokenizer and chat "
+                            "template; leave --tokenizer out (and pack the shards with --tokenizer MODEL)")
+    if not imported and a.tokenizer is None:
+        raise ColossusError("--tokenizer is needed (the tokenizer.json the shards were packed with)")
+    tok = load_tokenizer(a.init if imported else a.tokenizer)
+    if a.init is None:
+        mcfg, init = model_config(cfg, tok), None
+    elif imported:  # dequantized to float32, the dtype training keeps its weights in
+        model = load_model(a.init, dtype="float32")
+        mcfg, init = model.cfg, model.state_dict()
+    else:  # the model keeps its own shape: the preset's [model] table is for a fresh one
         init_dir = resolve_model_dir(a.init)
         init, mcfg = init_dir / WEIGHTS, ModelConfig.load(init_dir / CONFIG)
-        if tok.vocab_size > mcfg.vocab_size:
-            raise ColossusError(f"--tokenizer has {tok.vocab_size} tokens, more than the --init model's "
-                                f"{mcfg.vocab_size}: use the tokenizer the model was trained with")
+    if tok.vocab_size > mcfg.vocab_size:
+        raise ColossusError(f"--tokenizer has {tok.vocab_size} tokens, more than the --init model's "
+                            f"{mcfg.vocab_size}: use the tokenizer the model was trained with")
     train(a.out, mcfg, getattr(cfg, stage), a.data, label=stage, init_from=init,
           resume=a.resume, val_data=a.val_data)
+    model_dir = final_model(a.out, tok, None if imported else a.tokenizer)
+    print(f"{stage}: model written to {model_dir} (colossus chat --model {a.out})")
     return 0
+
+
+def final_model(stage_dir: Path, tok, tokenizer_path: Path | None) -> Path:
+    """STAGE/model: the newest checkpoint's weights and config with the tokenizer (ours, or an imported model's
+    with its chat template), a model directory that chat, serve and eval take."""
+    import shutil
+
+    from colossus.model.io import CONFIG, TOKENIZER, WEIGHTS
+    from colossus.train.checkpoint import latest_checkpoint
+
+    ckpt = latest_checkpoint(stage_dir)
+    out = stage_dir / "model"
+    tmp = stage_dir / "model.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    for name in (CONFIG, WEIGHTS):
+        shutil.copyfile(ckpt / name, tmp / name)
+    if tokenizer_path is None:
+        tok.save(tmp)
+    else:
+        shutil.copyfile(tokenizer_path if Path(tokenizer_path).is_file() else Path(tokenizer_path) / TOKENIZER,
+                        tmp / TOKENIZER)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
 
 
 def cmd_eval(a) -> int:
@@ -236,7 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--corpus", type=Path, help=".txt / .jsonl / .parquet file or directory of documents")
     sh.add_argument("--chats", type=Path, help="a .jsonl of conversations ({\"messages\": [...]} per line): packed "
                     "rows for `colossus sft`, the loss on the assistant's tokens (--corpus documents mixed in)")
-    sh.add_argument("--tokenizer", type=Path, required=True)
+    sh.add_argument("--tokenizer", type=Path, required=True,
+                    help="our tokenizer.json, or a GGUF file or Hugging Face folder whose tokenizer and chat template "
+                         "render the conversations")
     sh.add_argument("--out", type=Path, required=True)
     sh.add_argument("--text-field", default="text")
     sh.add_argument("--seq-len", type=int, default=128, help="with --chats: the model's context (rows are one longer)")
@@ -248,9 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
         tr = sub.add_parser(stage, help=helptext)
         add_config_args(tr)
         tr.add_argument("--data", type=Path, required=True, help="token shard directory")
-        tr.add_argument("--tokenizer", type=Path, required=True)
+        tr.add_argument("--tokenizer", type=Path,
+                        help="the shards' tokenizer.json (not with an --init GGUF file or Hugging Face folder)")
         tr.add_argument("--out", type=Path, required=True, help="stage directory (checkpoints, metrics)")
-        tr.add_argument("--init", type=Path, help="model directory or checkpoint to start from")
+        tr.add_argument("--init", type=Path, help="model directory, checkpoint, GGUF file or Hugging Face folder to "
+                        "start from")
         tr.add_argument("--val-data", type=Path, help="shards for a held-out loss")
         tr.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
         tr.set_defaults(func=lambda a, s=("pretrain" if stage == "train" else "sft"): train_stage(a, s))

@@ -36,7 +36,11 @@ def check_messages(messages: list[dict]) -> None:
 def render(tok: Tokenizer, messages: list[dict]) -> tuple[list[int], list[int]]:
     """ids of a whole conversation, and loss weights: 0 on what the model reads, 1 on tokens it must
     learn to write (the content of assistant and tool_call messages and the <|end|> that closes them),
-    EMPHASIS on an emphasised token."""
+    EMPHASIS on an emphasised token. (An imported model's tokenizer renders its own template and weighs its
+    assistant messages: colossus.data.template_tokenizer.)"""
+    own = getattr(tok, "render", None)
+    if own is not None:
+        return own(messages)
     check_messages(messages)
     ids, weights = [tok.bos], [0]
     for m in messages:

@@ -39,7 +39,7 @@ class TemplateTokenizer:
         from jinja2.exceptions import TemplateSyntaxError
         from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-        self.hf = hf
+        self.hf, self.template_text = hf, template
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
         env.globals["raise_exception"] = _raise
         try:
@@ -94,14 +94,52 @@ class TemplateTokenizer:
 
     def render_prompt(self, messages: list[dict]) -> list[int]:
         """The ids of the conversation, opened for the assistant's reply, through the model's own template."""
+        self._check(messages)
+        return self.hf.encode(self._text(messages, True), add_special_tokens=False).ids
+
+    def render(self, messages: list[dict]) -> tuple[list[int], list[int]]:
+        """ids of a whole conversation through the model's template, and loss weights: 1 on the tokens of each
+        assistant message (what the template writes for it, its end-of-turn included), 0 on the rest. A message's
+        tokens are what rendering the conversation up to it adds to the prompt that asks for it, so the template
+        must render each conversation as a prefix of the next (a ColossusError where it does not)."""
+        self._check(messages)
+        full = self._text(messages, False)
+        spans = []
+        for i, m in enumerate(messages):
+            if m["role"] != "assistant":
+                continue
+            asked, answered = self._text(messages[:i], True), self._text(messages[:i + 1], False)
+            if not (answered.startswith(asked) and full.startswith(answered)):
+                raise ColossusError(f"the model's chat template does not render message {i + 1} after the prompt "
+                                    "that asks for it, so its tokens cannot be told apart for fine-tuning")
+            spans.append((len(asked), len(answered)))
+        enc = self.hf.encode(full, add_special_tokens=False)
+        weights = [int(any(a <= start < b for a, b in spans)) for start, _ in enc.offsets]
+        return enc.ids, weights
+
+    def save(self, folder: str | Path) -> None:
+        """tokenizer.json, tokenizer_config.json (the chat template, bos and eos) and generation_config.json (the
+        stop ids): what from_hf_folder reads back, and what transformers reads."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.hf.save(str(folder / "tokenizer.json"))
+        token = self.hf.id_to_token
+        config = {"tokenizer_class": "PreTrainedTokenizerFast", "chat_template": self.template_text,
+                  "bos_token": token(self.bos), "eos_token": token(self.end), "pad_token": token(self.pad)}
+        (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
+        gen = {"bos_token_id": self.bos, "eos_token_id": sorted(self.stop_ids), "pad_token_id": self.pad}
+        (folder / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
+
+    def _check(self, messages: list[dict]) -> None:
         for m in messages:
             if m.get("role") not in ROLES or not isinstance(m.get("content"), str):
                 raise ColossusError(f"bad message {m!r}: this model's template takes roles {', '.join(ROLES)} "
                                     f"with string content")
+
+    def _text(self, messages: list[dict], add_generation_prompt: bool) -> str:
         token = self.hf.id_to_token
-        text = self.template.render(messages=messages, add_generation_prompt=True,
+        return self.template.render(messages=messages, add_generation_prompt=add_generation_prompt,
                                     bos_token=token(self.bos) or "", eos_token=token(self.end) or "")
-        return self.hf.encode(text, add_special_tokens=False).ids
 
     def encode(self, text: str) -> list[int]:
         return self.hf.encode(text, add_special_tokens=False).ids

@@ -46,20 +46,39 @@ def resolve_model(path: str | Path) -> tuple[Path, list[Path]]:
     return d, [d / io.CONFIG, d / io.WEIGHTS]
 
 
-def load_chat_model(path: str | Path, device: str | torch.device = "cpu", dtype: str | None = None):
-    """(model, tokenizer) of what load_model takes: ours with our Tokenizer and template; a Hugging Face folder or
-    a GGUF file with its own tokenizer and chat template (colossus.data.template_tokenizer), which
-    chat_template.render_prompt uses for it. The rest of the code sees one tokenizer interface."""
+def load_tokenizer(path: str | Path):
+    """The tokenizer (with its chat template) of what load_model takes, or a tokenizer.json of ours: a GGUF file's
+    or a Hugging Face folder's own (colossus.data.template_tokenizer); in our model directory, ours, or the
+    imported one a model fine-tuned from an import keeps beside it (tokenizer_config.json)."""
     from colossus.data.template_tokenizer import TemplateTokenizer
     from colossus.data.tokenizer import Tokenizer
     from colossus.model import hf, io
 
-    if str(path).endswith(".gguf"):
-        return load_model(path, device, dtype), TemplateTokenizer.from_gguf(path)
-    if hf.is_hf_folder(path):
-        return load_model(path, device, dtype), TemplateTokenizer.from_hf_folder(path)
-    d = io.resolve_model_dir(path)
-    return io.load_model(d, device), Tokenizer.load(d / io.TOKENIZER)
+    p = Path(path)
+    if p.suffix == ".gguf":
+        return TemplateTokenizer.from_gguf(p)
+    if p.is_file():
+        return Tokenizer.load(p)
+    if hf.is_hf_folder(p):
+        return TemplateTokenizer.from_hf_folder(p)
+    d = p if (p / io.TOKENIZER).exists() else io.resolve_model_dir(p)
+    if (d / "tokenizer_config.json").exists():
+        return TemplateTokenizer.from_hf_folder(d)
+    return Tokenizer.load(d / io.TOKENIZER)
 
 
-__all__ = ["GPT", "load_chat_model", "load_model", "resolve_model"]
+def load_chat_model(path: str | Path, device: str | torch.device = "cpu", dtype: str | None = None):
+    """(model, tokenizer) of what load_model takes: ours with our Tokenizer and template; a Hugging Face folder or
+    a GGUF file with its own tokenizer and chat template (colossus.data.template_tokenizer), which
+    chat_template.render_prompt uses for it. The rest of the code sees one tokenizer interface."""
+    return load_model(path, device, dtype), load_tokenizer(path)
+
+
+def is_imported(path: str | Path) -> bool:
+    """A GGUF file or a Hugging Face folder (not one of our model directories)."""
+    from colossus.model import hf
+
+    return Path(path).suffix == ".gguf" or hf.is_hf_folder(path)
+
+
+__all__ = ["GPT", "is_imported", "load_chat_model", "load_model", "load_tokenizer", "resolve_model"]

@@ -72,7 +72,7 @@ def evaluate_loss(model: GPT, loader: TokenLoader, device, batches: int) -> floa
 
 
 def train(stage_dir: str | Path, model_cfg: ModelConfig, cfg: TrainConfig, data: str | Path, *,
-          label: str = "train", init_from: str | Path | None = None, resume: bool = False,
+          label: str = "train", init_from: str | Path | dict[str, torch.Tensor] | None = None, resume: bool = False,
           val_data: str | Path | None = None) -> dict:
     """Train into stage_dir; return a summary (steps, seconds, tokens/s, final loss)."""
     stage_dir = Path(stage_dir)
@@ -84,11 +84,16 @@ def train(stage_dir: str | Path, model_cfg: ModelConfig, cfg: TrainConfig, data:
         raise ColossusError(f"shards use a vocabulary of {shards.meta['vocab_size']}, larger than the "
                             f"model's {model_cfg.vocab_size}")
     model = GPT(model_cfg).to(device.torch)
-    if init_from is not None:
+    if isinstance(init_from, dict):  # an imported model's weights (colossus.model.load_model)
+        model.load_state_dict(init_from)
+    elif init_from is not None:
         load_weights(Path(init_from), model)
     opts = build_optimizers(model, cfg.lr, cfg.embed_lr, cfg.head_lr, cfg.weight_decay, cfg.muon, cfg.muon_lr)
-    loader = TokenLoader(shards, cfg.batch_size, model_cfg.seq_len, seed=cfg.seed)
-    val_loader = TokenLoader(Shards(val_data), cfg.batch_size, model_cfg.seq_len, seed=0) if val_data else None
+    seq_len = model_cfg.seq_len
+    if shards.row_len and shards.row_len - 1 < seq_len:  # packed rows shorter than the context (an imported model
+        seq_len = shards.row_len - 1                    # of 8k positions fine-tuned on short chats): their length
+    loader = TokenLoader(shards, cfg.batch_size, seq_len, seed=cfg.seed)
+    val_loader = TokenLoader(Shards(val_data), cfg.batch_size, seq_len, seed=0) if val_data else None
 
     total = cfg.steps or max(1, round(cfg.epochs * loader.windows_per_epoch / (cfg.batch_size * cfg.grad_accum)))
     start, prior_seconds = 0, 0.0
@@ -102,7 +107,7 @@ def train(stage_dir: str | Path, model_cfg: ModelConfig, cfg: TrainConfig, data:
             else {"steps": start, "train_seconds": prior_seconds}
     log = MetricsLog(stage_dir / "metrics.jsonl", resume_step=start if ckpt is not None else None)
 
-    tokens_per_step = cfg.batch_size * cfg.grad_accum * model_cfg.seq_len
+    tokens_per_step = cfg.batch_size * cfg.grad_accum * seq_len
     flops_per_token = model.flops_per_token()
     peak, peak_src = device.peak_flops()
     progress = Progress(label, total)
