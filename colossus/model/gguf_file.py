@@ -3,7 +3,8 @@ dequantized on load into our GPT, read with the `gguf` package.
 
     model = load_gguf("SmolLM2-135M-Instruct.Q4_1.gguf")       # or colossus.model.load_model
 
-Architectures: llama (Llama, SmolLM2, Mistral's dense models), qwen2 and qwen3. Tensor types: F32, F16, BF16,
+Architectures: llama (Llama with its rope_freqs, SmolLM2, Mistral, Mixtral's experts stacked as llama.cpp
+stores them), qwen2 and qwen3. Tensor types: F32, F16, BF16,
 Q8_0, Q4_0, Q4_1, Q4_K, Q5_K and Q6_K (the `gguf` package's own dequantizers), into float32. llama.cpp's
 converter stores a llama model's q and k rows permuted for its interleaved RoPE (each head's two halves
 interleaved, convert_hf_to_gguf's `permute`); `unpermute` puts them back in the halves order our RoPE, like
@@ -33,7 +34,8 @@ NAMES = {"embed": "token_embd.weight", "norm": "output_norm.weight", "head": "ou
          **{part: f"blk.{{i}}.{name}.weight" for part, name in (
              ("attn_norm", "attn_norm"), ("mlp_norm", "ffn_norm"), ("q", "attn_q"), ("k", "attn_k"), ("v", "attn_v"),
              ("o", "attn_output"), ("q_norm", "attn_q_norm"), ("k_norm", "attn_k_norm"), ("gate", "ffn_gate"),
-             ("up", "ffn_up"), ("down", "ffn_down"))}}
+             ("up", "ffn_up"), ("down", "ffn_down"), ("router", "ffn_gate_inp"), ("expert_gate", "ffn_gate_exps"),
+             ("expert_up", "ffn_up_exps"), ("expert_down", "ffn_down_exps"))}}
 TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q5_K", "Q6_K")
 
 
@@ -150,10 +152,14 @@ def config_from_gguf(f: GGUFFile) -> ModelConfig:
     if kind not in ("none", "linear"):  # llama.cpp's yarn is its own formula: not taken for transformers'
         raise ColossusError(f"{f.path}: {arch}.rope.scaling.type {kind!r} is not supported yet (none, linear)")
     scaling = {"rope_type": "linear", "factor": factor} if kind == "linear" and factor != 1.0 else None
-    if "rope_freqs.weight" in f.tensors:  # refused before any tensor is dequantized
-        raise ColossusError(f"{f.path}: rope_freqs.weight (llama3 RoPE scaling) is not supported yet")
-    if f.value(f"{arch}.expert_count", 0):
-        raise ColossusError(f"{f.path}: {arch}.expert_count: Mixture-of-Experts GGUF files are not supported yet")
+    if "rope_freqs.weight" in f.tensors:  # llama3 scaling, as the converter writes it: a factor per frequency
+        if scaling is not None:
+            raise ColossusError(f"{f.path}: both rope_freqs.weight and {arch}.rope.scaling.type 'linear'")
+        scaling = {"rope_type": "factors", "factors": [float(x) for x in f.tensor("rope_freqs.weight").reshape(-1)]}
+    experts = int(f.value(f"{arch}.expert_count", 0))
+    if experts and "blk.0.ffn_gate_exps.weight" not in f.tensors:
+        raise ColossusError(f"{f.path}: experts stored one tensor each (an old layout) are not supported; "
+                            "convert the model again with a current llama.cpp")
     d, n_head = int(key("embedding_length")), int(key("attention.head_count"))
     head_dim = int(key("attention.key_length", d // n_head))
     vocab = int(f.value(f"{arch}.vocab_size", 0)) or len(f.value("tokenizer.ggml.tokens"))
@@ -163,12 +169,13 @@ def config_from_gguf(f: GGUFFile) -> ModelConfig:
         mlp_width=int(key("feed_forward_length")), head_size=head_dim if head_dim != d // n_head else 0,
         rope_theta=float(key("rope.freq_base", 10000.0)), rope_scaling=scaling, qk_norm=arch == "qwen3",
         norm_eps=float(key("attention.layer_norm_rms_epsilon", 1e-6)), qkv_bias=arch == "qwen2",
-        tie_embeddings="output.weight" not in f.tensors)
+        tie_embeddings="output.weight" not in f.tensors, n_experts=experts,
+        experts_per_token=int(key("expert_used_count", 2)))
 
 
 def state_from_gguf(f: GGUFFile, cfg: ModelConfig) -> dict[str, torch.Tensor]:
     """llama.cpp's tensor names -> ours; a tensor left over is an error (it would be dropped silently)."""
-    used: set[str] = set()
+    used = {"rope_freqs.weight"}  # read into the config's RoPE scaling
 
     def take(name: str) -> torch.Tensor:
         used.add(name)

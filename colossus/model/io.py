@@ -70,9 +70,9 @@ def fused_state(cfg: ModelConfig, take: Callable[[str], torch.Tensor], names: Ma
     """Our state dict from an imported checkpoint: `take(name)` gives its tensor of that name, `names` the names
     of "embed", "norm", "head" and, with {i} for the layer, "attn_norm", "mlp_norm", "q", "k", "v", "o",
     "q_norm", "k_norm", "gate", "up", "down" (weights; a bias is its weight's name ending in bias), or for experts
-    "router" and, with {e} for the expert, "expert_gate", "expert_up", "expert_down". k and v fuse into attn.kv,
-    gate and up into mlp.up (MLP.forward chunks it so; MoE stacks its experts'); fix_qk(weight, heads), when given, is
-    applied to the q and k weights first (llama.cpp's permutation undone)."""
+    "router", "expert_gate", "expert_up", "expert_down" (with {e} for the expert, or stacked). k and v fuse into
+    attn.kv, gate and up into mlp.up (MLP.forward chunks it so; MoE stacks its experts'); fix_qk(weight, heads),
+    when given, is applied to the q and k weights first (llama.cpp's permutation undone)."""
     out = {"embed.weight": take(names["embed"]), "norm.weight": take(names["norm"])}
     if not cfg.tie_embeddings:
         out["lm_head.weight"] = take(names["head"])
@@ -94,12 +94,16 @@ def fused_state(cfg: ModelConfig, take: Callable[[str], torch.Tensor], names: Ma
         if cfg.qk_norm:
             out[q + "attn.q_norm.weight"] = take(n["q_norm"])
             out[q + "attn.k_norm.weight"] = take(n["k_norm"])
-        if cfg.n_experts:  # expert e's weights are the names with {e} for it; stacked, one row per expert
+        if cfg.n_experts and "{e}" in n["expert_gate"]:  # one tensor per expert: its names with {e} for it
             experts = range(cfg.n_experts)
             out[q + "mlp.router.weight"] = take(n["router"])
             out[q + "mlp.up"] = torch.stack([torch.cat((take(n["expert_gate"].format(e=e)),
                                                         take(n["expert_up"].format(e=e)))) for e in experts])
             out[q + "mlp.down"] = torch.stack([take(n["expert_down"].format(e=e)) for e in experts])
+        elif cfg.n_experts:  # every expert in one stacked tensor (n_experts, out, in)
+            out[q + "mlp.router.weight"] = take(n["router"])
+            out[q + "mlp.up"] = torch.cat((take(n["expert_gate"]), take(n["expert_up"])), dim=1)
+            out[q + "mlp.down"] = take(n["expert_down"])
         else:
             out[q + "mlp.up.weight"] = torch.cat((take(n["gate"]), take(n["up"])))
             out[q + "mlp.down.weight"] = take(n["down"])

@@ -12,7 +12,9 @@ Scalings (`rope_scaling["rope_type"]`):
 - "dynamic": NTK-aware, the base grows with the sequence once it is longer than
   `original_max_position_embeddings`. It depends on the length: a forward over T tokens uses the base of T
   (each row its own), and a decode step at position p the base of p + 1, which is what transformers computes
-  for one sequence, generated or not (its batched generation takes the batch's longest instead)."""
+  for one sequence, generated or not (its batched generation takes the batch's longest instead);
+- "factors": each frequency divided by its own factor, as llama.cpp's rope_freqs tensor gives them (the
+  converter's rendering of llama3 scaling in a GGUF file)."""
 
 from __future__ import annotations
 
@@ -29,9 +31,10 @@ KEYS = {
     "llama3": {"factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"},
     "yarn": {"factor", "original_max_position_embeddings", "attention_factor", "beta_fast", "beta_slow", "mscale",
              "mscale_all_dim", "truncate"},
+    "factors": {"factors"},
 }
 REQUIRED = {"linear": {"factor"}, "dynamic": {"factor", "original_max_position_embeddings"},
-            "llama3": KEYS["llama3"], "yarn": {"factor", "original_max_position_embeddings"}}
+            "llama3": KEYS["llama3"], "yarn": {"factor", "original_max_position_embeddings"}, "factors": {"factors"}}
 
 
 def check_scaling(scaling: dict | None) -> None:
@@ -66,6 +69,11 @@ def inv_freq(head_dim: int, theta: float, scaling: dict | None) -> tuple[torch.T
     if kind is None or kind == "dynamic":
         return freq, 1.0
     s = scaling
+    if kind == "factors":
+        factors = torch.tensor(s["factors"], dtype=torch.float32)
+        if factors.shape != freq.shape:
+            raise ColossusError(f"rope_scaling: {len(s['factors'])} factors for a head of {head_dim} (one per pair)")
+        return freq / factors, 1.0
     factor = float(s["factor"])
     if kind == "linear":
         return freq / factor, 1.0

@@ -26,6 +26,11 @@ FAMILIES = {
     "qwen3": (transformers.Qwen3Config, transformers.Qwen3ForCausalLM, dict(head_dim=32)),
     "llama-linear": (transformers.LlamaConfig, transformers.LlamaForCausalLM,
                      dict(rope_parameters={"rope_type": "linear", "factor": 4.0, "rope_theta": 10000.0})),
+    "llama-llama3": (transformers.LlamaConfig, transformers.LlamaForCausalLM, dict(rope_parameters={
+        "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 16, "rope_theta": 10000.0})),
+    "mixtral": (transformers.MixtralConfig, transformers.MixtralForCausalLM, dict(num_local_experts=4,
+                                                                                  num_experts_per_tok=2)),
 }
 GGUF_NAMES = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
               "self_attn.o_proj": "attn_output", "self_attn.q_norm": "attn_q_norm",
@@ -39,6 +44,9 @@ def tiny(family: str):
     return tiny_hf(config_cls, model_cls, **SHAPE, **extra)
 
 
+EXPERTS = {"mlp.gate.weight": "ffn_gate_inp.weight", "mlp.experts.down_proj": "ffn_down_exps.weight"}
+
+
 def gguf_name(hf_name: str) -> str:
     if hf_name == "model.embed_tokens.weight":
         return "token_embd.weight"
@@ -47,6 +55,8 @@ def gguf_name(hf_name: str) -> str:
     if hf_name == "lm_head.weight":
         return "output.weight"
     _, _, layer, rest = hf_name.split(".", 3)
+    if rest in EXPERTS:
+        return f"blk.{layer}.{EXPERTS[rest]}"
     module, _, kind = rest.rpartition(".")
     return f"blk.{layer}.{GGUF_NAMES[module]}.{kind}"
 
@@ -54,7 +64,7 @@ def gguf_name(hf_name: str) -> str:
 def write_gguf(hf, family: str, path, qtype: str) -> None:
     """The model as llama.cpp's converter writes it: norms and biases in F32, matrices in qtype; each matrix
     of the transformers model is replaced by its rounded value, so both sides compute the same weights."""
-    arch = family.split("-")[0]
+    arch = {"mixtral": "llama"}.get(family, family.split("-")[0])  # llama.cpp writes Mixtral as llama
     cfg = hf.config
     w = gguf.GGUFWriter(str(path), arch)
     w.add_block_count(cfg.num_hidden_layers)
@@ -69,6 +79,12 @@ def write_gguf(hf, family: str, path, qtype: str) -> None:
         w.add_rope_scaling_factor(cfg.rope_parameters["factor"])
     w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
     w.add_vocab_size(cfg.vocab_size)
+    if cfg.rope_parameters.get("rope_type") == "llama3":  # as the converter writes it: a factor per frequency
+        plain = 1.0 / (cfg.rope_parameters["rope_theta"] ** (torch.arange(0, 16, 2).float() / 16))
+        w.add_tensor("rope_freqs.weight", (plain / hf.model.rotary_emb.inv_freq).numpy().astype(np.float32))
+    if getattr(cfg, "num_local_experts", None):
+        w.add_expert_count(cfg.num_local_experts)
+        w.add_expert_used_count(cfg.num_experts_per_tok)
     if getattr(cfg, "head_dim", None):
         w.add_key_length(cfg.head_dim)
         w.add_value_length(cfg.head_dim)
@@ -81,12 +97,18 @@ def write_gguf(hf, family: str, path, qtype: str) -> None:
             if p.dim() == 1:
                 w.add_tensor(gguf_name(name), x.astype(np.float32))
                 continue
-            if qtype == "F32":
-                stored, raw = x, None
-            elif qtype == "F16":
-                stored, raw = x.astype(np.float16), None
-            else:
-                stored, raw = gguf.quants.quantize(x, kind), kind
+            if name.endswith("experts.gate_up_proj"):  # llama.cpp stacks the experts' gates and ups apart
+                gate, up = np.split(x, 2, axis=1)
+                layer = name.split(".")[2]
+                parts = {f"blk.{layer}.ffn_gate_exps.weight": gate, f"blk.{layer}.ffn_up_exps.weight": up}
+                rounded = []
+                for part, y in parts.items():
+                    stored, raw = quantized(y, qtype, kind)
+                    rounded.append(gguf.quants.dequantize(stored, kind).reshape(y.shape))
+                    w.add_tensor(part, np.asarray(stored), raw_dtype=raw)
+                p.copy_(torch.from_numpy(np.concatenate(rounded, axis=1)))
+                continue
+            stored, raw = quantized(x, qtype, kind)
             p.copy_(torch.from_numpy(gguf.quants.dequantize(stored, kind).reshape(x.shape)))
             t = torch.from_numpy(np.array(stored))
             if arch == "llama" and name.endswith(("q_proj.weight", "k_proj.weight")):
@@ -97,6 +119,15 @@ def write_gguf(hf, family: str, path, qtype: str) -> None:
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
+
+
+def quantized(x: np.ndarray, qtype: str, kind):
+    """(what the file stores, its raw_dtype for GGUFWriter: None where numpy's dtype says it)."""
+    if qtype == "F32":
+        return x, None
+    if qtype == "F16":
+        return x.astype(np.float16), None
+    return gguf.quants.quantize(x, kind), kind
 
 
 def test_unpermute_undoes_llama_cpps_permutation():
