@@ -68,7 +68,8 @@ def test_a_hermes_template_renders_as_apply_chat_template(messages, tools):
 @pytest.mark.parametrize("tools", [None, TOOLS])
 @pytest.mark.parametrize("messages", [CONVERSATIONS[0], CONVERSATIONS[1], CONVERSATIONS[3][:2]])
 def test_smollm2s_template_renders_as_apply_chat_template(messages, tools):
-    from colossus.model.gguf_file import GGUFFile, chat_template as template_of
+    from colossus.model.gguf_file import GGUFFile
+    from colossus.model.gguf_file import chat_template as template_of
 
     tok = TemplateTokenizer.from_gguf(GGUF)
     ref = theirs(tok, template_of(GGUFFile(GGUF)))
