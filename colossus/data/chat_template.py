@@ -12,9 +12,17 @@ lossless: parse(render(messages)) == messages.
 For training, an assistant message may also carry "emphasis": the character offset of the token that
 decides the reply (the "." or "," after a recalled fact in a premise reply). That token's loss is
 weighted EMPHASIS times: one token in twenty carries the whole decision, and unweighted it is
-learned far too slowly."""
+learned far too slowly.
+
+A client's tools (OpenAI's tools field) are rendered in what this template can express: a system message
+that lists the functions (TOOLS_PROMPT, then one JSON object a line), and OpenAI's message shapes become
+ours: an assistant message with tool_calls becomes a tool_call message per call, each followed by the tool
+message that answers it (matched by tool_call_id), as the model writes call, result, call, result. Without
+tools and those shapes the prompt is exactly as before."""
 
 from __future__ import annotations
+
+import json
 
 from colossus.data.tokenizer import Tokenizer
 from colossus.errors import ColossusError
@@ -23,6 +31,8 @@ ROLE_TOKENS = {"system": "<|system|>", "user": "<|user|>", "assistant": "<|assis
                "tool_call": "<|tool_call|>", "tool": "<|tool_result|>"}
 TRAINED_ROLES = ("assistant", "tool_call")  # what the model writes, and so what fine-tuning trains on
 EMPHASIS = 8
+TOOLS_PROMPT = ('You can call these functions. To call one, reply with only {"name": ..., "arguments": {...}} as '
+                "a tool call.")
 
 
 def check_messages(messages: list[dict]) -> None:
@@ -64,18 +74,70 @@ def _opening(tok: Tokenizer, role: str) -> list[int]:
     return [tok.special[ROLE_TOKENS[role]]]
 
 
-def render_prompt(tok: Tokenizer, messages: list[dict]) -> list[int]:
+def render_prompt(tok: Tokenizer, messages: list[dict], tools: list[dict] | None = None,
+                  prefill: str = "") -> list[int]:
     """ids that ask the model for the next assistant message (an imported model's tokenizer renders them with the
-    model's own template: colossus.data.template_tokenizer)."""
+    model's own template: colossus.data.template_tokenizer). tools: OpenAI function tools offered to the model;
+    prefill: text the reply starts with (here a leading <|tool_call|> is the token)."""
     own = getattr(tok, "render_prompt", None)
     if own is not None:
-        return own(messages)
+        return own(messages, tools=tools, prefill=prefill) if tools is not None or prefill else own(messages)
+    messages = with_tools(from_openai(messages), tools)
     if messages:
         check_messages(messages)
     ids = [tok.bos]
     for m in messages:
         ids += _opening(tok, m["role"]) + tok.encode(m["content"]) + [tok.end]
-    return ids + [tok.special["<|assistant|>"]]
+    ids.append(tok.special["<|assistant|>"])
+    if prefill.startswith(ROLE_TOKENS["tool_call"]):
+        ids.append(tok.special[ROLE_TOKENS["tool_call"]])
+        prefill = prefill[len(ROLE_TOKENS["tool_call"]):]
+    return ids + (tok.encode(prefill) if prefill else [])
+
+
+def tools_message(tools: list[dict]) -> str:
+    """The system text that offers a client's functions to our model."""
+    lines = [json.dumps({k: t["function"][k] for k in ("name", "description", "parameters") if k in t["function"]},
+                        ensure_ascii=False) for t in tools]
+    return "\n".join([TOOLS_PROMPT, *lines])
+
+
+def with_tools(messages: list[dict], tools: list[dict] | None) -> list[dict]:
+    """The conversation with the tools' listing in its system message (one is added when it has none)."""
+    if not tools:
+        return messages
+    listing = tools_message(tools)
+    if messages and messages[0].get("role") == "system":
+        return [{"role": "system", "content": messages[0]["content"] + "\n\n" + listing}, *messages[1:]]
+    return [{"role": "system", "content": listing}, *messages]
+
+
+def from_openai(messages: list[dict]) -> list[dict]:
+    """OpenAI's shapes in our roles: an assistant message's tool_calls become tool_call messages (its text, if any,
+    an assistant message before them), each followed by the tool message with its id; other messages as they are."""
+    out, i = [], 0
+    while i < len(messages):
+        m = messages[i]
+        i += 1
+        if not isinstance(m, dict) or m.get("role") != "assistant" or not m.get("tool_calls"):
+            out.append({"role": m["role"], "content": m["content"]} if isinstance(m, dict) and "content" in m else m)
+            continue
+        if m.get("content"):
+            out.append({"role": "assistant", "content": m["content"]})
+        results = []
+        while i < len(messages) and isinstance(messages[i], dict) and messages[i].get("role") == "tool":
+            results.append(messages[i])
+            i += 1
+        for call in m["tool_calls"]:
+            f = call.get("function", call)
+            out.append({"role": "tool_call", "content": json.dumps({"name": f.get("name"), "arguments": f.get(
+                "arguments", {})}, ensure_ascii=False)})
+            answer = next((r for r in results if r.get("tool_call_id") == call.get("id")), None)
+            if answer is not None:
+                results.remove(answer)
+                out.append({"role": "tool", "content": answer["content"]})
+        out += [{"role": "tool", "content": r["content"]} for r in results]
+    return out
 
 
 def parse(tok: Tokenizer, ids: list[int]) -> list[dict]:

@@ -3,16 +3,22 @@
     tok = TemplateTokenizer.from_gguf("SmolLM2-135M-Instruct.Q4_1.gguf")
     tok = TemplateTokenizer.from_hf_folder("path/to/Qwen3-0.6B")     # tokenizer.json + tokenizer_config.json
     ids = tok.render_prompt([{"role": "user", "content": "Hi"}])     # the model's template, ready to answer
+    ids = tok.render_prompt(messages, tools=[{"type": "function", "function": {...}}])   # tools offered
 
 The template is the model's Jinja text (tokenizer_config.json's chat_template, or the GGUF's
-tokenizer.chat_template), rendered in Jinja's immutable sandbox as transformers renders it
-(add_generation_prompt, bos_token, eos_token, raise_exception); its special tokens are read as one id each.
+tokenizer.chat_template; of several named ones, "tool_use" when tools are given, else "default"), rendered in
+Jinja's immutable sandbox as transformers' apply_chat_template renders it: its variables (messages, tools,
+documents, add_generation_prompt, bos_token, eos_token), its tojson (no HTML escaping, keys in order), the
+loop controls, raise_exception and strftime_now, and messages without their null fields (an assistant message
+that only calls tools has no content). Assistant messages may carry tool_calls and tool messages a
+tool_call_id, as the template reads them. Its special tokens are read as one id each.
 The stop ids are the end-of-turn tokens: the eos id(s) of generation_config.json / tokenizer_config.json, or
 the GGUF's tokenizer.ggml.eos_token_id (and eot_token_id). The engine, the server and the chats call
 colossus.data.chat_template.render_prompt, which hands such a tokenizer its own template."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,31 +27,62 @@ from tokenizers import Tokenizer as HFTokenizer
 
 from colossus.errors import ColossusError
 
-ROLES = ("system", "user", "assistant")  # what any model's template takes; our tool roles need our template
+ROLES = ("system", "user", "assistant", "tool")  # what a model's template takes (OpenAI's roles)
 
 
 def _raise(message: str):
     raise ColossusError(f"the model's chat template refused the conversation: {message}")
 
 
+def _tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False) -> str:
+    """transformers' tojson: Jinja's own escapes HTML characters and sorts the keys."""
+    return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
+def _environment():
+    """The sandbox as transformers sets it up for chat templates."""
+    from jinja2 import nodes
+    from jinja2.ext import Extension, loopcontrols
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class Generation(Extension):
+        """{% generation %}...{% endgeneration %} marks what the assistant wrote (training masks): rendered as is."""
+
+        tags = {"generation"}
+
+        def parse(self, parser):
+            lineno = next(parser.stream).lineno
+            body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+            return nodes.CallBlock(self.call_method("_body"), [], [], body).set_lineno(lineno)
+
+        def _body(self, caller):
+            return caller()
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[Generation, loopcontrols])
+    env.filters["tojson"] = _tojson
+    env.globals["raise_exception"] = _raise
+    env.globals["strftime_now"] = lambda fmt: dt.datetime.now().strftime(fmt)
+    return env
+
+
 class TemplateTokenizer:
     leading_space = False  # encode adds no space in front (ours does; decode takes it off again)
 
     def __init__(self, hf: HFTokenizer, template: str | None, eos_ids: Iterable[int], bos_id: int | None = None,
-                 pad_id: int | None = None):
+                 pad_id: int | None = None, tool_template: str | None = None):
         if not template:
             raise ColossusError("the model has no chat template (tokenizer_config.json's chat_template, or the "
                                 "GGUF's tokenizer.chat_template)")
         from jinja2.exceptions import TemplateSyntaxError
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-        self.hf, self.template_text = hf, template
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-        env.globals["raise_exception"] = _raise
+        self.hf, self.template_text, self.tool_template_text = hf, template, tool_template
+        env = _environment()
         try:
             self.template = env.from_string(template)
+            self.tool_template = env.from_string(tool_template) if tool_template else self.template
         except TemplateSyntaxError as e:
             raise ColossusError(f"the model's chat template is not valid Jinja: {e}") from e
+        self.template_source = template + (tool_template or "")  # what colossus.assistant.tool_parsers reads
         self.special = {t.content: i for i, t in hf.get_added_tokens_decoder().items() if t.special}
         self.special_ids = frozenset(self.special.values())
         self.stop_ids = frozenset(eos_ids)
@@ -62,7 +99,8 @@ class TemplateTokenizer:
         f = GGUFFile(path)
         eos = [int(f.value(k, -1)) for k in ("tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id")]
         bos = int(f.value("tokenizer.ggml.bos_token_id", -1))
-        return cls(tokenizer_from_gguf(f), chat_template(f), [i for i in eos if i >= 0], bos if bos >= 0 else None)
+        return cls(tokenizer_from_gguf(f), chat_template(f), [i for i in eos if i >= 0], bos if bos >= 0 else None,
+                   tool_template=chat_template(f, "tool_use"))
 
     @classmethod
     def from_hf_folder(cls, folder: str | Path) -> TemplateTokenizer:
@@ -72,9 +110,10 @@ class TemplateTokenizer:
             config = json.loads((folder / "tokenizer_config.json").read_text())
         except (OSError, ValueError) as e:
             raise ColossusError(f"{folder}: tokenizer.json and tokenizer_config.json are needed: {e}") from e
-        template = config.get("chat_template")
-        if isinstance(template, list):  # several named templates: the default one
-            template = next((t["template"] for t in template if t.get("name") == "default"), None)
+        template, tool_template = config.get("chat_template"), None
+        if isinstance(template, list):  # several named templates: the default one, and the one for tools
+            named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+            template, tool_template = named.get("default"), named.get("tool_use")
         if template is None and (folder / "chat_template.jinja").exists():
             template = (folder / "chat_template.jinja").read_text()
         gen = {}
@@ -86,23 +125,27 @@ class TemplateTokenizer:
             name = name.get("content") if isinstance(name, dict) else name
             eos = hf.token_to_id(name) if name else None
         eos = [eos] if isinstance(eos, int) else list(eos or [])
-        return cls(hf, template, eos, gen.get("bos_token_id"), gen.get("pad_token_id"))
+        return cls(hf, template or tool_template, eos, gen.get("bos_token_id"), gen.get("pad_token_id"), tool_template)
 
     @property
     def vocab_size(self) -> int:
         return self.hf.get_vocab_size()
 
-    def render_prompt(self, messages: list[dict]) -> list[int]:
-        """The ids of the conversation, opened for the assistant's reply, through the model's own template."""
-        self._check(messages)
-        return self.hf.encode(self._text(messages, True), add_special_tokens=False).ids
+    def render_prompt(self, messages: list[dict], tools: list[dict] | None = None, prefill: str = "") -> list[int]:
+        """The ids of the conversation, opened for the assistant's reply, through the model's own template; prefill:
+        text the reply starts with (a forced tool call's opening), encoded with the prompt."""
+        return self.hf.encode(self.render_text(messages, tools) + prefill, add_special_tokens=False).ids
+
+    def render_text(self, messages: list[dict], tools: list[dict] | None = None) -> str:
+        """The prompt as text: apply_chat_template(messages, tools=tools, add_generation_prompt=True,
+        tokenize=False)."""
+        return self._text(messages, True, tools)
 
     def render(self, messages: list[dict]) -> tuple[list[int], list[int]]:
         """ids of a whole conversation through the model's template, and loss weights: 1 on the tokens of each
         assistant message (what the template writes for it, its end-of-turn included), 0 on the rest. A message's
         tokens are what rendering the conversation up to it adds to the prompt that asks for it, so the template
         must render each conversation as a prefix of the next (a ColossusError where it does not)."""
-        self._check(messages)
         full = self._text(messages, False)
         spans = []
         for i, m in enumerate(messages):
@@ -118,28 +161,34 @@ class TemplateTokenizer:
         return enc.ids, weights
 
     def save(self, folder: str | Path) -> None:
-        """tokenizer.json, tokenizer_config.json (the chat template, bos and eos) and generation_config.json (the
+        """tokenizer.json, tokenizer_config.json (the chat template(s), bos and eos) and generation_config.json (the
         stop ids): what from_hf_folder reads back, and what transformers reads."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.hf.save(str(folder / "tokenizer.json"))
         token = self.hf.id_to_token
-        config = {"tokenizer_class": "PreTrainedTokenizerFast", "chat_template": self.template_text,
+        template = self.template_text if self.tool_template_text is None else [
+            {"name": "default", "template": self.template_text},
+            {"name": "tool_use", "template": self.tool_template_text}]
+        config = {"tokenizer_class": "PreTrainedTokenizerFast", "chat_template": template,
                   "bos_token": token(self.bos), "eos_token": token(self.end), "pad_token": token(self.pad)}
         (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
         gen = {"bos_token_id": self.bos, "eos_token_id": sorted(self.stop_ids), "pad_token_id": self.pad}
         (folder / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
 
-    def _check(self, messages: list[dict]) -> None:
+    def _text(self, messages: list[dict], add_generation_prompt: bool, tools: list[dict] | None = None) -> str:
+        kept = []
         for m in messages:
-            if m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+            m = {k: v for k, v in m.items() if v is not None}  # as transformers drops them
+            if m.get("role") not in ROLES or not isinstance(m.get("content", ""), str) or \
+                    ("content" not in m and not m.get("tool_calls")):
                 raise ColossusError(f"bad message {m!r}: this model's template takes roles {', '.join(ROLES)} "
-                                    f"with string content")
-
-    def _text(self, messages: list[dict], add_generation_prompt: bool) -> str:
+                                    f"with string content (none only for an assistant message with tool_calls)")
+            kept.append(m)
         token = self.hf.id_to_token
-        return self.template.render(messages=messages, add_generation_prompt=add_generation_prompt,
-                                    bos_token=token(self.bos) or "", eos_token=token(self.end) or "")
+        template = self.template if tools is None else self.tool_template
+        return template.render(messages=kept, tools=tools, documents=None, add_generation_prompt=add_generation_prompt,
+                               bos_token=token(self.bos) or "", eos_token=token(self.end) or "")
 
     def encode(self, text: str) -> list[int]:
         return self.hf.encode(text, add_special_tokens=False).ids

@@ -134,9 +134,10 @@ def tokenizer_from_gguf(f: GGUFFile):
     return tok
 
 
-def chat_template(f: GGUFFile) -> str | None:
-    """The file's Jinja chat template (tokenizer.chat_template), or None."""
-    field = f.reader.fields.get("tokenizer.chat_template")
+def chat_template(f: GGUFFile, name: str | None = None) -> str | None:
+    """The file's Jinja chat template (tokenizer.chat_template), or a named one (tokenizer.chat_template.NAME, as
+    llama.cpp writes the "tool_use" template of a model that has one), or None."""
+    field = f.reader.fields.get("tokenizer.chat_template" + (f".{name}" if name else ""))
     return field.contents() if field is not None else None
 
 

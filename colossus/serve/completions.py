@@ -10,6 +10,7 @@ response) cancels its engine requests, which frees their KV cache at once."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import time
@@ -21,8 +22,10 @@ from dataclasses import dataclass, field
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 
+from colossus.assistant.client_tools import ClientTools, ToolCallingAnswer, tool_prompt
 from colossus.assistant.loop import Answer, Assistant, ToolStep
 from colossus.assistant.search import SearchParameters
+from colossus.assistant.tool_parsers import ToolCallDelta, parser_for
 from colossus.data.chat_template import render_prompt
 from colossus.data.tokenizer import Tokenizer
 from colossus.errors import ColossusError
@@ -73,10 +76,16 @@ class ChoiceResult:
     cached_tokens: int = 0
     text_offset: int = 0  # characters streamed so far (completions' logprobs.text_offset)
     steps: list[ToolStep] = field(default_factory=list)
+    calls: list[dict] = field(default_factory=list)  # the client's tools it calls, as message.tool_calls
 
-    def add(self, d: Delta | ToolStep) -> None:
+    def add(self, d: Delta | ToolStep | ToolCallDelta) -> None:
         if isinstance(d, ToolStep):
             self.steps.append(d)
+            return
+        if isinstance(d, ToolCallDelta):
+            if d.id is not None:
+                self.calls.append({"id": d.id, "type": "function", "function": {"name": d.name, "arguments": ""}})
+            self.calls[d.index]["function"]["arguments"] += d.arguments
             return
         self.text.append(d.text)
         self.logprobs += d.logprobs or []
@@ -113,7 +122,7 @@ class EngineStream:
         self.engine.abort(self.job.request_id)  # a no-op once it has finished
 
 
-Stream = EngineStream | Answer  # what a choice reads: events() and close()
+Stream = EngineStream | Answer | ToolCallingAnswer  # what a choice reads: events() and close()
 
 
 class GenerationRun:
@@ -320,15 +329,24 @@ class CompletionService:
     async def chat(self, req: ChatCompletionRequest, request: Request, t0: float) -> Response:
         self.check_model(req.model)
         messages = self.chat_messages(req.messages)
-        prompt = render_prompt(self.m.tok, messages)
+        search = req.search_parameters.parsed() if req.search_parameters is not None else SearchParameters()
+        tools = self.client_tools(req, search)
+        try:
+            prompt, prefill = tool_prompt(self.m.tok, messages, tools) if tools else \
+                (render_prompt(self.m.tok, messages), "")
+        except ColossusError as e:
+            raise APIError(400, str(e), param="messages") from None
         rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         k = (req.top_logprobs or 0) if req.logprobs else None
         max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
         jobs = self.jobs([prompt], req, max_tokens, None, k, rid, "messages")
-        search = req.search_parameters.parsed() if req.search_parameters is not None else SearchParameters()
         base = str(request.base_url).rstrip("/")
-        answers = [self.m.assistant.answer(messages, j.params, search, j.request_id,
-                                           permalink=lambda pid: f"{base}/posts/{pid}") for j in jobs]
+        if tools:
+            answers = [ToolCallingAnswer(self.m.assistant, prompt, prefill, j.params, tools, j.request_id)
+                       for j in jobs]
+        else:
+            answers = [self.m.assistant.answer(messages, j.params, search, j.request_id,
+                                               permalink=lambda pid: f"{base}/posts/{pid}") for j in jobs]
         run = await self.run(answers, jobs, request, t0, "messages")
         if run is None:
             return Response(status_code=499)
@@ -341,9 +359,7 @@ class CompletionService:
         if results is None:
             return Response(status_code=499)
         self.count_answers(answers, results)
-        choices = [{"index": i, "message": {"role": "assistant", "content": "".join(r.text), "refusal": None,
-                                            "annotations": answers[i].annotations,
-                                            "tool_steps": [st.to_dict() for st in r.steps]},
+        choices = [{"index": i, "message": self.message(r, answers[i]),
                     "logprobs": chat_logprobs(r.logprobs) if k is not None else None,
                     "finish_reason": r.finish_reason} for i, r in enumerate(results)]
         body = head | {"choices": choices}
@@ -351,8 +367,44 @@ class CompletionService:
             body["citations"] = citations_of(answers)
         return JSONResponse(body | {"usage": self.usage(jobs, results, answers)})
 
+    def message(self, r: ChoiceResult, answer: Stream) -> dict:
+        text = "".join(r.text)
+        out = {"role": "assistant", "content": None if r.calls and not text else text, "refusal": None,
+               "annotations": answer.annotations, "tool_steps": [st.to_dict() for st in r.steps]}
+        return out | ({"tool_calls": r.calls} if r.calls else {})
+
+    def client_tools(self, req: ChatCompletionRequest, search: SearchParameters) -> ClientTools | None:
+        """The client's tools offered to the model, or None (none given, or tool_choice none); 400 when the model
+        cannot be made to call one (required or named, and no parser knows its format)."""
+        mode = req.tool_mode()
+        if mode is None:
+            return None
+        if mode != "auto" and parser_for(self.m.tok) is None:
+            raise APIError(400, f"tool_choice {mode!r}: this model's chat template has no tool-call format this "
+                           f"server parses (Hermes' <tool_call>, or our own tool tokens), so it cannot be made to call "
+                           f"a tool; use tool_choice auto or none", param="tool_choice")
+        if search.mode == "on":
+            raise APIError(400, 'search_parameters mode "on" runs the server\'s search; with the client\'s tools, '
+                           "the calls are the client's: give one or the other", param="search_parameters.mode")
+        return ClientTools([t.model_dump(exclude_none=True) for t in req.tools], mode,
+                           parallel=req.parallel_tool_calls is not False)
+
     def chat_messages(self, messages: list) -> list[dict]:
-        return [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in messages]
+        """The request's messages as the templates read them: developer is system; an assistant message's
+        tool_calls with their arguments as objects where they are JSON objects (as templates expect them, and as
+        vLLM hands them over); a tool message with its tool_call_id."""
+        out = []
+        for m in messages:
+            d = {"role": "system" if m.role == "developer" else m.role}
+            if m.content is not None or not m.tool_calls:
+                d["content"] = m.text()
+            if m.tool_calls:
+                d["tool_calls"] = [{"id": c.id, "type": "function", "function": {
+                    "name": c.function.name, "arguments": json_object(c.function.arguments)}} for c in m.tool_calls]
+            if m.tool_call_id is not None:
+                d["tool_call_id"] = m.tool_call_id
+            out.append(d)
+        return out
 
     def count_answers(self, answers: list[Answer], results: list[ChoiceResult]) -> None:
         for a, r in zip(answers, results, strict=True):
@@ -378,6 +430,8 @@ class CompletionService:
                 out.append(event(chunk(i, {"role": "assistant", "content": ""})))
             if isinstance(d, ToolStep):
                 return out + [event(chunk(i, {"tool_steps": [d.to_dict()]}))]
+            if isinstance(d, ToolCallDelta):
+                return out + [event(chunk(i, {"tool_calls": [d.to_dict()]}))]
             if (d.text or d.logprobs) and logprobs:
                 out.append(event(chunk(i, {"content": d.text}, chat_logprobs(d.logprobs or []))))
             elif d.text:
@@ -482,6 +536,15 @@ class CompletionService:
     def tokenize(self, prompt: str | None, messages: list | None) -> dict:
         ids = self.prompt_ids(prompt) if prompt is not None else self.chat_prompt(messages or [])
         return {"tokens": ids, "count": len(ids), "max_model_len": self.m.max_context}
+
+
+def json_object(text: str) -> dict | str:
+    """A call's arguments as an object when they are a JSON object, else the text as it is."""
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return text
+    return obj if isinstance(obj, dict) else text
 
 
 def _finite(x: float) -> float:

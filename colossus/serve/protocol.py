@@ -4,8 +4,10 @@ true; 3.0 is the integer 3, as JSON Schema reads it) so a wrong type or an out-o
 naming the field.
 
 A null field means its default, as in the OpenAI API. Extensions beyond OpenAI (as in vLLM): top_k,
-min_p, repetition_penalty, ignore_eos. Features the engine does not have (tools, logit_bias,
-response_format other than text, echo, suffix) are refused with 400 instead of being silently ignored.
+min_p, repetition_penalty, ignore_eos. Features the engine does not have (the deprecated functions,
+logit_bias, response_format other than text, echo, suffix) are refused with 400 instead of being silently
+ignored. Client tools (tools, tool_choice, parallel_tool_calls) are checked here: a function's name as OpenAI
+allows it, once each; a named tool_choice among them; tool messages answer a tool_call_id.
 
 The response bodies follow, in the same order, then this server's own (tokenize, conversations, health).
 They document what the routes write (completions.py and conversations.py build the dicts): the OpenAPI
@@ -42,15 +44,69 @@ class TextPart(Strict):
     text: str
 
 
+class FunctionCall(Strict):
+    name: str
+    arguments: str = Field(description="JSON, as the model wrote it.")
+
+
+class MessageToolCall(Strict):
+    """A call an earlier assistant message made, sent back with the conversation."""
+
+    id: str
+    type: Literal["function"]
+    function: FunctionCall
+
+
 class ChatMessage(Strict):
-    """developer is OpenAI's newer name for system; content may be a list of text parts."""
+    """developer is OpenAI's newer name for system; content may be a list of text parts, and null in an assistant
+    message that only calls tools. A tool message answers the call of its tool_call_id."""
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[TextPart]
+    content: str | list[TextPart] | None = None
     name: str | None = None
+    tool_calls: list[MessageToolCall] | None = None
+    tool_call_id: str | None = None
 
     def text(self) -> str:
+        if self.content is None:
+            return ""
         return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+
+    def check(self, where: str) -> None:
+        if self.content is None and not (self.role == "assistant" and self.tool_calls):
+            raise APIError(400, f"{where}.content: a {self.role} message needs content (only an assistant message "
+                           f"with tool_calls may leave it out)", param=f"{where}.content")
+        if self.tool_calls and self.role != "assistant":
+            raise APIError(400, f"{where}.tool_calls: only an assistant message has tool_calls",
+                           param=f"{where}.tool_calls")
+        if self.role == "tool" and not self.tool_call_id:
+            raise APIError(400, f"{where}.tool_call_id: a tool message names the call it answers",
+                           param=f"{where}.tool_call_id")
+
+
+FUNCTION_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")  # what OpenAI accepts
+TOOL_CHOICES = ("none", "auto", "required")
+
+
+class FunctionDefinition(Strict):
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = Field(None, description="A JSON Schema object; none: no arguments.")
+    strict: bool | None = None
+
+
+class Tool(Strict):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedFunction(Strict):
+    name: str
+
+
+class NamedToolChoice(Strict):
+    type: Literal["function"]
+    function: NamedFunction
 
 
 class StreamOptions(Strict):
@@ -167,8 +223,11 @@ class ChatCompletionRequest(SamplingFields):
     max_completion_tokens: int | None = Field(None, ge=1)
     top_logprobs: int | None = Field(None, ge=0, le=20)
     response_format: dict[str, Any] | None = None
-    tools: list[Any] | None = None
-    tool_choice: Any = None
+    tools: list[Tool] | None = Field(None, max_length=128)
+    tool_choice: str | dict[str, Any] | None = Field(
+        None, description='"none", "auto" (the default with tools), "required", or {"type": "function", "function": '
+        '{"name": ...}}')
+    parallel_tool_calls: bool | None = Field(None, description="false: at most one call in the reply")
     functions: list[Any] | None = None
     search_parameters: SearchParametersField | None = None
 
@@ -176,12 +235,55 @@ class ChatCompletionRequest(SamplingFields):
         self.check_common()
         if self.search_parameters is not None:
             self.search_parameters.parsed()
-        if self.tools or self.functions:
-            raise APIError(400, "tools and functions are not supported by this server", param="tools")
+        if self.functions:
+            raise APIError(400, "functions (deprecated by OpenAI) is not supported by this server; use tools",
+                           param="functions")
+        for i, m in enumerate(self.messages):
+            m.check(f"messages.{i}")
+        self.check_tools()
         if self.response_format is not None and self.response_format.get("type", "text") != "text":
             raise APIError(400, "response_format: only {\"type\": \"text\"} is supported", param="response_format")
         if self.top_logprobs is not None and not self.logprobs:
             raise APIError(400, "top_logprobs requires logprobs to be true", param="top_logprobs")
+
+
+    def check_tools(self) -> None:
+        names = set()
+        for i, t in enumerate(self.tools or []):
+            name = t.function.name
+            if not FUNCTION_NAME.match(name):
+                raise APIError(400, f"tools.{i}.function.name: {name[:80]!r} is not a function name (letters, digits, "
+                               f"_ and -, at most 64)", param=f"tools.{i}.function.name")
+            if name in names:
+                raise APIError(400, f"tools.{i}.function.name: {name!r} is given twice",
+                               param=f"tools.{i}.function.name")
+            names.add(name)
+            if t.function.parameters is not None and t.function.parameters.get("type", "object") != "object":
+                raise APIError(400, f"tools.{i}.function.parameters: a JSON Schema of type object",
+                               param=f"tools.{i}.function.parameters")
+        choice = self.tool_choice
+        if isinstance(choice, dict):
+            try:
+                choice = self.tool_choice = NamedToolChoice.model_validate(choice)
+            except ValidationError:
+                raise APIError(400, 'tool_choice: a named choice is {"type": "function", "function": {"name": ...}}',
+                               param="tool_choice") from None
+        if isinstance(choice, str) and choice not in TOOL_CHOICES:
+            raise APIError(400, f"tool_choice must be one of {', '.join(TOOL_CHOICES)} or a named function, not "
+                           f"{choice[:40]!r}", param="tool_choice")
+        if choice is not None and choice != "none" and not self.tools:
+            raise APIError(400, "tool_choice is only allowed when tools are given", param="tool_choice")
+        if isinstance(choice, NamedToolChoice) and choice.function.name not in names:
+            raise APIError(400, f"tool_choice: no tool named {choice.function.name[:80]!r} in tools",
+                           param="tool_choice.function.name")
+
+    def tool_mode(self) -> str | None:
+        """None (no tools offered: none given, or tool_choice none), "auto", "required" or a function's name."""
+        if not self.tools or self.tool_choice == "none":
+            return None
+        if isinstance(self.tool_choice, NamedToolChoice):
+            return self.tool_choice.function.name
+        return self.tool_choice or "auto"
 
 
 class CompletionRequest(SamplingFields):
@@ -219,9 +321,10 @@ class TokenizeRequest(Strict):
 
 # Response bodies
 
-FinishReason = Literal["stop", "length", "abort"]
+FinishReason = Literal["stop", "length", "tool_calls", "abort"]
 FINISH = ("stop: the model ended its turn or a stop sequence matched; length: max_tokens or the context was "
-          "reached; abort (not in the OpenAI API, as in vLLM): the server stopped the request while shutting down")
+          "reached; tool_calls: the reply calls the client's tools; abort (not in the OpenAI API, as in vLLM): the "
+          "server stopped the request while shutting down")
 
 
 class TopLogprob(BaseModel):
@@ -250,10 +353,18 @@ class CompletionUsage(BaseModel):
     prompt_tokens_details: PromptTokensDetails
 
 
+class ChatCompletionMessageToolCall(BaseModel):
+    id: str
+    type: Literal["function"]
+    function: FunctionCall
+
+
 class ChatCompletionMessage(BaseModel):
     role: Literal["assistant"]
-    content: str | None
+    content: str | None = Field(description="Null when the reply only calls tools.")
     refusal: str | None
+    tool_calls: list[ChatCompletionMessageToolCall] | None = Field(
+        None, description="The client's tools the reply calls (only when the request gave tools).")
 
 
 class ChatCompletionChoice(BaseModel):
@@ -275,9 +386,25 @@ class ChatCompletion(BaseModel):
     usage: CompletionUsage
 
 
+class ChoiceDeltaFunction(BaseModel):
+    name: str | None = Field(None, description="In the call's first delta.")
+    arguments: str = Field(description="A fragment: the call's deltas put together are its arguments.")
+
+
+class ChoiceDeltaToolCall(BaseModel):
+    """The first delta of a call has its index, id, type and name (arguments ""); the next ones only its index and
+    fragments of arguments."""
+
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: ChoiceDeltaFunction
+
+
 class ChoiceDelta(BaseModel):
     role: Literal["assistant"] | None = Field(None, description="In the first chunk of each choice.")
     content: str | None = None
+    tool_calls: list[ChoiceDeltaToolCall] | None = None
 
 
 class ChatCompletionChunkChoice(BaseModel):

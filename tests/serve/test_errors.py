@@ -62,7 +62,8 @@ def test_prompt_longer_than_the_context_is_400_naming_both_lengths(client, serve
     ("stop", ["a", "b", "c", "d", "e"]), ("stop", ""), ("logprobs", "yes"), ("top_logprobs", 50),
     ("stream", "true"), ("top_k", -2), ("min_p", 1.5), ("repetition_penalty", 0), ("ignore_eos", 1),
     ("messages", "hello"), ("messages", []), ("logit_bias", {"5": 10}), ("stream_options", {"include_usage": True}),
-    ("tools", [{"type": "function", "function": {"name": "f"}}]), ("response_format", {"type": "json_object"}),
+    ("functions", [{"name": "f"}]), ("tools", [{"type": "function"}]), ("tools", "f"),
+    ("response_format", {"type": "json_object"}),
 ])
 def test_bad_field_is_400_naming_it(server_url, field, value):
     body = {"messages": USER, field: value}

@@ -54,3 +54,17 @@ def test_search_on_puts_the_posts_in_its_own_template_and_it_answers_from_them(s
         extra_body={"search_parameters": {"mode": "on"}})
     assert "Lyon" in r.choices[0].message.content
     assert r.usage.model_extra["num_sources_used"] == 1
+
+
+def test_its_template_has_no_tool_format_so_forced_calls_are_400_and_auto_answers_in_text(client):
+    """SmolLM2-135M-Instruct's GGUF template never mentions tools (transformers renders it the same with or without
+    them), so no parser reads its replies: tool_choice required is a 400 that says why, and auto answers in text."""
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}}}}]
+    with pytest.raises(openai.BadRequestError, match="no tool-call format"):
+        client.chat.completions.create(model="SmolLM2-135M-Instruct.Q4_1", messages=QUESTION, tools=tools,
+                                       tool_choice="required", max_tokens=8)
+    r = client.chat.completions.create(model="SmolLM2-135M-Instruct.Q4_1", messages=QUESTION, tools=tools,
+                                       temperature=0, max_tokens=24)
+    assert "Paris" in r.choices[0].message.content and r.choices[0].message.tool_calls is None
+    assert r.choices[0].finish_reason == "stop"
