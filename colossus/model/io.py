@@ -70,8 +70,9 @@ def fused_state(cfg: ModelConfig, take: Callable[[str], torch.Tensor], names: Ma
     """Our state dict from an imported checkpoint: `take(name)` gives its tensor of that name, `names` the names
     of "embed", "norm", "head" and, with {i} for the layer, "attn_norm", "mlp_norm", "q", "k", "v", "o",
     "q_norm", "k_norm", "gate", "up", "down" (weights; a bias is its weight's name ending in bias). k and v fuse
-    into attn.kv, gate and up into mlp.up (MLP.forward chunks it so); fix_qk(weight, heads), when given, is
-    applied to the q and k weights first (llama.cpp's permutation undone)."""
+    into attn.kv, gate and up into mlp.up (MLP.forward chunks it so; a relu2 MLP has no gate); fix_qk(weight,
+    heads), when given, is applied to the q and k weights first (llama.cpp's permutation undone). split_state is
+    its inverse."""
     out = {"embed.weight": take(names["embed"]), "norm.weight": take(names["norm"])}
     if not cfg.tie_embeddings:
         out["lm_head.weight"] = take(names["head"])
@@ -93,8 +94,39 @@ def fused_state(cfg: ModelConfig, take: Callable[[str], torch.Tensor], names: Ma
         if cfg.qk_norm:
             out[q + "attn.q_norm.weight"] = take(n["q_norm"])
             out[q + "attn.k_norm.weight"] = take(n["k_norm"])
-        out[q + "mlp.up.weight"] = torch.cat((take(n["gate"]), take(n["up"])))
+        out[q + "mlp.up.weight"] = torch.cat((take(n["gate"]), take(n["up"]))) if cfg.mlp == "swiglu" else take(n["up"])
         out[q + "mlp.down.weight"] = take(n["down"])
+    return out
+
+
+def split_state(cfg: ModelConfig, state: Mapping[str, torch.Tensor], names: Mapping[str, str],
+                fix_qk: Callable[[torch.Tensor, int], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """The inverse of fused_state, for export: our state dict -> {their name: tensor} under the same `names`
+    table (attn.kv split into k and v, mlp.up into gate and up); fix_qk(weight, heads) is applied to q and k last
+    (llama.cpp's permutation). A tied head is left out, as the families' own checkpoints leave it."""
+    out = {names["embed"]: state["embed.weight"], names["norm"]: state["norm.weight"]}
+    if not cfg.tie_embeddings:
+        out[names["head"]] = state["lm_head.weight"]
+    kv_rows = cfg.n_kv_head * cfg.head_dim
+    for i in range(cfg.n_layer):
+        n = {part: name.format(i=i) for part, name in names.items()}
+        q = f"blocks.{i}."
+        wq, wk, wv = state[q + "attn.q.weight"], *state[q + "attn.kv.weight"].split(kv_rows)
+        if fix_qk is not None:
+            wq, wk = fix_qk(wq, cfg.n_head), fix_qk(wk, cfg.n_kv_head)
+        out.update({n["attn_norm"]: state[q + "attn_norm.weight"], n["mlp_norm"]: state[q + "mlp_norm.weight"],
+                    n["q"]: wq, n["k"]: wk, n["v"]: wv, n["o"]: state[q + "attn.proj.weight"],
+                    n["down"]: state[q + "mlp.down.weight"]})
+        if cfg.qkv_bias:
+            bias = {part: n[part].removesuffix("weight") + "bias" for part in ("q", "k", "v")}
+            out[bias["q"]] = state[q + "attn.q.bias"]
+            out[bias["k"]], out[bias["v"]] = state[q + "attn.kv.bias"].split(kv_rows)
+        if cfg.qk_norm:
+            out[n["q_norm"]], out[n["k_norm"]] = state[q + "attn.q_norm.weight"], state[q + "attn.k_norm.weight"]
+        if cfg.mlp == "swiglu":
+            out[n["gate"]], out[n["up"]] = state[q + "mlp.up.weight"].chunk(2)
+        else:
+            out[n["up"]] = state[q + "mlp.up.weight"]
     return out
 
 
