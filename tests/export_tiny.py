@@ -45,3 +45,20 @@ def greedy(forward, prompt: list[int], n: int = 12) -> list[int]:
         for _ in range(n):
             ids.append(int(forward(torch.tensor([ids]))[0, -1].argmax()))
     return ids[len(prompt):]
+
+
+def rounded(model, dtype: str):
+    """A copy of model with every matrix rounded as the GGUF stores it (norms and biases stay float32)."""
+    import copy
+
+    import gguf
+
+    out = copy.deepcopy(model)
+    kind = gguf.GGMLQuantizationType.Q8_0
+    with torch.no_grad():
+        for p in out.parameters():
+            if p.dim() == 2:
+                x = p.numpy()
+                p.copy_(p.half().float() if dtype == "f16" else
+                        torch.from_numpy(gguf.quants.dequantize(gguf.quants.quantize(x, kind), kind)).view_as(p))
+    return out

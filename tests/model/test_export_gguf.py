@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from export_tiny import CONVERSATIONS, TEXTS, greedy, tiny_ours
+from export_tiny import CONVERSATIONS, TEXTS, greedy, rounded, tiny_ours
 
 from colossus.data.chat_template import render_prompt
 from colossus.errors import ColossusError
@@ -36,21 +36,6 @@ DTYPES = [(c, "f32") for c in sorted(CASES)] + [(c, d) for c in ("llama", "qwen3
 def models(tmp_path_factory, tok):
     root = tmp_path_factory.mktemp("export-gguf")
     return {name: (tiny_ours(tok, root / name, **config), root / name) for name, (config, _) in CASES.items()}
-
-
-def rounded(model, dtype: str):
-    """A copy of model with every matrix rounded as the GGUF stores it (norms and biases stay float32)."""
-    import copy
-
-    out = copy.deepcopy(model)
-    kind = gguf.GGMLQuantizationType.Q8_0
-    with torch.no_grad():
-        for p in out.parameters():
-            if p.dim() == 2:
-                x = p.numpy()
-                p.copy_(p.half().float() if dtype == "f16" else
-                        torch.from_numpy(gguf.quants.dequantize(gguf.quants.quantize(x, kind), kind)).view_as(p))
-    return out
 
 
 @pytest.mark.parametrize("name, dtype", DTYPES)
