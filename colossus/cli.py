@@ -8,6 +8,7 @@
     colossus chat --model DIR                talk to a model in the terminal
     colossus chat --url http://HOST:PORT     ... or to a running `colossus serve`
     colossus serve --model DIR               an OpenAI-compatible API and the web chat
+    colossus export --model DIR --format hf|gguf --out PATH   our model as a Hugging Face folder or a GGUF file
     colossus plan --model llama3-405b ...    plan a training run on 1,000 to 1,000,000 GPUs
 
 A problem the user can fix is reported in one line on stderr with exit code 2; no traceback."""
@@ -244,6 +245,26 @@ def cmd_serve(a) -> int:
     return 0
 
 
+def cmd_export(a) -> int:
+    if a.format == "hf":
+        import json
+
+        from colossus.model.export_hf import export_hf
+
+        if a.dtype != "f32":
+            raise ColossusError("--dtype goes with --format gguf (a Hugging Face folder keeps the float32 weights)")
+        out = export_hf(a.model, a.out)
+        kind = f"model_type {json.loads((out / 'config.json').read_text())['model_type']}"
+    else:
+        from colossus.model.export_gguf import export_gguf
+        from colossus.model.gguf_file import GGUFFile
+
+        out = export_gguf(a.model, a.out, a.dtype)
+        kind = f"architecture {GGUFFile(out).architecture}, {a.dtype} matrices"
+    print(f"wrote {out} ({kind})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="colossus", description="Train and serve a truth-seeking assistant.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -361,6 +382,16 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--eager", action="store_true",
                     help="on a GPU, run each decode step op by op instead of replaying CUDA graphs captured at start")
     sv.set_defaults(func=cmd_serve)
+
+    ex = sub.add_parser("export", help="write our model as a Hugging Face folder or a GGUF file (llama.cpp)")
+    ex.add_argument("--model", type=Path, required=True, help="our model directory or a run directory")
+    ex.add_argument("--format", choices=("hf", "gguf"), required=True,
+                    help="hf: a folder for transformers (config.json, model.safetensors, tokenizer, chat template); "
+                         "gguf: one file for llama.cpp and Ollama")
+    ex.add_argument("--out", type=Path, required=True, help="the folder (hf) or the .gguf file to write")
+    ex.add_argument("--dtype", choices=("f32", "f16", "q8_0"), default="f32",
+                    help="with --format gguf: the matrices' type (norms stay f32; default: f32)")
+    ex.set_defaults(func=cmd_export)
 
     from colossus.assistant.check_cli import add_parser as add_check_parser
     from colossus.feed.cli import add_parser as add_feed_parser

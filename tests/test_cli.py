@@ -415,3 +415,44 @@ def test_chat_system_prompt_is_in_the_prompt_the_model_sees(run):
     after = r.stdout.split("(system prompt removed)", 1)[1]
     assert "assistant> " in after and "(error" not in after
 
+
+
+# --- colossus export -----------------------------------------------------------------------------------------
+
+
+def test_export_hf_of_a_speedrun_model_loads_in_transformers_with_its_logits(run, tmp_path):
+    import torch
+
+    from colossus.model import load_model
+
+    transformers = pytest.importorskip("transformers")
+    r = ok(colossus("export", "--model", run.dir, "--format", "hf", "--out", tmp_path / "hf", cwd=tmp_path))
+    assert "model_type apertus" in r.stdout  # the presets train relu2 with QK-norm: apertus expresses both
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf", dtype=torch.float32).eval()
+    ids = torch.randint(0, run.vocab(), (1, 24), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(hf(ids).logits, load_model(run.model)(ids), atol=1e-4, rtol=0)
+
+
+def test_export_gguf_writes_the_asked_type(tmp_path, tok):
+    from export_tiny import tiny_ours
+
+    from colossus.model.gguf_file import GGUFFile
+
+    tiny_ours(tok, tmp_path / "m", mlp="swiglu")
+    r = ok(colossus("export", "--model", tmp_path / "m", "--format", "gguf", "--dtype", "q8_0", "--out",
+                    tmp_path / "out/m.gguf", cwd=tmp_path))
+    assert "architecture qwen3, q8_0 matrices" in r.stdout
+    f = GGUFFile(tmp_path / "out/m.gguf")
+    assert f.tensors["blk.0.ffn_up.weight"].tensor_type.name == "Q8_0"
+
+
+def test_export_bad_input_is_one_clear_line(run, tmp_path):
+    cases = [
+        (("--model", tmp_path / "nothing", "--format", "hf"), "no model at"),
+        (("--model", run.dir, "--format", "onnx"), "argument --format: invalid choice: 'onnx'"),
+        (("--model", run.dir, "--format", "gguf"), "mlp = 'relu2' has no llama.cpp architecture"),
+        (("--model", run.dir, "--format", "hf", "--dtype", "q8_0"), "--dtype goes with --format gguf"),
+    ]
+    for args, message in cases:
+        one_line_error(colossus("export", *args, "--out", tmp_path / "out", cwd=tmp_path), message)

@@ -140,6 +140,21 @@ def from_openai(messages: list[dict]) -> list[dict]:
     return out
 
 
+def jinja_template(space: bool) -> str:
+    """This template as Jinja, for an exported model (transformers' apply_chat_template, llama.cpp): the ids of
+    render_prompt with add_generation_prompt, of render without. `space`: the template writes the space our
+    encode puts in front of each message (a GGUF file: llama.cpp's BPE adds none); without it, the tokenizer must
+    (an exported tokenizer.json's Prepend(" ") normalizer, which runs on each text between special tokens)."""
+    chain = ""  # {% if role == 'system' %}<|system|>{% elif ... %}: each role's opening, as _opening gives it
+    for i, role in enumerate(ROLE_TOKENS):
+        opening = ROLE_TOKENS["assistant"] + ROLE_TOKENS[role] if role == "tool_call" else ROLE_TOKENS[role]
+        chain += f"{{% {'if' if i == 0 else 'elif'} message['role'] == '{role}' %}}{opening}"
+    refuse = f"{{{{ raise_exception('a message role must be one of {', '.join(ROLE_TOKENS)}') }}}}"
+    content = "{{ ' ' + message['content'] }}" if space else "{{ message['content'] }}"
+    return ("{{ bos_token }}{% for message in messages %}" + chain + "{% else %}" + refuse + "{% endif %}"
+            + content + "<|end|>{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}")
+
+
 def parse(tok: Tokenizer, ids: list[int]) -> list[dict]:
     """The inverse of render: ids -> messages."""
     role_of = {tok.special[t]: r for r, t in ROLE_TOKENS.items()}

@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from tokenizers import Tokenizer as HFTokenizer
+from tokenizers import decoders, normalizers
 
 from colossus.errors import ColossusError
 
@@ -65,8 +66,18 @@ def _environment():
     return env
 
 
+def _prepends_a_space(hf: HFTokenizer) -> bool:
+    """The tokenizer.json writes a space in front of each text and its byte-level decoder strips it (ours,
+    exported: export_hf.tokenizer_json)."""
+    if not (isinstance(hf.normalizer, normalizers.Prepend) and hf.normalizer.prepend == " "):
+        return False
+    steps = (json.loads(hf.to_str()).get("decoder") or {}).get("decoders") or []
+    return [d.get("type") for d in steps] == ["ByteLevel", "Strip"] and steps[1].get("start") == 1
+
+
 class TemplateTokenizer:
-    leading_space = False  # encode adds no space in front (ours does; decode takes it off again)
+    leading_space = False  # encode adds no space in front (ours does; decode takes it off again), unless the
+    # tokenizer.json's normalizer is Prepend(" ") (ours, exported)
 
     def __init__(self, hf: HFTokenizer, template: str | None, eos_ids: Iterable[int], bos_id: int | None = None,
                  pad_id: int | None = None, tool_template: str | None = None):
@@ -76,6 +87,12 @@ class TemplateTokenizer:
         from jinja2.exceptions import TemplateSyntaxError
 
         self.hf, self.template_text, self.tool_template_text = hf, template, tool_template
+        if _prepends_a_space(hf):
+            # a tokenizer.json that puts a space in front of each text (ours, exported: export_hf.py) and takes it
+            # off in its decoder: decode_raw keeps it, as ours does, so that a stream restarted mid-reply keeps its
+            # spaces; decode and the stream decoder take the first one off
+            self.leading_space = True
+            hf.decoder = decoders.ByteLevel()
         env = _environment()
         try:
             self.template = env.from_string(template)
@@ -201,7 +218,8 @@ class TemplateTokenizer:
         return [e.ids for e in self.hf.encode_batch(texts, add_special_tokens=False)]
 
     def decode(self, ids: Iterable[int]) -> str:
-        return self.decode_raw(ids)
+        text = self.decode_raw(ids)
+        return text[1:] if self.leading_space and text.startswith(" ") else text
 
     def decode_raw(self, ids: Iterable[int]) -> str:
         return self.hf.decode([i for i in ids if i not in self.special_ids], skip_special_tokens=False)

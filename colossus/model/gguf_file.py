@@ -104,8 +104,9 @@ class GGUFFile:
 
 
 # llama.cpp's pre-tokenizers (llama-vocab.cpp) as `tokenizers` ones; all split as GPT-2's regex does, and
-# "smollm" first puts every digit apart (SmolLM2's tokenizer.json: Digits(individual) then ByteLevel)
-PRE_TOKENIZERS = ("gpt2", "default", "smollm")
+# "smollm" first puts every digit apart (SmolLM2's tokenizer.json: Digits(individual) then ByteLevel). "gpt-2" is
+# llama.cpp's name for GPT-2's regex, the one our exporter writes (export_gguf.py)
+PRE_TOKENIZERS = ("gpt-2", "gpt2", "default", "smollm")
 CONTROL = 3  # tokenizer.ggml.token_type of a special (control) token
 
 

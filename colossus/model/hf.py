@@ -3,12 +3,14 @@ model.safetensors.index.json) becomes our GPT, for the decoder-only families who
 
     model = load_hf("path/to/Qwen3-0.6B")            # or colossus.model.load_model, which also takes ours
 
-Families: llama, mistral (with its sliding window), mixtral (Mixture-of-Experts), qwen2 (biases on q, k, v) and
-qwen3 (per-head QK-norm, head_dim set apart), with RoPE plain or scaled (linear, dynamic, llama3, yarn:
-colossus.model.rope). Weights keep the checkpoint's dtype (float32, bfloat16 or float16) unless one is asked for.
-Every field of config.json is either mapped onto ModelConfig, checked to hold the value our blocks compute, or
-known to change nothing at inference (ids, provenance, training-only knobs); anything else is refused with one
-line that names it, so that no supported field is dropped silently.
+Families: llama, mistral (with its sliding window), mixtral (Mixture-of-Experts), qwen2 (biases on q, k, v),
+qwen3 (per-head QK-norm, head_dim set apart), and the two whose MLP is ours: arcee (llama with a relu2 MLP, no
+gate) and apertus (arcee with qwen3's per-head QK-norm; its norms are named attention_layernorm and
+feedforward_layernorm); with RoPE plain or scaled (linear, dynamic, llama3, yarn: colossus.model.rope). Weights
+keep the checkpoint's dtype (float32, bfloat16 or float16) unless one is asked for. Every field of config.json
+is either mapped onto ModelConfig, checked to hold the value our blocks compute, or known to change nothing at
+inference (ids, provenance, training-only knobs); anything else is refused with one line that names it, so that
+no supported field is dropped silently.
 
 Names: q_proj -> attn.q; k_proj and v_proj -> attn.kv (keys, then values); o_proj -> attn.proj; gate_proj
 and up_proj -> mlp.up (gate, then up: MLP.forward chunks it so); down_proj -> mlp.down; Mixtral's
@@ -31,7 +33,9 @@ from colossus.model.gpt import GPT
 from colossus.model.io import fused_state, model_from_state
 from colossus.model.rope import check_scaling
 
-FAMILIES = ("llama", "mistral", "mixtral", "qwen2", "qwen3")
+FAMILIES = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "arcee", "apertus")
+RELU2 = ("arcee", "apertus")  # families whose MLP is up -> relu(x)^2 -> down, as ours with mlp = "relu2"
+QK_NORM = ("qwen3", "apertus")
 IGNORED = {
     # ids, provenance and bookkeeping: no effect on the logits
     "architectures", "model_type", "transformers_version", "torch_dtype", "dtype", "bos_token_id",
@@ -58,6 +62,8 @@ NAMES = {"embed": "model.embed_tokens.weight", "norm": "model.norm.weight", "hea
              ("up", "mlp.up_proj"), ("down", "mlp.down_proj"), ("router", "block_sparse_moe.gate"),
              ("expert_gate", "block_sparse_moe.experts.{e}.w1"), ("expert_up", "block_sparse_moe.experts.{e}.w3"),
              ("expert_down", "block_sparse_moe.experts.{e}.w2"))}}
+APERTUS_NAMES = {**NAMES, "attn_norm": "model.layers.{i}.attention_layernorm.weight",
+                 "mlp_norm": "model.layers.{i}.feedforward_layernorm.weight"}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -131,7 +137,8 @@ def config_from_hf(hf: dict) -> ModelConfig:
     family = hf.get("model_type")
     if family not in FAMILIES:
         raise ColossusError(f"config.json: model_type {family!r} is not supported (supported: {', '.join(FAMILIES)})")
-    for key, want in REQUIRED.items():
+    required = {**REQUIRED, "hidden_act": "relu2" if family in RELU2 else "silu"}
+    for key, want in required.items():
         if hf.get(key, want) != want:
             raise ColossusError(f"config.json: {key} = {hf[key]!r} is not supported (only {want!r})")
     unknown = sorted(k for k in hf if k not in IGNORED and k not in REQUIRED and k not in MAPPED)
@@ -149,9 +156,10 @@ def config_from_hf(hf: dict) -> ModelConfig:
     return ModelConfig(
         vocab_size=hf["vocab_size"], seq_len=longest,
         n_layer=hf["num_hidden_layers"], d_model=d, n_head=n_head,
-        n_kv_head=hf.get("num_key_value_heads") or n_head, mlp="swiglu", mlp_width=hf["intermediate_size"],
+        n_kv_head=hf.get("num_key_value_heads") or n_head, mlp="relu2" if family in RELU2 else "swiglu",
+        mlp_width=hf["intermediate_size"],
         head_size=head_dim if head_dim != d // n_head or d % n_head else 0,
-        rope_theta=theta, rope_scaling=scaling, sliding_window=window_of(hf, family), qk_norm=family == "qwen3",
+        rope_theta=theta, rope_scaling=scaling, sliding_window=window_of(hf, family), qk_norm=family in QK_NORM,
         norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
         qkv_bias=bias, tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
         n_experts=hf.get("num_local_experts", 0) if family == "mixtral" else 0,
@@ -179,7 +187,13 @@ def read_safetensors(folder: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def state_from_hf(hf_state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+def names_of(family: str) -> dict[str, str]:
+    """The family's tensor names (fused_state's table)."""
+    return APERTUS_NAMES if family == "apertus" else NAMES
+
+
+def state_from_hf(hf_state: dict[str, torch.Tensor], cfg: ModelConfig,
+                  family: str = "llama") -> dict[str, torch.Tensor]:
     """transformers' tensor names -> ours (q, k, v and gate, up fused); a missing tensor is an error, and so is
     one left over."""
     src = dict(hf_state)
@@ -192,7 +206,7 @@ def state_from_hf(hf_state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[s
 
     if cfg.tie_embeddings:
         src.pop("lm_head.weight", None)  # some tied checkpoints write the head out as well
-    out = fused_state(cfg, take, NAMES)
+    out = fused_state(cfg, take, names_of(family))
     src = {k: v for k, v in src.items() if not k.endswith("rotary_emb.inv_freq")}  # a cache, not a weight
     if src:
         raise ColossusError(f"the checkpoint has a tensor this model does not use: {sorted(src)[0]}")
@@ -207,7 +221,7 @@ def load_hf(path: str | Path, device: str | torch.device = "cpu", dtype: str | N
     except (OSError, json.JSONDecodeError) as e:
         raise ColossusError(f"{folder / 'config.json'} is missing or not JSON: {e}") from e
     cfg = config_from_hf(hf)
-    state = state_from_hf(read_safetensors(folder), cfg)
+    state = state_from_hf(read_safetensors(folder), cfg, hf["model_type"])
     if dtype is not None and dtype not in DTYPES:
         raise ColossusError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
     want = DTYPES[dtype] if dtype else state["embed.weight"].dtype

@@ -71,8 +71,9 @@ def fused_state(cfg: ModelConfig, take: Callable[[str], torch.Tensor], names: Ma
     of "embed", "norm", "head" and, with {i} for the layer, "attn_norm", "mlp_norm", "q", "k", "v", "o",
     "q_norm", "k_norm", "gate", "up", "down" (weights; a bias is its weight's name ending in bias), or for experts
     "router", "expert_gate", "expert_up", "expert_down" (with {e} for the expert, or stacked). k and v fuse into
-    attn.kv, gate and up into mlp.up (MLP.forward chunks it so; MoE stacks its experts'); fix_qk(weight, heads),
-    when given, is applied to the q and k weights first (llama.cpp's permutation undone)."""
+    attn.kv, gate and up into mlp.up (MLP.forward chunks it so; a relu2 MLP has no gate; MoE stacks its
+    experts'); fix_qk(weight, heads), when given, is applied to the q and k weights first (llama.cpp's
+    permutation undone). split_state is its inverse."""
     out = {"embed.weight": take(names["embed"]), "norm.weight": take(names["norm"])}
     if not cfg.tie_embeddings:
         out["lm_head.weight"] = take(names["head"])
@@ -105,8 +106,40 @@ def fused_state(cfg: ModelConfig, take: Callable[[str], torch.Tensor], names: Ma
             out[q + "mlp.up"] = torch.cat((take(n["expert_gate"]), take(n["expert_up"])), dim=1)
             out[q + "mlp.down"] = take(n["expert_down"])
         else:
-            out[q + "mlp.up.weight"] = torch.cat((take(n["gate"]), take(n["up"])))
+            out[q + "mlp.up.weight"] = (torch.cat((take(n["gate"]), take(n["up"]))) if cfg.mlp == "swiglu"
+                                        else take(n["up"]))
             out[q + "mlp.down.weight"] = take(n["down"])
+    return out
+
+
+def split_state(cfg: ModelConfig, state: Mapping[str, torch.Tensor], names: Mapping[str, str],
+                fix_qk: Callable[[torch.Tensor, int], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """The inverse of fused_state, for export: our state dict -> {their name: tensor} under the same `names`
+    table (attn.kv split into k and v, mlp.up into gate and up); fix_qk(weight, heads) is applied to q and k last
+    (llama.cpp's permutation). A tied head is left out, as the families' own checkpoints leave it."""
+    out = {names["embed"]: state["embed.weight"], names["norm"]: state["norm.weight"]}
+    if not cfg.tie_embeddings:
+        out[names["head"]] = state["lm_head.weight"]
+    kv_rows = cfg.n_kv_head * cfg.head_dim
+    for i in range(cfg.n_layer):
+        n = {part: name.replace("{i}", str(i)) for part, name in names.items()}
+        q = f"blocks.{i}."
+        wq, wk, wv = state[q + "attn.q.weight"], *state[q + "attn.kv.weight"].split(kv_rows)
+        if fix_qk is not None:
+            wq, wk = fix_qk(wq, cfg.n_head), fix_qk(wk, cfg.n_kv_head)
+        out.update({n["attn_norm"]: state[q + "attn_norm.weight"], n["mlp_norm"]: state[q + "mlp_norm.weight"],
+                    n["q"]: wq, n["k"]: wk, n["v"]: wv, n["o"]: state[q + "attn.proj.weight"],
+                    n["down"]: state[q + "mlp.down.weight"]})
+        if cfg.qkv_bias:
+            bias = {part: n[part].removesuffix("weight") + "bias" for part in ("q", "k", "v")}
+            out[bias["q"]] = state[q + "attn.q.bias"]
+            out[bias["k"]], out[bias["v"]] = state[q + "attn.kv.bias"].split(kv_rows)
+        if cfg.qk_norm:
+            out[n["q_norm"]], out[n["k_norm"]] = state[q + "attn.q_norm.weight"], state[q + "attn.k_norm.weight"]
+        if cfg.mlp == "swiglu":
+            out[n["gate"]], out[n["up"]] = state[q + "mlp.up.weight"].chunk(2)
+        else:
+            out[n["up"]] = state[q + "mlp.up.weight"]
     return out
 
 

@@ -1,0 +1,128 @@
+"""Our model out as a Hugging Face folder: config.json, model.safetensors, generation_config.json, tokenizer.json
+and tokenizer_config.json (with our chat template in Jinja), which transformers' AutoModelForCausalLM and
+AutoTokenizer load as they are, and colossus.model.load_model / load_chat_model load back.
+
+    colossus export --model runs/latest/model --format hf --out exported/
+
+The family is the one whose blocks compute ours (hf.py imports the same families with the same names table):
+
+    mlp      qk_norm  qkv_bias   family
+    swiglu   False    False      llama
+    swiglu   False    True       qwen2
+    swiglu   True     False      qwen3    (per-head RMSNorm on q and k before RoPE, eps = rms_norm_eps, as ours)
+    relu2    False    False      arcee    (llama with an up -> relu(x)^2 -> down MLP)
+    relu2    True     False      apertus  (arcee with qwen3's per-head QK-norm)
+
+Anything else (biases with QK-norm or relu2) is refused with one line naming the field. The presets (tiny, cpu,
+gpu) train relu2 with QK-norm: apertus.
+
+The tokenizer is ours with two additions that make transformers encode and decode as our Tokenizer does: a
+Prepend(" ") normalizer (our leading space; it runs on each text between special tokens, so the chat template
+writes no space) and a Strip decoder that takes it off again. One difference: an empty message, which ours encodes
+as the space alone, gets no token (Prepend leaves an empty text empty)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from safetensors.torch import save_file
+
+from colossus.data.chat_template import jinja_template
+from colossus.data.tokenizer import Tokenizer
+from colossus.errors import ColossusError
+from colossus.model import hf as hf_import
+from colossus.model.config import ModelConfig
+from colossus.model.gpt import GPT
+from colossus.model.io import TOKENIZER, load_model, resolve_model_dir, split_state
+
+ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
+                 "arcee": "ArceeForCausalLM", "apertus": "ApertusForCausalLM"}
+
+
+def load_ours(path: str | Path) -> tuple[GPT, Tokenizer, Path]:
+    """Our model directory (or a run holding one in model/) with its tokenizer, to export."""
+    p = Path(path)
+    if hf_import.is_hf_folder(p) or p.suffix == ".gguf":
+        raise ColossusError(f"{p} is an imported model already (a Hugging Face folder or a GGUF file): export "
+                            "takes our own model directories")
+    d = resolve_model_dir(p)
+    if not (d / TOKENIZER).exists():
+        raise ColossusError(f"no {TOKENIZER} in {d}: an exported model needs the tokenizer it was trained with")
+    return load_model(d), Tokenizer.load(d / TOKENIZER), d
+
+
+def check_exportable(cfg: ModelConfig) -> None:
+    """A ColossusError naming a field the exporters do not write yet (they would drop it silently)."""
+    for name, value in (("n_experts", cfg.n_experts), ("sliding_window", cfg.sliding_window),
+                        ("rope_scaling", cfg.rope_scaling)):
+        if value:
+            raise ColossusError(f"{name} = {value!r}: export does not write it yet (dense models with plain RoPE "
+                                "over every position only)")
+
+
+def hf_family(cfg: ModelConfig) -> str:
+    """The transformers model_type whose blocks compute ours, or a ColossusError naming the field none has."""
+    check_exportable(cfg)
+    if cfg.qkv_bias:
+        if cfg.qk_norm or cfg.mlp != "swiglu":
+            raise ColossusError("qkv_bias = true goes with mlp = 'swiglu' and qk_norm = false (qwen2) only: no "
+                                "transformers family has biases on q, k, v with QK-norm or a relu2 MLP")
+        return "qwen2"
+    return {("swiglu", False): "llama", ("swiglu", True): "qwen3", ("relu2", False): "arcee",
+            ("relu2", True): "apertus"}[(cfg.mlp, cfg.qk_norm)]
+
+
+def hf_config(cfg: ModelConfig, family: str, tok: Tokenizer) -> dict:
+    """config.json for the family: every field hf.config_from_hf maps back onto cfg."""
+    out = {"architectures": [ARCHITECTURES[family]], "model_type": family, "vocab_size": cfg.vocab_size,
+           "hidden_size": cfg.d_model, "intermediate_size": cfg.mlp_hidden, "num_hidden_layers": cfg.n_layer,
+           "num_attention_heads": cfg.n_head, "num_key_value_heads": cfg.n_kv_head, "head_dim": cfg.head_dim,
+           "hidden_act": "relu2" if cfg.mlp == "relu2" else "silu", "max_position_embeddings": cfg.seq_len,
+           "rms_norm_eps": cfg.norm_eps, "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_theta},
+           "tie_word_embeddings": cfg.tie_embeddings, "bos_token_id": tok.bos, "eos_token_id": tok.end,
+           "pad_token_id": tok.pad, "dtype": "float32"}
+    if family != "qwen2":  # qwen2 always has its q, k, v biases; the others' attention_bias also puts one on o_proj
+        out["attention_bias"] = False
+    if family in ("llama", "arcee"):
+        out["mlp_bias"] = False
+    return out
+
+
+def tokenizer_json(tok: Tokenizer) -> str:
+    """Our tokenizer.json with the leading space in it: Prepend(" ") before, Strip(" ", 1, 0) after decoding."""
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import decoders, normalizers
+
+    hf = HFTokenizer.from_str(tok.hf.to_str())
+    hf.normalizer = normalizers.Prepend(" ")
+    hf.decoder = decoders.Sequence([decoders.ByteLevel(), decoders.Strip(" ", 1, 0)])
+    return hf.to_str(pretty=True)
+
+
+def tokenizer_config(tok: Tokenizer, cfg: ModelConfig) -> dict:
+    name = tok.hf.id_to_token
+    return {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": name(tok.bos), "eos_token": name(tok.end),
+            "pad_token": name(tok.pad), "add_bos_token": False, "add_eos_token": False,
+            "clean_up_tokenization_spaces": False, "model_max_length": cfg.seq_len,
+            "chat_template": jinja_template(space=False)}
+
+
+def export_hf(model_dir: str | Path, out: str | Path) -> Path:
+    """Write our model directory as a Hugging Face folder at `out`; returns it."""
+    model, tok, _ = load_ours(model_dir)
+    cfg = model.cfg
+    family = hf_family(cfg)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ColossusError(f"--out {out} is a file: a Hugging Face model is a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous()
+             for k, v in split_state(cfg, model.state_dict(), hf_import.names_of(family)).items()}
+    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
+    (out / "config.json").write_text(json.dumps(hf_config(cfg, family, tok), indent=2) + "\n")
+    generation = {"bos_token_id": tok.bos, "eos_token_id": tok.end, "pad_token_id": tok.pad}
+    (out / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
+    (out / "tokenizer.json").write_text(tokenizer_json(tok))
+    (out / "tokenizer_config.json").write_text(json.dumps(tokenizer_config(tok, cfg), indent=2) + "\n")
+    return out
