@@ -29,11 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from colossus.data.chat_template import jinja_template
 from colossus.data.tokenizer import Tokenizer
 from colossus.errors import ColossusError
 from colossus.model.config import ModelConfig
-from colossus.model.export_hf import check_exportable, load_ours
+from colossus.model.export_hf import chat_templates, check_exportable, load_ours
 from colossus.model.gguf_file import CONTROL, NAMES, PERMUTED, _gguf, permute
 from colossus.model.io import split_state
 
@@ -52,6 +51,20 @@ def gguf_architecture(cfg: ModelConfig) -> str:
         raise ColossusError("qkv_bias = true with qk_norm = true has no llama.cpp architecture (qwen2 has the "
                             "biases, qwen3 the QK-norm)")
     return "qwen3" if cfg.qk_norm else "qwen2" if cfg.qkv_bias else "llama"
+
+
+def pre_tokenizer_name(tok) -> str:
+    """llama.cpp's name for the tokenizer's split: GPT-2's regex ("gpt-2", ours), or digits apart first and then
+    GPT-2's ("smollm", SmolLM2's); another is refused (llama.cpp would split it otherwise)."""
+    pre = json.loads(tok.hf.to_str()).get("pre_tokenizer") or {}
+    steps = pre.get("pretokenizers", [pre]) if pre.get("type") == "Sequence" else [pre]
+    kinds = [(p.get("type"), p.get("individual_digits"), p.get("use_regex")) for p in steps]
+    if kinds == [("ByteLevel", None, True)]:
+        return "gpt-2"
+    if kinds == [("Digits", True, None), ("ByteLevel", None, True)]:
+        return "smollm"
+    raise ColossusError(f"the tokenizer's pre-tokenizer {kinds} has no llama.cpp name this exporter knows "
+                        "(GPT-2's split, or digits apart then GPT-2's)")
 
 
 def vocabulary(tok: Tokenizer, vocab_size: int) -> tuple[list[str], list[int], list[str]]:
@@ -98,7 +111,7 @@ def export_gguf(model_dir: str | Path, out: str | Path, dtype: str = "f32") -> P
                  "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[dtype]
     tmp = out.with_name(out.name + ".tmp")
     w = gguf.GGUFWriter(str(tmp), arch)
-    w.add_name(d.parent.name if d.name == "model" else d.name)
+    w.add_name(d.stem if d.suffix == ".gguf" else d.parent.name if d.name == "model" else d.name)
     w.add_file_type(file_type)
     w.add_block_count(cfg.n_layer)
     w.add_context_length(cfg.seq_len)
@@ -113,7 +126,7 @@ def export_gguf(model_dir: str | Path, out: str | Path, dtype: str = "f32") -> P
     w.add_layer_norm_rms_eps(cfg.norm_eps)
     w.add_vocab_size(cfg.vocab_size)
     w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("gpt-2")
+    w.add_tokenizer_pre(pre_tokenizer_name(tok))
     w.add_token_list(tokens)
     w.add_token_types(types)
     w.add_token_merges(merges)
@@ -122,7 +135,12 @@ def export_gguf(model_dir: str | Path, out: str | Path, dtype: str = "f32") -> P
     w.add_pad_token_id(tok.pad)
     w.add_add_bos_token(False)
     w.add_add_eos_token(False)
-    w.add_chat_template(jinja_template(space=True))
+    templates = chat_templates(tok, space=True)
+    if isinstance(templates, list):  # llama.cpp's names: tokenizer.chat_template and tokenizer.chat_template.NAME
+        w.add_chat_template(templates[0]["template"])
+        w.add_string("tokenizer.chat_template.tool_use", templates[1]["template"])
+    else:
+        w.add_chat_template(templates)
     tensors = split_state(cfg, model.state_dict(), NAMES, permute if arch in PERMUTED else None)
     for name, t in tensors.items():
         add_tensor(w, name, t, dtype)

@@ -3,6 +3,10 @@ and tokenizer_config.json (with our chat template in Jinja), which transformers'
 AutoTokenizer load as they are, and colossus.model.load_model / load_chat_model load back.
 
     colossus export --model runs/latest/model --format hf --out exported/
+    colossus export --model SmolLM2-135M-Instruct.Q4_1.gguf --format hf --out smollm2/    # dequantized
+
+An imported model (a GGUF file, a Hugging Face folder, or ours fine-tuned from one) goes out with its own
+tokenizer and chat template, in float32.
 
 The family is the one whose blocks compute ours (hf.py imports the same families with the same names table):
 
@@ -29,6 +33,7 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from colossus.data.chat_template import jinja_template
+from colossus.data.template_tokenizer import TemplateTokenizer
 from colossus.data.tokenizer import Tokenizer
 from colossus.errors import ColossusError
 from colossus.model import hf as hf_import
@@ -40,16 +45,20 @@ ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen
                  "arcee": "ArceeForCausalLM", "apertus": "ApertusForCausalLM"}
 
 
-def load_ours(path: str | Path) -> tuple[GPT, Tokenizer, Path]:
-    """Our model directory (or a run holding one in model/) with its tokenizer, to export."""
+def load_ours(path: str | Path) -> tuple[GPT, Tokenizer | TemplateTokenizer, Path]:
+    """What to export, with its tokenizer: our model directory (or a run holding one in model/), or an imported
+    model (a GGUF file, a Hugging Face folder, or ours fine-tuned from one) with its own tokenizer and template,
+    dequantized to float32."""
+    from colossus.model import is_imported, load_tokenizer
+    from colossus.model import load_model as load_any
+
     p = Path(path)
-    if hf_import.is_hf_folder(p) or p.suffix == ".gguf":
-        raise ColossusError(f"{p} is an imported model already (a Hugging Face folder or a GGUF file): export "
-                            "takes our own model directories")
+    if is_imported(p):
+        return load_any(p, dtype="float32"), load_tokenizer(p), p
     d = resolve_model_dir(p)
     if not (d / TOKENIZER).exists():
         raise ColossusError(f"no {TOKENIZER} in {d}: an exported model needs the tokenizer it was trained with")
-    return load_model(d), Tokenizer.load(d / TOKENIZER), d
+    return load_model(d), load_tokenizer(d), d
 
 
 def check_exportable(cfg: ModelConfig) -> None:
@@ -89,23 +98,37 @@ def hf_config(cfg: ModelConfig, family: str, tok: Tokenizer) -> dict:
     return out
 
 
-def tokenizer_json(tok: Tokenizer) -> str:
-    """Our tokenizer.json with the leading space in it: Prepend(" ") before, Strip(" ", 1, 0) after decoding."""
+def tokenizer_json(tok: Tokenizer | TemplateTokenizer) -> str:
+    """Our tokenizer.json with the leading space in it: Prepend(" ") before, Strip(" ", 1, 0) after decoding. An
+    imported model's tokenizer goes out as it came in."""
     from tokenizers import Tokenizer as HFTokenizer
     from tokenizers import decoders, normalizers
 
+    if isinstance(tok, TemplateTokenizer):
+        return tok.hf.to_str(pretty=True)
     hf = HFTokenizer.from_str(tok.hf.to_str())
     hf.normalizer = normalizers.Prepend(" ")
     hf.decoder = decoders.Sequence([decoders.ByteLevel(), decoders.Strip(" ", 1, 0)])
     return hf.to_str(pretty=True)
 
 
-def tokenizer_config(tok: Tokenizer, cfg: ModelConfig) -> dict:
+def chat_templates(tok: Tokenizer | TemplateTokenizer, space: bool) -> str | list[dict]:
+    """Our template in Jinja (space: it writes our leading space itself), or an imported model's own (with its
+    tool_use template beside it, as transformers names them)."""
+    if not isinstance(tok, TemplateTokenizer):
+        return jinja_template(space=space)
+    if tok.tool_template_text is None:
+        return tok.template_text
+    return [{"name": "default", "template": tok.template_text},
+            {"name": "tool_use", "template": tok.tool_template_text}]
+
+
+def tokenizer_config(tok: Tokenizer | TemplateTokenizer, cfg: ModelConfig) -> dict:
     name = tok.hf.id_to_token
     return {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": name(tok.bos), "eos_token": name(tok.end),
             "pad_token": name(tok.pad), "add_bos_token": False, "add_eos_token": False,
             "clean_up_tokenization_spaces": False, "model_max_length": cfg.seq_len,
-            "chat_template": jinja_template(space=False)}
+            "chat_template": chat_templates(tok, space=False)}
 
 
 def export_hf(model_dir: str | Path, out: str | Path) -> Path:
@@ -121,7 +144,9 @@ def export_hf(model_dir: str | Path, out: str | Path) -> Path:
              for k, v in split_state(cfg, model.state_dict(), hf_import.names_of(family)).items()}
     save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
     (out / "config.json").write_text(json.dumps(hf_config(cfg, family, tok), indent=2) + "\n")
-    generation = {"bos_token_id": tok.bos, "eos_token_id": tok.end, "pad_token_id": tok.pad}
+    stops = sorted(getattr(tok, "stop_ids", {tok.end}))
+    generation = {"bos_token_id": tok.bos, "eos_token_id": stops[0] if len(stops) == 1 else stops,
+                  "pad_token_id": tok.pad}
     (out / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
     (out / "tokenizer.json").write_text(tokenizer_json(tok))
     (out / "tokenizer_config.json").write_text(json.dumps(tokenizer_config(tok, cfg), indent=2) + "\n")

@@ -97,3 +97,25 @@ def q8_blocks(x: torch.Tensor) -> torch.Tensor:
     b = x.reshape(*x.shape[:-1], -1, 32)
     d = b.abs().amax(-1, keepdim=True) / 127
     return (torch.round(b / d.clamp(min=1e-30)) * d).reshape(x.shape)
+
+
+def test_our_f16_export_of_it_runs_in_llama_cpp_with_our_greedy_tokens(both, tmp_path):
+    """The 16-bit file the serving benchmark gives llama.cpp (colossus export --format gguf --dtype f16)."""
+    from colossus.data.chat_template import render_prompt
+    from colossus.infer.generate import generate_batch
+    from colossus.model import load_chat_model
+    from colossus.model.export_gguf import export_gguf
+
+    path = export_gguf(GGUF, tmp_path / "smollm2-f16.gguf", "f16")
+    model, tok = load_chat_model(path)
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=256, n_threads=2, verbose=False,
+                          type_k=llama_cpp.GGML_TYPE_F32, type_v=llama_cpp.GGML_TYPE_F32)
+    assert llm.tokenize(ENGLISH.encode(), add_bos=False, special=False) == tok.encode(ENGLISH)
+    prompt = render_prompt(tok, [{"role": "user", "content": "What is the capital of France?"}])
+    [ours] = generate_batch(model, [prompt], 16, set(tok.stop_ids))
+    theirs = []
+    for t in llm.generate(prompt, top_k=1, top_p=1.0, temp=0.0, repeat_penalty=1.0):
+        if t in tok.stop_ids or len(theirs) == 16:
+            break
+        theirs.append(t)
+    assert theirs == ours.ids and "Paris" in tok.decode(ours.ids)
