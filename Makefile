@@ -35,9 +35,10 @@ test: $(VENV)/.installed-dev chromium
 	$(BIN)/ruff check colossus tests benchmarks
 	$(BIN)/python -m pytest $(ARGS)
 
-# llama.cpp's Python binding, built from its PyPI sdist (about 7 minutes on 2 cores), and the tests marked `peers`:
+# llama.cpp's Python binding (with its server, for benchmarks/serve_real.py), built from its PyPI sdist (about 7
+# minutes on 2 cores), and the tests marked `peers`:
 # our GGUF export in llama.cpp itself (tests/model/test_export_peers.py). Apart from `make test` for that build time
-LLAMA_CPP_PYTHON := llama-cpp-python==0.3.36
+LLAMA_CPP_PYTHON := llama-cpp-python[server]==0.3.36
 $(VENV)/.installed-peers: $(VENV)/.installed-dev
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-binary llama-cpp-python '$(LLAMA_CPP_PYTHON)'
 	touch $@

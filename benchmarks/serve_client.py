@@ -93,9 +93,11 @@ def _lines(reads: list[tuple[float, bytes]]):
             yield t, line
 
 
-def parse_stream(out: RequestResult) -> RequestResult:
+def parse_stream(out: RequestResult, tokens_from_chunks: bool = False) -> RequestResult:
     """The metrics of a streamed request from its timed reads: every `data:` line is one event, at the time
-    of the read that completed the line; the stream ends at `data: [DONE]`."""
+    of the read that completed the line; the stream ends at `data: [DONE]`. tokens_from_chunks: a server that
+    reports no usage when streaming but sends one chunk per token (llama-cpp-python's) has its output tokens
+    counted as its text chunks."""
     if out.error:
         return out
     last_text = last_data = 0.0
@@ -130,6 +132,8 @@ def parse_stream(out: RequestResult) -> RequestResult:
     out.latency = last_data
     if out.chunks == 0:
         out.error = "no chunk with text arrived"
+    elif out.output_tokens == 0 and tokens_from_chunks:
+        out.output_tokens, out.success = out.chunks, True
     elif out.output_tokens == 0:
         out.error = "the server reported no usage (completion_tokens)"
     else:
@@ -137,8 +141,8 @@ def parse_stream(out: RequestResult) -> RequestResult:
     return out
 
 
-async def run_level(url: str, payloads: list[dict], concurrency: int,
-                    timeout_s: float = 600.0) -> tuple[list[RequestResult], float]:
+async def run_level(url: str, payloads: list[dict], concurrency: int, timeout_s: float = 600.0,
+                    tokens_from_chunks: bool = False) -> tuple[list[RequestResult], float]:
     """Send every payload, at most `concurrency` in flight at once (as vLLM's --max-concurrency with an
     infinite request rate); returns the results in payload order, parsed after the last one finished, and
     the level's wall time."""
@@ -152,7 +156,7 @@ async def run_level(url: str, payloads: list[dict], concurrency: int,
         t0 = time.perf_counter()
         results = await asyncio.gather(*(one(p) for p in payloads))
         duration = time.perf_counter() - t0
-    return [parse_stream(r) for r in results], duration
+    return [parse_stream(r, tokens_from_chunks) for r in results], duration
 
 
 def run_async(coro):

@@ -179,3 +179,12 @@ def test_run_level_never_exceeds_the_concurrency(monkeypatch):
     assert peak == 3 and dur > 0
     assert all(r.success for r in results)  # parsed once the level is over
     assert [r.output_tokens for r in results] == list(range(1, 11))  # in payload order
+
+
+def test_a_server_without_streamed_usage_counts_one_token_a_chunk_only_when_told():
+    """llama-cpp-python's server streams one token a chunk and no usage: benchmarks/serve_real.py says so."""
+    events = sse(chat_chunks(["a", "b", "c"], completion_tokens=3)[:-2] + ["[DONE]"])  # no usage chunk
+    r = run(one(paced_server(events, gap_s=0.0, first_s=0.0)))
+    assert not r.success and "no usage" in r.error
+    counted = parse_stream(RequestResult(reads=r.reads), tokens_from_chunks=True)
+    assert counted.success and counted.output_tokens == 3
