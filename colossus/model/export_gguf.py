@@ -42,7 +42,10 @@ NORMAL, UNUSED = 1, 5  # tokenizer.ggml.token_type values
 
 def gguf_architecture(cfg: ModelConfig) -> str:
     """The llama.cpp architecture whose graph computes ours, or a ColossusError naming the field none has."""
-    check_exportable(cfg)
+    check_exportable(cfg, gguf=True)
+    if cfg.n_experts and (cfg.qk_norm or cfg.qkv_bias):
+        raise ColossusError("n_experts goes with qk_norm = false and qkv_bias = false (llama's experts, Mixtral's) "
+                            "only")
     if cfg.mlp != "swiglu":
         raise ColossusError(f"mlp = {cfg.mlp!r} has no llama.cpp architecture (its llama, qwen2 and qwen3 graphs "
                             "compute SiLU-gated MLPs): export it with --format hf, or train with "
@@ -123,6 +126,13 @@ def export_gguf(model_dir: str | Path, out: str | Path, dtype: str = "f32") -> P
     w.add_value_length(cfg.head_dim)
     w.add_rope_dimension_count(cfg.head_dim)
     w.add_rope_freq_base(cfg.rope_theta)
+    scaling = cfg.rope_scaling or {}
+    if scaling.get("rope_type") == "linear":
+        w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        w.add_rope_scaling_factor(scaling["factor"])
+    if cfg.n_experts:
+        w.add_expert_count(cfg.n_experts)
+        w.add_expert_used_count(cfg.experts_per_token)
     w.add_layer_norm_rms_eps(cfg.norm_eps)
     w.add_vocab_size(cfg.vocab_size)
     w.add_tokenizer_model("gpt2")
@@ -142,6 +152,8 @@ def export_gguf(model_dir: str | Path, out: str | Path, dtype: str = "f32") -> P
     else:
         w.add_chat_template(templates)
     tensors = split_state(cfg, model.state_dict(), NAMES, permute if arch in PERMUTED else None)
+    if scaling.get("rope_type") == "factors":  # llama.cpp's own form of llama3 scaling
+        tensors["rope_freqs.weight"] = torch.tensor(scaling["factors"], dtype=torch.float32)
     for name, t in tensors.items():
         add_tensor(w, name, t, dtype)
     w.write_header_to_file()

@@ -42,6 +42,7 @@ from colossus.model.gpt import GPT
 from colossus.model.io import TOKENIZER, load_model, resolve_model_dir, split_state
 
 ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
+                 "mistral": "MistralForCausalLM", "mixtral": "MixtralForCausalLM",
                  "arcee": "ArceeForCausalLM", "apertus": "ApertusForCausalLM"}
 
 
@@ -61,18 +62,32 @@ def load_ours(path: str | Path) -> tuple[GPT, Tokenizer | TemplateTokenizer, Pat
     return load_model(d), load_tokenizer(d), d
 
 
-def check_exportable(cfg: ModelConfig) -> None:
-    """A ColossusError naming a field the exporters do not write yet (they would drop it silently)."""
-    for name, value in (("n_experts", cfg.n_experts), ("sliding_window", cfg.sliding_window),
-                        ("rope_scaling", cfg.rope_scaling)):
-        if value:
-            raise ColossusError(f"{name} = {value!r}: export does not write it yet (dense models with plain RoPE "
-                                "over every position only)")
+def check_exportable(cfg: ModelConfig, gguf: bool = False) -> None:
+    """A ColossusError naming a field an exporter cannot write (it would drop it silently): for Hugging Face,
+    llama.cpp's per-frequency RoPE factors; for GGUF, a sliding window (llama.cpp's llama graph attends to every
+    position) and RoPE scalings other than linear and per-frequency factors."""
+    kind = (cfg.rope_scaling or {}).get("rope_type")
+    if not gguf and kind == "factors":
+        raise ColossusError("rope_scaling 'factors' (llama.cpp's rope_freqs) has no transformers form: export it "
+                            "with --format gguf")
+    if gguf and cfg.sliding_window:
+        raise ColossusError(f"sliding_window = {cfg.sliding_window}: llama.cpp's llama, qwen2 and qwen3 graphs attend "
+                            "to every position; export it with --format hf (mistral)")
+    if gguf and kind not in (None, "linear", "factors"):
+        raise ColossusError(f"rope_scaling {kind!r}: the GGUF exporter writes linear scaling and per-frequency "
+                            "factors only; export it with --format hf")
 
 
 def hf_family(cfg: ModelConfig) -> str:
     """The transformers model_type whose blocks compute ours, or a ColossusError naming the field none has."""
     check_exportable(cfg)
+    if cfg.n_experts or (cfg.sliding_window and cfg.mlp == "swiglu" and not cfg.qk_norm and not cfg.qkv_bias):
+        if cfg.qk_norm or cfg.qkv_bias or cfg.mlp != "swiglu":
+            raise ColossusError("n_experts goes with mlp = 'swiglu', qk_norm = false and qkv_bias = false (mixtral) "
+                                "only")
+        return "mixtral" if cfg.n_experts else "mistral"
+    if cfg.sliding_window and cfg.mlp != "swiglu":
+        raise ColossusError("sliding_window with mlp = 'relu2': no transformers family has both")
     if cfg.qkv_bias:
         if cfg.qk_norm or cfg.mlp != "swiglu":
             raise ColossusError("qkv_bias = true goes with mlp = 'swiglu' and qk_norm = false (qwen2) only: no "
@@ -82,17 +97,35 @@ def hf_family(cfg: ModelConfig) -> str:
             ("relu2", True): "apertus"}[(cfg.mlp, cfg.qk_norm)]
 
 
+def rope_parameters(cfg: ModelConfig) -> tuple[dict, int]:
+    """config.json's rope_parameters and max_position_embeddings (hf.rope_of's inverse: a dynamic scaling's
+    context is the length trained on, which our seq_len stretches by its factor)."""
+    scaling = dict(cfg.rope_scaling or {})
+    kind = scaling.pop("rope_type", "default")
+    longest = cfg.seq_len
+    if kind == "dynamic":
+        longest = scaling.pop("original_max_position_embeddings")
+    return {"rope_type": kind, "rope_theta": cfg.rope_theta, **scaling}, longest
+
+
 def hf_config(cfg: ModelConfig, family: str, tok: Tokenizer) -> dict:
     """config.json for the family: every field hf.config_from_hf maps back onto cfg."""
+    rope, longest = rope_parameters(cfg)
     out = {"architectures": [ARCHITECTURES[family]], "model_type": family, "vocab_size": cfg.vocab_size,
            "hidden_size": cfg.d_model, "intermediate_size": cfg.mlp_hidden, "num_hidden_layers": cfg.n_layer,
            "num_attention_heads": cfg.n_head, "num_key_value_heads": cfg.n_kv_head, "head_dim": cfg.head_dim,
-           "hidden_act": "relu2" if cfg.mlp == "relu2" else "silu", "max_position_embeddings": cfg.seq_len,
-           "rms_norm_eps": cfg.norm_eps, "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_theta},
+           "hidden_act": "relu2" if cfg.mlp == "relu2" else "silu", "max_position_embeddings": longest,
+           "rms_norm_eps": cfg.norm_eps, "rope_parameters": rope,
            "tie_word_embeddings": cfg.tie_embeddings, "bos_token_id": tok.bos, "eos_token_id": tok.end,
            "pad_token_id": tok.pad, "dtype": "float32"}
-    if family != "qwen2":  # qwen2 always has its q, k, v biases; the others' attention_bias also puts one on o_proj
-        out["attention_bias"] = False
+    if family not in ("qwen2", "mistral", "mixtral"):  # qwen2 always has its q, k, v biases; the others'
+        out["attention_bias"] = False                   # attention_bias also puts one on o_proj
+    if family in ("mistral", "mixtral"):
+        out["sliding_window"] = cfg.sliding_window or None
+    elif cfg.sliding_window:  # qwen2, qwen3: every layer windowed
+        out.update(use_sliding_window=True, sliding_window=cfg.sliding_window, max_window_layers=0)
+    if family == "mixtral":
+        out.update(num_local_experts=cfg.n_experts, num_experts_per_tok=cfg.experts_per_token)
     if family in ("llama", "arcee"):
         out["mlp_bias"] = False
     return out

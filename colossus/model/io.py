@@ -128,18 +128,28 @@ def split_state(cfg: ModelConfig, state: Mapping[str, torch.Tensor], names: Mapp
         if fix_qk is not None:
             wq, wk = fix_qk(wq, cfg.n_head), fix_qk(wk, cfg.n_kv_head)
         out.update({n["attn_norm"]: state[q + "attn_norm.weight"], n["mlp_norm"]: state[q + "mlp_norm.weight"],
-                    n["q"]: wq, n["k"]: wk, n["v"]: wv, n["o"]: state[q + "attn.proj.weight"],
-                    n["down"]: state[q + "mlp.down.weight"]})
+                    n["q"]: wq, n["k"]: wk, n["v"]: wv, n["o"]: state[q + "attn.proj.weight"]})
         if cfg.qkv_bias:
             bias = {part: n[part].removesuffix("weight") + "bias" for part in ("q", "k", "v")}
             out[bias["q"]] = state[q + "attn.q.bias"]
             out[bias["k"]], out[bias["v"]] = state[q + "attn.kv.bias"].split(kv_rows)
         if cfg.qk_norm:
             out[n["q_norm"]], out[n["k_norm"]] = state[q + "attn.q_norm.weight"], state[q + "attn.k_norm.weight"]
-        if cfg.mlp == "swiglu":
+        if cfg.n_experts and "{e}" in n["expert_gate"]:  # one tensor per expert
+            out[n["router"]] = state[q + "mlp.router.weight"]
+            for e, (up, down) in enumerate(zip(state[q + "mlp.up"], state[q + "mlp.down"], strict=True)):
+                out[n["expert_gate"].format(e=e)], out[n["expert_up"].format(e=e)] = up.chunk(2)
+                out[n["expert_down"].format(e=e)] = down
+        elif cfg.n_experts:  # stacked
+            out[n["router"]] = state[q + "mlp.router.weight"]
+            out[n["expert_gate"]], out[n["expert_up"]] = state[q + "mlp.up"].chunk(2, dim=1)
+            out[n["expert_down"]] = state[q + "mlp.down"]
+        elif cfg.mlp == "swiglu":
             out[n["gate"]], out[n["up"]] = state[q + "mlp.up.weight"].chunk(2)
+            out[n["down"]] = state[q + "mlp.down.weight"]
         else:
             out[n["up"]] = state[q + "mlp.up.weight"]
+            out[n["down"]] = state[q + "mlp.down.weight"]
     return out
 
 

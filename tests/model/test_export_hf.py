@@ -116,14 +116,3 @@ def test_a_field_no_family_has_is_one_line(tmp_path, tok):
     tiny_ours(tok, tmp_path / "m", qkv_bias=True, qk_norm=True)
     with pytest.raises(ColossusError, match="qkv_bias = true goes with"):
         export_hf(tmp_path / "m", tmp_path / "out")
-
-
-@pytest.mark.parametrize("field, value", [("sliding_window", 8), ("n_experts", 4),
-                                          ("rope_scaling", {"rope_type": "linear", "factor": 2.0})])
-def test_a_field_the_exporters_do_not_write_is_refused_not_dropped(tmp_path, tok, field, value):
-    from colossus.model.export_gguf import export_gguf
-
-    tiny_ours(tok, tmp_path / "m", mlp="swiglu", **{field: value})
-    for export in (export_hf, export_gguf):
-        with pytest.raises(ColossusError, match=f"{field} = .*export does not write it yet"):
-            export(tmp_path / "m", tmp_path / "out")

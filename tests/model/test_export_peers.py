@@ -28,7 +28,8 @@ llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not ins
                                 "and installs it (about 7 minutes from its sdist)")
 
 CASES = {"llama": dict(mlp="swiglu", qk_norm=False), "qwen2": dict(mlp="swiglu", qk_norm=False, qkv_bias=True),
-         "qwen3": dict(mlp="swiglu", qk_norm=True, head_size=24)}
+         "qwen3": dict(mlp="swiglu", qk_norm=True, head_size=24),
+         "mixtral": dict(mlp="swiglu", qk_norm=False, n_experts=4, experts_per_token=2)}
 RUNS = [(c, "f32") for c in sorted(CASES)] + [(c, d) for c in ("llama", "qwen3") for d in ("f16", "q8_0")]
 TOLERANCE = {"f16": 0.02, "q8_0": 0.35}  # of the logits' standard deviation: llama.cpp's rounded activations
 
