@@ -251,10 +251,10 @@ def cmd_export(a) -> int:
 
         from colossus.model.export_hf import export_hf
 
-        if a.dtype != "f32":
-            raise ColossusError("--dtype goes with --format gguf (a Hugging Face folder keeps the float32 weights)")
-        out = export_hf(a.model, a.out)
-        kind = f"model_type {json.loads((out / 'config.json').read_text())['model_type']}"
+        if a.dtype == "q8_0":
+            raise ColossusError("--dtype q8_0 goes with --format gguf (a Hugging Face folder takes f32, bf16 or f16)")
+        out = export_hf(a.model, a.out, a.dtype)
+        kind = f"model_type {json.loads((out / 'config.json').read_text())['model_type']}, {a.dtype} weights"
     else:
         from colossus.model.export_gguf import export_gguf
         from colossus.model.gguf_file import GGUFFile
@@ -383,14 +383,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="on a GPU, run each decode step op by op instead of replaying CUDA graphs captured at start")
     sv.set_defaults(func=cmd_serve)
 
-    ex = sub.add_parser("export", help="write our model as a Hugging Face folder or a GGUF file (llama.cpp)")
-    ex.add_argument("--model", type=Path, required=True, help="our model directory or a run directory")
+    ex = sub.add_parser("export", help="write a model as a Hugging Face folder or a GGUF file (llama.cpp)")
+    ex.add_argument("--model", type=Path, required=True,
+                    help="our model directory or a run directory, or an imported GGUF file or Hugging Face folder")
     ex.add_argument("--format", choices=("hf", "gguf"), required=True,
                     help="hf: a folder for transformers (config.json, model.safetensors, tokenizer, chat template); "
                          "gguf: one file for llama.cpp and Ollama")
     ex.add_argument("--out", type=Path, required=True, help="the folder (hf) or the .gguf file to write")
-    ex.add_argument("--dtype", choices=("f32", "f16", "q8_0"), default="f32",
-                    help="with --format gguf: the matrices' type (norms stay f32; default: f32)")
+    ex.add_argument("--dtype", choices=("f32", "bf16", "f16", "q8_0"), default="f32",
+                    help="gguf: the matrices' type, f32, f16 or q8_0 (norms stay f32); hf: every weight's, f32, "
+                         "bf16 or f16 (default: f32)")
     ex.set_defaults(func=cmd_export)
 
     from colossus.assistant.check_cli import add_parser as add_check_parser

@@ -447,12 +447,33 @@ def test_export_gguf_writes_the_asked_type(tmp_path, tok):
     assert f.tensors["blk.0.ffn_up.weight"].tensor_type.name == "Q8_0"
 
 
+@pytest.mark.parametrize("dtype, torch_dtype", [("bf16", "bfloat16"), ("f16", "float16")])
+def test_export_hf_in_16_bits(tmp_path, tok, dtype, torch_dtype):
+    import torch
+    from export_tiny import tiny_ours
+
+    from colossus.model import load_model
+
+    transformers = pytest.importorskip("transformers")
+    ours = tiny_ours(tok, tmp_path / "m", mlp="swiglu")
+    r = ok(colossus("export", "--model", tmp_path / "m", "--format", "hf", "--dtype", dtype, "--out",
+                    tmp_path / "hf", cwd=tmp_path))
+    assert f"model_type qwen3, {dtype} weights" in r.stdout
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf", dtype="auto").eval()
+    assert str(hf.dtype) == f"torch.{torch_dtype}"
+    back = load_model(tmp_path / "hf")  # in its own dtype; the same values as ours rounded to it
+    assert str(next(back.parameters()).dtype) == f"torch.{torch_dtype}"
+    for p, q in zip(back.parameters(), ours.parameters(), strict=True):
+        assert torch.equal(p, q.to(p.dtype))
+
+
 def test_export_bad_input_is_one_clear_line(run, tmp_path):
     cases = [
         (("--model", tmp_path / "nothing", "--format", "hf"), "no model at"),
         (("--model", run.dir, "--format", "onnx"), "argument --format: invalid choice: 'onnx'"),
         (("--model", run.dir, "--format", "gguf"), "mlp = 'relu2' has no llama.cpp architecture"),
-        (("--model", run.dir, "--format", "hf", "--dtype", "q8_0"), "--dtype goes with --format gguf"),
+        (("--model", run.dir, "--format", "hf", "--dtype", "q8_0"), "--dtype q8_0 goes with --format gguf"),
+        (("--model", run.dir, "--format", "gguf", "--dtype", "bf16"), "--dtype must be one of f32, f16, q8_0"),
     ]
     for args, message in cases:
         one_line_error(colossus("export", *args, "--out", tmp_path / "out", cwd=tmp_path), message)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
 from safetensors.torch import save_file
 
 from colossus.data.chat_template import jinja_template
@@ -164,8 +165,14 @@ def tokenizer_config(tok: Tokenizer | TemplateTokenizer, cfg: ModelConfig) -> di
             "chat_template": chat_templates(tok, space=False)}
 
 
-def export_hf(model_dir: str | Path, out: str | Path) -> Path:
-    """Write our model directory as a Hugging Face folder at `out`; returns it."""
+HF_DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
+
+
+def export_hf(model_dir: str | Path, out: str | Path, dtype: str = "f32") -> Path:
+    """Write our model directory (or an imported model) as a Hugging Face folder at `out`, its weights in dtype
+    (f32, bf16, f16); returns it."""
+    if dtype not in HF_DTYPES:
+        raise ColossusError(f"dtype must be one of {', '.join(HF_DTYPES)}, not {dtype!r}")
     model, tok, _ = load_ours(model_dir)
     cfg = model.cfg
     family = hf_family(cfg)
@@ -173,10 +180,11 @@ def export_hf(model_dir: str | Path, out: str | Path) -> Path:
     if out.exists() and not out.is_dir():
         raise ColossusError(f"--out {out} is a file: a Hugging Face model is a folder")
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous()
+    state = {k: v.detach().cpu().to(HF_DTYPES[dtype]).contiguous()
              for k, v in split_state(cfg, model.state_dict(), hf_import.names_of(family)).items()}
     save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
-    (out / "config.json").write_text(json.dumps(hf_config(cfg, family, tok), indent=2) + "\n")
+    config = hf_config(cfg, family, tok) | {"dtype": str(HF_DTYPES[dtype]).removeprefix("torch.")}
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     stops = sorted(getattr(tok, "stop_ids", {tok.end}))
     generation = {"bos_token_id": tok.bos, "eos_token_id": stops[0] if len(stops) == 1 else stops,
                   "pad_token_id": tok.pad}
