@@ -185,7 +185,7 @@ def export_hf(model_dir: str | Path, out: str | Path, dtype: str = "f32") -> Pat
     save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
     config = hf_config(cfg, family, tok) | {"dtype": str(HF_DTYPES[dtype]).removeprefix("torch.")}
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    stops = sorted(getattr(tok, "stop_ids", {tok.end}))
+    stops = sorted(tok.stop_ids) if isinstance(tok, TemplateTokenizer) else [tok.end]  # ours: <|end|> ends a turn
     generation = {"bos_token_id": tok.bos, "eos_token_id": stops[0] if len(stops) == 1 else stops,
                   "pad_token_id": tok.pad}
     (out / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
