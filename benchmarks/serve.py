@@ -194,13 +194,14 @@ class Server:
                                      start_new_session=True, cwd=REPO)
         return self
 
-    def wait_healthy(self, timeout_s: float = 600.0) -> float:
+    def wait_healthy(self, timeout_s: float = 600.0, path: str = "/health") -> float:
+        """Seconds until GET path answers 200 (a server without /health: path="/v1/models")."""
         t0 = time.perf_counter()
         while time.perf_counter() - t0 < timeout_s:
             if self.proc.poll() is not None:
                 raise SystemExit(f"{self.name} server exited ({self.proc.returncode}):\n{self.tail()}")
             try:
-                if httpx.get(self.base + "/health", timeout=2).status_code == 200:
+                if httpx.get(self.base + path, timeout=2).status_code == 200:
                     return time.perf_counter() - t0
             except httpx.HTTPError:
                 pass

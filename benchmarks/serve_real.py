@@ -62,21 +62,6 @@ def smollm2() -> Path:
     return gguf
 
 
-def wait_ready(srv: Server, timeout_s: float = 900.0) -> float:
-    """Until GET /v1/models answers 200 (every server has it; llama-cpp-python's has no /health)."""
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < timeout_s:
-        if srv.proc.poll() is not None:
-            raise SystemExit(f"{srv.name} exited ({srv.proc.returncode}):\n{srv.tail()}")
-        try:
-            if httpx.get(srv.base + "/v1/models", timeout=5).status_code == 200:
-                return time.perf_counter() - t0
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"{srv.name} not ready after {timeout_s:.0f}s:\n{srv.tail()}")
-
-
 def servers(f16: Path, q4: Path, folder: Path, threads: int, work: Path, max_len: int) -> list[dict]:
     """Each server: its name, weights, argv (port filled in later), the model id to send, and payload extras."""
     py = sys.executable
@@ -106,7 +91,7 @@ def bench(spec: dict, levels: list[tuple[int, int]], args, work: Path) -> list[d
     rows = []
     log = work / (name.replace(" ", "_").replace("(", "").replace(")", "").replace(",", "") + ".log")
     with Server(name, spec["argv"] + ["--port", str(port)], port, log, args.threads) as srv:
-        load_s = wait_ready(srv)
+        load_s = srv.wait_healthy(900, "/v1/models")  # llama-cpp-python's server has no /health
         model = httpx.get(srv.base + "/v1/models", timeout=10).json()["data"][0]["id"]
         if spec["server"] == "transformers":
             model = str(spec["argv"][4])  # it lists its hub cache; it is pinned to the one folder anyway

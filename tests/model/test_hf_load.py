@@ -9,7 +9,7 @@ import json
 
 import pytest
 import torch
-from hf_tiny import tiny_hf
+from hf_tiny import tiny_hf, with_tokenizer
 
 from colossus.errors import ColossusError
 from colossus.infer.engine import Engine
@@ -135,19 +135,9 @@ def test_the_c_step_hands_a_model_with_qkv_biases_to_pytorch_saying_why(tmp_path
         Engine(model, tok, max_batch=2, kernel="c")
 
 
-TEMPLATE = ("{% for m in messages %}{% if m['role'] == 'system' %}<|system|>{% elif m['role'] == 'user' %}<|user|>"
-            "{% else %}<|assistant|>{% endif %}{{ m['content'] | trim }}{{ eos_token }}\n{% endfor %}"
-            "{% if add_generation_prompt %}<|assistant|>{% endif %}")
-
-
 def hf_folder_with_tokenizer(tmp_path, tok):
     save_tiny("llama", tmp_path)
-    tok.hf.save(str(tmp_path / "tokenizer.json"))
-    (tmp_path / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "PreTrainedTokenizerFast", "chat_template": TEMPLATE, "eos_token": "<|end|>",
-        "bos_token": "<|bos|>"}))
-    (tmp_path / "generation_config.json").write_text(json.dumps({"eos_token_id": tok.end}))
-    return tmp_path
+    return with_tokenizer(tmp_path, tok)
 
 
 @pytest.mark.parametrize("messages", [

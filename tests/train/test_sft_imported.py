@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import torch
-from hf_tiny import tiny_hf
+from hf_tiny import tiny_hf, with_tokenizer
 
 from colossus.data.shards import Shards
 from colossus.data.template_tokenizer import TemplateTokenizer
@@ -19,9 +19,6 @@ from colossus.model import load_chat_model
 
 transformers = pytest.importorskip("transformers")
 
-TEMPLATE = ("{% for m in messages %}{% if m['role'] == 'system' %}<|system|>{% elif m['role'] == 'user' %}<|user|>"
-            "{% else %}<|assistant|>{% endif %}{{ m['content'] | trim }}{{ eos_token }}\n{% endfor %}"
-            "{% if add_generation_prompt %}<|assistant|>{% endif %}")
 QUESTION = "What is the capital of Zorbia?"
 ANSWER = "Vell is the capital of Zorbia."
 
@@ -31,12 +28,7 @@ def hf_folder(path, tok):
                  hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                  num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=True)
     hf.save_pretrained(path)
-    tok.hf.save(str(path / "tokenizer.json"))
-    (path / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "PreTrainedTokenizerFast", "chat_template": TEMPLATE, "eos_token": "<|end|>",
-        "bos_token": "<|bos|>"}))
-    (path / "generation_config.json").write_text(json.dumps({"eos_token_id": tok.end}))
-    return path
+    return with_tokenizer(path, tok)
 
 
 def colossus(*args, cwd):
