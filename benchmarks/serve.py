@@ -355,6 +355,19 @@ def ratios(results: list[dict]) -> list[dict]:
     return out
 
 
+def concurrency_axes(axes, results: list[dict]) -> None:
+    """Concurrency on a log-2 x axis with the measured levels as ticks, a grid and a legend."""
+    import matplotlib
+
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted({r["concurrency"] for r in results}))
+        ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.set_xlabel("concurrent requests")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+
+
 def plot(results: list[dict], meta: dict, path: Path) -> None:
     import matplotlib
 
@@ -387,13 +400,7 @@ def plot(results: list[dict], meta: dict, path: Path) -> None:
         top.set_ylabel("output tokens/s")
         bottom.set_ylabel("median TPOT and TTFT, ms (log)")
         bottom.set_yscale("log")
-        for ax in (top, bottom):
-            ax.set_xscale("log", base=2)
-            ax.set_xticks(sorted({r["concurrency"] for r in results}))
-            ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
-            ax.set_xlabel("concurrent requests")
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
+        concurrency_axes((top, bottom), results)
     load = meta.get("loadavg_start", [0.0])[0]
     cpu = meta.get("cpu")
     where = meta["machine"]

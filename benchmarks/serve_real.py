@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a script: `python benchmarks/serve_real.py`
 
 from benchmarks.cpu_header import cpu_facts, describe  # noqa: E402
-from benchmarks.serve import Server, free_port  # noqa: E402
+from benchmarks.serve import Server, concurrency_axes, free_port  # noqa: E402
 from benchmarks.serve_client import run_async, run_level, summarize  # noqa: E402
 
 QUESTIONS = [
@@ -165,13 +165,7 @@ def plot(results: list[dict], meta: dict, path: Path) -> None:
     a.set_ylabel("output tokens/s")
     b.set_ylabel("median TPOT, ms (log)")
     b.set_yscale("log")
-    for ax in (a, b):
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(sorted({r["concurrency"] for r in results}))
-        ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
-        ax.set_xlabel("concurrent requests")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    concurrency_axes((a, b), results)
     cpu = meta.get("cpu") or {}
     fig.suptitle(f"SmolLM2-135M-Instruct, {meta['output_tokens']} streamed tokens a request; {cpu.get('cpu', '')} "
                  f"({cpu.get('cores', '?')} cores), float32 matmul peak {cpu.get('matmul_peak', 0) / 1e12:.2f} "

@@ -96,7 +96,11 @@ def train_tool_model(tok, steps: int = 500) -> GPT:
     w = torch.zeros(len(rows), T)
     for i, (r, m) in enumerate(rows):
         ids[i, :len(r)], w[i, :len(m)] = torch.tensor(r), torch.tensor(m, dtype=torch.float)
-    x, y, mask = ids[:, :-1], ids[:, 1:], (w[:, 1:] > 0).float()
+    return fit(model, ids[:, :-1], ids[:, 1:], (w[:, 1:] > 0).float(), steps)
+
+
+def fit(model: GPT, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, steps: int) -> GPT:
+    """steps of AdamW on the masked next-token loss of x -> y: the model learns them by heart."""
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
     for _ in range(steps):
         loss = model(x, targets=y, loss_mask=mask)

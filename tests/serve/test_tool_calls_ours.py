@@ -9,6 +9,7 @@ import json
 import pytest
 import torch
 from hermes_model import TOOLS, WEATHER_ARGS, WEATHER_Q
+from tool_model import fit
 
 from colossus.data import chat_template
 from colossus.model.config import ModelConfig
@@ -26,15 +27,7 @@ def train(tok, steps: int = 300) -> GPT:
                                         {"role": "tool_call", "content": call}])
     torch.manual_seed(0)
     model = GPT(ModelConfig(vocab_size=tok.vocab_size, seq_len=512, n_layer=2, d_model=64, n_head=4, n_kv_head=2))
-    x, y = torch.tensor([ids[:-1]]), torch.tensor([ids[1:]])
-    mask = (torch.tensor([w[1:]]) > 0).float()
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
-    for _ in range(steps):
-        loss = model(x, targets=y, loss_mask=mask)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return model.eval()
+    return fit(model, torch.tensor([ids[:-1]]), torch.tensor([ids[1:]]), (torch.tensor([w[1:]]) > 0).float(), steps)
 
 
 @pytest.fixture(scope="module")
