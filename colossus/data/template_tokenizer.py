@@ -99,7 +99,6 @@ class TemplateTokenizer:
             self.tool_template = env.from_string(tool_template) if tool_template else self.template
         except TemplateSyntaxError as e:
             raise ColossusError(f"the model's chat template is not valid Jinja: {e}") from e
-        self.template_source = template + (tool_template or "")  # what colossus.assistant.tool_parsers reads
         self.special = {t.content: i for i, t in hf.get_added_tokens_decoder().items() if t.special}
         self.special_ids = frozenset(self.special.values())
         self.stop_ids = frozenset(eos_ids)
@@ -177,6 +176,18 @@ class TemplateTokenizer:
         weights = [int(any(a <= start < b for a, b in spans)) for start, _ in enc.offsets]
         return enc.ids, weights
 
+    @property
+    def template_source(self) -> str:
+        """Every template's text (what colossus.assistant.tool_parsers reads to pick a format)."""
+        return self.template_text + (self.tool_template_text or "")
+
+    def chat_templates(self) -> str | list[dict]:
+        """tokenizer_config.json's chat_template: the template, or the named ones ("default" and "tool_use")."""
+        if self.tool_template_text is None:
+            return self.template_text
+        return [{"name": "default", "template": self.template_text},
+                {"name": "tool_use", "template": self.tool_template_text}]
+
     def save(self, folder: str | Path) -> None:
         """tokenizer.json, tokenizer_config.json (the chat template(s), bos and eos) and generation_config.json (the
         stop ids): what from_hf_folder reads back, and what transformers reads."""
@@ -184,10 +195,7 @@ class TemplateTokenizer:
         folder.mkdir(parents=True, exist_ok=True)
         self.hf.save(str(folder / "tokenizer.json"))
         token = self.hf.id_to_token
-        template = self.template_text if self.tool_template_text is None else [
-            {"name": "default", "template": self.template_text},
-            {"name": "tool_use", "template": self.tool_template_text}]
-        config = {"tokenizer_class": "PreTrainedTokenizerFast", "chat_template": template,
+        config = {"tokenizer_class": "PreTrainedTokenizerFast", "chat_template": self.chat_templates(),
                   "bos_token": token(self.bos), "eos_token": token(self.end), "pad_token": token(self.pad)}
         (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
         gen = {"bos_token_id": self.bos, "eos_token_id": sorted(self.stop_ids), "pad_token_id": self.pad}

@@ -40,7 +40,7 @@ from colossus.errors import ColossusError
 from colossus.model import hf as hf_import
 from colossus.model.config import ModelConfig
 from colossus.model.gpt import GPT
-from colossus.model.io import TOKENIZER, load_model, resolve_model_dir, split_state
+from colossus.model.io import TOKENIZER, resolve_model_dir, split_state
 
 ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
                  "mistral": "MistralForCausalLM", "mixtral": "MixtralForCausalLM",
@@ -55,12 +55,11 @@ def load_ours(path: str | Path) -> tuple[GPT, Tokenizer | TemplateTokenizer, Pat
     from colossus.model import load_model as load_any
 
     p = Path(path)
-    if is_imported(p):
-        return load_any(p, dtype="float32"), load_tokenizer(p), p
-    d = resolve_model_dir(p)
-    if not (d / TOKENIZER).exists():
-        raise ColossusError(f"no {TOKENIZER} in {d}: an exported model needs the tokenizer it was trained with")
-    return load_model(d), load_tokenizer(d), d
+    if not is_imported(p):
+        p = resolve_model_dir(p)
+        if not (p / TOKENIZER).exists():
+            raise ColossusError(f"no {TOKENIZER} in {p}: an exported model needs the tokenizer it was trained with")
+    return load_any(p, dtype="float32"), load_tokenizer(p), p
 
 
 def check_exportable(cfg: ModelConfig, gguf: bool = False) -> None:
@@ -149,12 +148,7 @@ def tokenizer_json(tok: Tokenizer | TemplateTokenizer) -> str:
 def chat_templates(tok: Tokenizer | TemplateTokenizer, space: bool) -> str | list[dict]:
     """Our template in Jinja (space: it writes our leading space itself), or an imported model's own (with its
     tool_use template beside it, as transformers names them)."""
-    if not isinstance(tok, TemplateTokenizer):
-        return jinja_template(space=space)
-    if tok.tool_template_text is None:
-        return tok.template_text
-    return [{"name": "default", "template": tok.template_text},
-            {"name": "tool_use", "template": tok.tool_template_text}]
+    return tok.chat_templates() if isinstance(tok, TemplateTokenizer) else jinja_template(space=space)
 
 
 def tokenizer_config(tok: Tokenizer | TemplateTokenizer, cfg: ModelConfig) -> dict:
