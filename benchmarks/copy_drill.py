@@ -2,7 +2,7 @@
 and by the alphabet of the copied strings, in one run.
 
     PYTHONPATH=. python benchmarks/copy_drill.py [--steps 300] [--alphabets 64 512 4000] [--optimizers muon adamw]
-        [--lengths 8 24] [--batch 64] [--out F.json]
+        [--lengths 8 24] [--batch 64] [--copy-head] [--out F.json]
 
 Each row trains a fresh GPT (4 layers, d_model 192, 4 heads, vocabulary 4096, the cpu preset's shape) on one
 task only: a BOS, then a string of L tokens drawn uniformly from the first `alphabet` ordinary ids, written
@@ -13,8 +13,10 @@ sits L + 1 tokens back, and a model can learn to copy from that offset instead: 
 also probed on strings of --probe-length (32, colossus.evals.copying's length, never trained on), where only an
 induction head helps. A row reports the first probe whose held-out second copy is below 1 nat (None: not within
 --steps), and both copies' losses at the end, on the trained lengths and on the probe.
-Optimizers: `muon` is the cpu preset's (Muon for the matrices of the blocks, AdamW for the rest,
-colossus.train.optim.build_optimizers, no decay), `adamw` is AdamW for everything at --adamw-lr.
+With --copy-head the model has the copy head (colossus.model.copy_head), whose gate adds to the logit of the
+token that followed the current one's last occurrence. Optimizers: `muon` is the cpu preset's (Muon for the
+matrices of the blocks, AdamW for the rest, colossus.train.optim.build_optimizers, no decay), `adamw` is AdamW for
+everything at --adamw-lr.
 Seeded: the same rows on the same host, to float-sum order.
 """
 
@@ -55,10 +57,10 @@ def probe(model: GPT, alphabet: int, length: int, seed: int, n: int = 64) -> tup
 
 
 def train_row(optimizer: str, alphabet: int, steps: int, lengths: tuple[int, int], probe_length: int, batch: int,
-              lr: float, adamw_lr: float, muon_lr: float, seed: int) -> dict:
+              lr: float, adamw_lr: float, muon_lr: float, seed: int, copy_head: bool = False) -> dict:
     torch.manual_seed(seed)
     model = GPT(ModelConfig(vocab_size=4096, seq_len=2 * max(lengths[1], probe_length) + 1, n_layer=4, d_model=192,
-                            n_head=4, n_kv_head=4))
+                            n_head=4, n_kv_head=4, copy_head=copy_head))
     if optimizer == "muon":
         opts = build_optimizers(model, lr=lr, embed_lr=3 * lr, head_lr=lr, weight_decay=0.0, muon=True,
                                 muon_lr=muon_lr)
@@ -82,7 +84,8 @@ def train_row(optimizer: str, alphabet: int, steps: int, lengths: tuple[int, int
             print(f"  {optimizer} alphabet {alphabet} step {step}: trained length {length}: first copy {first:.2f}, "
                   f"second {second:.3f}; probe length {probe_length}: first {p_first:.2f}, second {p_second:.3f} "
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)
-    return {"optimizer": optimizer, "alphabet": alphabet, "steps": steps, "lengths": list(lengths),
+    return {"optimizer": optimizer, "copy_head": copy_head, "alphabet": alphabet, "steps": steps,
+            "lengths": list(lengths),
             "learned_at": learned_at, "first_copy_loss": round(first, 3), "second_copy_loss": round(second, 3),
             "probe_length": probe_length, "probe_first_copy_loss": round(p_first, 3),
             "probe_second_copy_loss": round(p_second, 3), "seconds": round(time.perf_counter() - t0, 1)}
@@ -100,6 +103,7 @@ def main() -> None:
     ap.add_argument("--muon-lr", type=float, default=0.02)
     ap.add_argument("--adamw-lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--copy-head", action="store_true", help="the model has a copy head (colossus.model.copy_head)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     facts = cpu_facts(torch.get_num_threads())
@@ -108,7 +112,7 @@ def main() -> None:
     for alphabet in args.alphabets:
         for optimizer in args.optimizers:
             rows.append(train_row(optimizer, alphabet, args.steps, tuple(args.lengths), args.probe_length,
-                                  args.batch, args.lr, args.adamw_lr, args.muon_lr, args.seed))
+                                  args.batch, args.lr, args.adamw_lr, args.muon_lr, args.seed, args.copy_head))
     print(f"\n| optimizer | alphabet | lengths | probe second copy < 1 nat at step | first / second copy loss "
           f"after {args.steps}, trained lengths | the same, probe length {args.probe_length} |")
     print("|---|---|---|---|---|---|")

@@ -32,6 +32,8 @@ class ModelShape:
     n_kv_head: int = 4
     seq_len: int = 128
     mlp: str = "relu2"
+    copy_head: bool = False
+    """Copy from the context through a gated copy head (colossus.model.copy_head)."""
 
 
 @dataclass

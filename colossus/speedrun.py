@@ -120,7 +120,7 @@ def model_config(cfg: RunConfig, tok: Tokenizer) -> ModelConfig:
     m = cfg.model
     vocab = (tok.vocab_size + 63) // 64 * 64  # a multiple of 64 keeps the matmuls aligned
     return ModelConfig(vocab_size=vocab, seq_len=m.seq_len, n_layer=m.n_layer, d_model=m.d_model,
-                       n_head=m.n_head, n_kv_head=m.n_kv_head, mlp=m.mlp)
+                       n_head=m.n_head, n_kv_head=m.n_kv_head, mlp=m.mlp, copy_head=m.copy_head)
 
 
 def final_weights(stage_dir: Path) -> Path:

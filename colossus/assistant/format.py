@@ -37,8 +37,27 @@ class ToolCall:
 
 
 def call_json(name: str, arguments: dict) -> str:
-    """The content of a tool_call message."""
+    """The content of a tool_call message. The built-in tools' text arguments open with a space: our tokenizer
+    gives each word its leading space ("Pella" in prose is one token, " Pella"), and a word right after a quote
+    has none ("Pella" becomes "P", "ella"), so without it a name copied from the question into a query would be
+    other tokens than the question's, which no copying (colossus.model.copy_head) can follow; an author is
+    written as the question writes it, " @pella". parse_call strips the spaces."""
+    if name in TOOLS:
+        arguments = {k: _pad(v) for k, v in arguments.items()}
     return json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False)
+
+
+def _pad(value):
+    """A text argument, or each text of a list (authors), with its leading space (see call_json)."""
+    if isinstance(value, str):
+        return " " + value
+    return [_pad(v) for v in value] if isinstance(value, list) else value
+
+
+def _strip(value):
+    if isinstance(value, str):
+        return value.strip()
+    return [_strip(v) for v in value] if isinstance(value, list) else value
 
 
 def parse_call(content: str) -> ToolCall:
@@ -54,7 +73,7 @@ def parse_call(content: str) -> ToolCall:
         raise ToolCallError("error: arguments must be an object")
     if obj["name"] not in TOOLS:
         raise ToolCallError(f"error: no tool named {obj['name'][:40]!r}; the tools are {', '.join(TOOLS)}")
-    return ToolCall(obj["name"], args)
+    return ToolCall(obj["name"], {k: _strip(v) for k, v in args.items()})
 
 
 def day(t: dt.datetime) -> str:
@@ -68,7 +87,7 @@ def post_line(n: int, author: str, created_at: dt.datetime, text: str) -> str:
 
 def search_results(lines: list[str], query: str) -> str:
     """The content of a search's tool message: its posts' lines, or that nothing matched."""
-    return "\n".join(lines) if lines else f'No posts match "{query}".'
+    return "\n".join(lines) if lines else f"No posts match {query}."
 
 
 def not_found(subject: str) -> str:
@@ -78,7 +97,7 @@ def not_found(subject: str) -> str:
 
 def factcheck_question(claim: str | None = None, post: str | None = None) -> str:
     """What a fact-check asks the model: a claim, or a post's text."""
-    return f'Fact-check this post: "{post}"' if post is not None else f"Fact-check this: {claim}"
+    return f"Fact-check this post: {post}" if post is not None else f"Fact-check this: {claim}"
 
 
 def verdict(answer: str) -> tuple[str | None, str]:

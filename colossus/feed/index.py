@@ -137,17 +137,22 @@ class TantivyIndex:
                limit: int = 10) -> list[Hit]:
         if not 1 <= limit <= MAX_LIMIT:
             raise FeedError(f"limit must be in 1..{MAX_LIMIT}, not {limit}")
-        must = [(tantivy.Occur.Must, self.index.parse_query(" ".join(query_terms(query)), ["text"]))]
+        terms = query_terms(query)
+        filters = []
         if since is not None or until is not None:
-            must.append((tantivy.Occur.Must, tantivy.Query.range_query(
+            filters.append((tantivy.Occur.Must, tantivy.Query.range_query(
                 self.schema, "ts", tantivy.FieldType.Integer, int(since.timestamp()) if since else None,
                 int(until.timestamp()) if until else None)))
         if authors:
-            must.append((tantivy.Occur.Must, tantivy.Query.term_set_query(self.schema, "author",
-                                                                          [a.lower() for a in authors])))
+            filters.append((tantivy.Occur.Must, tantivy.Query.term_set_query(self.schema, "author",
+                                                                             [a.lower() for a in authors])))
         if exclude_authors:
-            must.append((tantivy.Occur.MustNot, tantivy.Query.term_set_query(
+            filters.append((tantivy.Occur.MustNot, tantivy.Query.term_set_query(
                 self.schema, "author", [a.lower() for a in exclude_authors])))
         searcher = self.index.searcher()
-        result = searcher.search(tantivy.Query.boolean_query(must), limit)
+        every = self.index.parse_query(" ".join(f"+{t}" for t in terms), ["text"])
+        result = searcher.search(tantivy.Query.boolean_query([(tantivy.Occur.Must, every), *filters]), limit)
+        if not result.hits and len(terms) > 1:  # no post holds every word: those holding any
+            anyone = self.index.parse_query(" ".join(terms), ["text"])
+            result = searcher.search(tantivy.Query.boolean_query([(tantivy.Occur.Must, anyone), *filters]), limit)
         return [Hit(searcher.doc(addr)["id"][0], score) for score, addr in result.hits]

@@ -234,17 +234,22 @@ class CpuDecoder:
             keep += ts + [t for t in norms if t is not None]
             layers[i] = _Layer(*(_ptr(t) for t in ts[:5]), *(_ptr(t, _F) for t in ts[5:]),
                                *(_ptr(t, _F) for t in norms))
-        embed, final, head = vec(model.embed.weight), vec(model.norm.weight), mat(model.lm_head.weight)
+        head = model.lm_head.weight
+        if cfg.copy_head:  # the copy head's gates are more output columns (GPT.copy_logits adds their bonus)
+            head = torch.cat((head, model.copy_gate.weight))
+        self.outputs = head.size(0)
+        self.copy_logits = model.copy_logits
+        embed, final, head = vec(model.embed.weight), vec(model.norm.weight), mat(head)
         cos, sin = rope_rows(cfg.head_dim, pool.max_len, cfg.rope_theta, cfg.rope_scaling)  # the step's values
         cos, sin = cos.contiguous(), sin.contiguous()  # every position the pool holds
         keep += [embed, final, head, cos, sin]
         self._keep, self._layers = keep, layers
         self.model = _Model(cfg.n_layer, cfg.d_model, cfg.n_head, cfg.n_kv_head, cfg.head_dim, cfg.mlp_hidden,
-                            cfg.vocab_size, cfg.mlp == "swiglu", wdt == torch.bfloat16, pool.k.dtype == torch.bfloat16,
+                            self.outputs, cfg.mlp == "swiglu", wdt == torch.bfloat16, pool.k.dtype == torch.bfloat16,
                             pool.slots, pool.max_len, threads, cfg.norm_eps, _ptr(embed, _F), _ptr(final, _F),
                             _ptr(head), _ptr(cos, _F), _ptr(sin, _F), _ptr(pool.k), _ptr(pool.v), layers, None)
         self._prof = (ctypes.c_double * 3)()
-        head_macs = model.lm_head.weight.numel()  # multiply-adds a row: the blocks' matmuls, then the head
+        head_macs = self.outputs * cfg.d_model  # multiply-adds a row: the blocks' matmuls, then the head
         self._macs = (sum(w.numel() for w in model.matmul_weights()) - head_macs, head_macs)
 
     def profile(self, on: bool = True) -> None:
@@ -300,17 +305,22 @@ class CpuDecoder:
         self.model.threads = n
 
     def step(self, tokens: list[int], positions: list[int], slots: list[int] | None = None,
-             out_rows: list[int] | None = None) -> torch.Tensor:
+             out_rows: list[int] | None = None, follow: list[tuple] | None = None) -> torch.Tensor:
         """Row i feeds tokens[i] at positions[i] of pool slot slots[i] (default: slot i) -> the logits of the
-        rows in out_rows (default: all), (len(out_rows), V) float32. Rows of one slot go in rising positions."""
+        rows in out_rows (default: all), (len(out_rows), V) float32. Rows of one slot go in rising positions.
+        follow: the out rows' follow ids (copy_head.POINTERS each), which a model with a copy head needs."""
         B = len(tokens)
         if len(positions) != B or (slots is not None and len(slots) != B):
             raise ValueError("tokens, positions and slots must have one entry per row")
+        if self.cfg.copy_head and max(tokens, default=0) >= self.cfg.vocab_size:  # the gates' columns are no tokens
+            raise ValueError(f"token ids must be below the vocabulary's {self.cfg.vocab_size}")
         ints = torch.tensor([tokens, positions, list(range(B)) if slots is None else slots], dtype=torch.int64)
         rows = torch.arange(B) if out_rows is None else torch.tensor(out_rows, dtype=torch.int64)
-        out = torch.empty(len(rows), self.cfg.vocab_size)
+        out = torch.empty(len(rows), self.outputs)
         rc = self.kernel.lib.colossus_decode(ctypes.byref(self.model), B, ints[0].data_ptr(), ints[1].data_ptr(),
                                       ints[2].data_ptr(), len(rows), rows.data_ptr(), out.data_ptr())
         if rc:
             raise RuntimeError(f"the C decode step failed: {_ERRORS.get(rc, rc)}")
+        if self.cfg.copy_head:
+            return self.copy_logits(out, None if follow is None else torch.tensor(follow))
         return out

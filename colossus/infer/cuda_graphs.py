@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 
 from colossus.infer.kv_pool import DecodeView, SlotPool
+from colossus.model.copy_head import NONE, POINTERS
 from colossus.model.gpt import GPT
 
 MIN_KEYS = 64  # the shortest key length captured
@@ -52,8 +53,9 @@ class DecodeGraphs:
         self.batches, self.keys = batch_sizes(max_batch), key_lengths(pool.max_len)
         dev = pool.device
         self.capture = dev.type == "cuda"
-        self.inputs = torch.zeros(2, max_batch, dtype=torch.long, device=dev)  # token ids, positions
-        self.host = torch.zeros(2, max_batch, dtype=torch.long, pin_memory=self.capture)
+        rows = 2 + POINTERS  # token ids, positions, then the copy head's follow ids
+        self.inputs = torch.zeros(rows, max_batch, dtype=torch.long, device=dev)
+        self.host = torch.zeros(rows, max_batch, dtype=torch.long, pin_memory=self.capture)
         self.logits = torch.zeros(max_batch, model.cfg.vocab_size, device=dev)
         self.graphs: dict[tuple[int, int], torch.cuda.CUDAGraph] = {}
         self._copied = torch.cuda.Event() if self.capture else None  # the last input copy, done reading host
@@ -63,7 +65,9 @@ class DecodeGraphs:
     def _run(self, b: int, keys: int) -> None:
         positions = self.inputs[1, :b]
         view = DecodeView.fixed(self.pool, positions, keys)
-        self.logits[:b] = self.model.decode_step(self.inputs[0, :b], positions, view, max_position=keys - 1)
+        follow = self.inputs[2:, :b].t() if self.model.cfg.copy_head else None
+        self.logits[:b] = self.model.decode_step(self.inputs[0, :b], positions, view, max_position=keys - 1,
+                                                 follow=follow)
 
     def _capture_all(self) -> None:
         mempool = torch.cuda.graph_pool_handle()  # one pool: the graphs never run at the same time
@@ -83,9 +87,9 @@ class DecodeGraphs:
     def __len__(self) -> int:
         return len(self.graphs)
 
-    def step(self, tokens: list[int], positions: list[int]) -> torch.Tensor:
-        """Logits (B, V) of one token per row, row i in slot i at positions[i]; a view of the static buffer,
-        valid until the next step."""
+    def step(self, tokens: list[int], positions: list[int], follow: list[tuple] | None = None) -> torch.Tensor:
+        """Logits (B, V) of one token per row, row i in slot i at positions[i] (follow: the rows' follow ids, for
+        a copy head); a view of the static buffer, valid until the next step."""
         B = len(tokens)
         b = next(x for x in self.batches if x >= B)
         top = max(positions)
@@ -93,8 +97,11 @@ class DecodeGraphs:
         if self.capture:
             self._copied.synchronize()  # (at once in the engine: it read the last step's tokens back already)
         self.host[:, :b] = 0  # padding rows: token 0 at position 0
+        self.host[2:, :b] = NONE
         self.host[0, :B] = torch.tensor(tokens)
         self.host[1, :B] = torch.tensor(positions)
+        if follow is not None:
+            self.host[2:, :B] = torch.tensor(follow).t()
         self.inputs[:, :b].copy_(self.host[:, :b], non_blocking=self.capture)
         if self.capture:
             self._copied.record()

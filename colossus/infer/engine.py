@@ -76,6 +76,7 @@ from colossus.infer.logits import RowParams, apply_penalties, sample_rows, token
 from colossus.infer.prefix_cache import PrefixCache
 from colossus.infer.sampling import SamplingParams
 from colossus.infer.step_choice import CONTEXT, StepTimes, cache_key
+from colossus.model.copy_head import NO_FOLLOW, FollowMap
 from colossus.model.gpt import GPT
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,15 @@ class _Request:
         self.length = 0  # tokens whose KV is in the slot
         self.out: list[int] = []  # generated ids; the last one is fed at the next step
         self.cached = 0
+        self.follow: FollowMap | None = None  # a copy head's follow ids of the tokens fed so far (the engine's)
+
+    def prompt_follow(self) -> list[tuple[int, ...]]:
+        """The follow ids of every prompt token (fed once, at the prefill); nothing to copy without a copy head."""
+        return self.follow.extend(self.prompt) if self.follow is not None else [NO_FOLLOW]
+
+    def next_follow(self) -> tuple[int, ...]:
+        """The follow ids of the token fed at this step, the last one generated."""
+        return self.follow.extend(self.out[-1:])[0] if self.follow is not None else NO_FOLLOW
 
 
 class Engine:
@@ -328,6 +338,8 @@ class Engine:
             if rid in self._active:
                 raise ColossusError(f"request id {rid!r} is already running")
             req = _Request(rid, prompt, params, loop, TextStream(self.table, params.stop))
+            if self.model.cfg.copy_head:
+                req.follow = FollowMap()
             self._active[rid] = req
             self._waiting.append(req)
             self._cv.notify()
@@ -465,17 +477,17 @@ class Engine:
         def run(path: str, rows: int, prompt: int) -> float:
             t = time.perf_counter()
             if path == "c" and rows:
-                cdec.step([0] * rows, [at] * rows)
+                cdec.step([0] * rows, [at] * rows, follow=[NO_FOLLOW] * rows)
             elif path == "c":
-                cdec.step([0] * prompt, list(range(prompt)), [0] * prompt, [prompt - 1])
+                cdec.step([0] * prompt, list(range(prompt)), [0] * prompt, [prompt - 1], follow=[NO_FOLLOW])
             elif rows:
                 view = self.pool.decode_view([at] * rows)
                 self.model.decode_step(torch.zeros(rows, dtype=torch.long), view.positions, view,
-                                       max_position=view.L - 1)
+                                       max_position=view.L - 1, follow=torch.tensor([NO_FOLLOW] * rows))
             else:
                 view = self.pool.prefill_view(0, 0, prompt)
                 self.model(torch.zeros(1, prompt, dtype=torch.long), cache=view, positions=torch.arange(prompt),
-                           last_only=True)
+                           last_only=True, follow=torch.tensor([[NO_FOLLOW]]))
             return time.perf_counter() - t
 
         key = cache_key(model=dataclasses.asdict(cfg), weights=weights, kv=kv, threads=cdec.threads,
@@ -495,6 +507,7 @@ class Engine:
         prefix cache does not hold) in one call -> logits (B, V) in slot order."""
         tokens = [r.out[-1] for r in self._running]
         positions = [r.length for r in self._running]
+        follow = [r.next_follow() for r in self._running]
         slots = list(range(len(self._running)))
         out_rows = list(slots)
         starts = []
@@ -507,7 +520,8 @@ class Engine:
             positions += range(start, n)
             slots += [req.slot] * (n - start)
             out_rows.append(len(tokens) - 1)
-        logits = self.cdec.step(tokens, positions, slots, out_rows)
+            follow.append(req.prompt_follow()[-1])
+        logits = self.cdec.step(tokens, positions, slots, out_rows, follow=follow)
         for r in self._running[:len(self._running) - len(admitted)]:
             r.length += 1
         for req, start in zip(admitted, starts, strict=True):
@@ -517,12 +531,14 @@ class Engine:
     def _decode(self) -> torch.Tensor:
         """One token for every running request -> logits (B, V)."""
         lengths, last = [r.length for r in self._running], [r.out[-1] for r in self._running]
+        follow = [r.next_follow() for r in self._running]
         if self.graphs is not None:
-            logits = self.graphs.step(last, lengths)
+            logits = self.graphs.step(last, lengths, follow)
         else:
             view = self.pool.decode_view(lengths)
             tokens = torch.tensor(last, device=self.device)
-            logits = self.model.decode_step(tokens, view.positions, view, max_position=view.L - 1)
+            logits = self.model.decode_step(tokens, view.positions, view, max_position=view.L - 1,
+                                            follow=torch.tensor(follow, device=self.device))
         for r in self._running:
             r.length += 1
         return logits
@@ -540,7 +556,8 @@ class Engine:
         view = self.pool.prefill_view(req.slot, start, n - start)
         idx = torch.tensor([req.prompt[start:]], device=self.device)
         positions = torch.arange(start, n, device=self.device)
-        logits = self.model(idx, cache=view, positions=positions, last_only=True)[:, -1]
+        follow = torch.tensor([req.prompt_follow()[-1:]], device=self.device)
+        logits = self.model(idx, cache=view, positions=positions, last_only=True, follow=follow)[:, -1]
         self._prefilled(req, start)
         return logits
 
@@ -549,7 +566,8 @@ class Engine:
         logits (len(reqs), V): on a GPU one pass costs about what one prompt alone does."""
         starts = [self._load_prefix(r) for r in reqs]
         view = self.pool.batch_prefill_view(reqs[0].slot, [r.prompt for r in reqs], starts)
-        logits = self.model(view.tokens, cache=view, positions=view.positions, last_only=True)[:, -1]
+        follow = torch.tensor([r.prompt_follow()[-1:] for r in reqs], device=self.device)
+        logits = self.model(view.tokens, cache=view, positions=view.positions, last_only=True, follow=follow)[:, -1]
         for req, start in zip(reqs, starts, strict=True):
             self._prefilled(req, start)
         return logits

@@ -51,6 +51,9 @@ class ModelConfig:
     """Each query attends to the last sliding_window keys, its own included (Mistral); 0: to all before it."""
     qk_norm: bool = True
     """RMS-normalise queries and keys per head before attention."""
+    copy_head: bool = False
+    """A gate on the final hidden state adds to the logit of the token that followed the current token's last
+    occurrence in the context (colossus.model.copy_head): copying from the context without an induction head."""
     norm_eps: float = 1e-5
 
     def __post_init__(self) -> None:

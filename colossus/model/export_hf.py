@@ -65,8 +65,12 @@ def load_ours(path: str | Path) -> tuple[GPT, Tokenizer | TemplateTokenizer, Pat
 def check_exportable(cfg: ModelConfig, gguf: bool = False) -> None:
     """A ColossusError naming a field an exporter cannot write (it would drop it silently): for Hugging Face,
     llama.cpp's per-frequency RoPE factors; for GGUF, a sliding window (llama.cpp's llama graph attends to every
-    position) and RoPE scalings other than linear and per-frequency factors."""
+    position) and RoPE scalings other than linear and per-frequency factors; for both, a copy head."""
     kind = (cfg.rope_scaling or {}).get("rope_type")
+    if cfg.copy_head:
+        raise ColossusError("copy_head = true: neither transformers nor llama.cpp has a copy head (its bonus to the "
+                            "token that followed the current one in the context), and dropping it changes every "
+                            "answer that copies; train with --set model.copy_head=false to export")
     if not gguf and kind == "factors":
         raise ColossusError("rope_scaling 'factors' (llama.cpp's rope_freqs) has no transformers form: export it "
                             "with --format gguf")

@@ -1,5 +1,6 @@
 """Decoder-only GPT: RoPE, RMSNorm, grouped-query attention (SDPA), QK-norm, ReLU^2 or SwiGLU MLP (or a
-Mixture of SwiGLU experts), untied embeddings. A KV cache (colossus.model.kv_cache) makes generation one token per step.
+Mixture of SwiGLU experts), untied embeddings, optionally a copy head (colossus.model.copy_head). A KV cache
+(colossus.model.kv_cache) makes generation one token per step.
 
 `GPT.forward` serves training and prefill. `GPT.decode_step` is the same network for one new token per
 row (the serving engine's decode step), written for few rows, where the cost is the number of ops and
@@ -18,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from colossus.model.config import ModelConfig
+from colossus.model.copy_head import POINTERS, FollowMap, add_copy, follow_ids
 from colossus.model.rope import rope_rows, rope_tables
 
 
@@ -222,7 +224,10 @@ class DecodeWeights:
         self.key = self.current_key()
         with torch.no_grad():
             self.layers = [_LayerWeights(blk) for blk in model.blocks]
-            self.head = (model.lm_head.weight * (model.norm.weight * math.sqrt(model.cfg.d_model))).t().contiguous()
+            head = model.lm_head.weight
+            if model.cfg.copy_head:  # the gates are more output columns
+                head = torch.cat((head, model.copy_gate.weight))
+            self.head = (head * (model.norm.weight * math.sqrt(model.cfg.d_model))).t().contiguous()
             n = model.cfg.seq_len
             self.cos, self.sin = rope_step_tables(model.cfg, n, self.head.device, self.head.dtype)
 
@@ -240,6 +245,8 @@ class GPT(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        if cfg.copy_head:
+            self.copy_gate = nn.Linear(cfg.d_model, POINTERS)
         self.init_weights()
         self.tie()
 
@@ -254,6 +261,9 @@ class GPT(nn.Module):
         d = self.cfg.d_model
         nn.init.normal_(self.embed.weight, std=1.0)
         nn.init.normal_(self.lm_head.weight, std=0.001)
+        if self.cfg.copy_head:  # copies nothing until it learns when to
+            nn.init.zeros_(self.copy_gate.weight)
+            nn.init.zeros_(self.copy_gate.bias)
         bound = math.sqrt(3.0) / math.sqrt(d)  # uniform with std 1/sqrt(fan_in)
         for blk in self.blocks:
             ups = (blk.mlp.router.weight, blk.mlp.up) if self.cfg.n_experts else (blk.mlp.up.weight,)
@@ -268,14 +278,21 @@ class GPT(nn.Module):
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
                 loss_mask: torch.Tensor | None = None, cache=None,
-                positions: torch.Tensor | None = None, last_only: bool = False) -> torch.Tensor:
+                positions: torch.Tensor | None = None, last_only: bool = False,
+                follow: torch.Tensor | None = None) -> torch.Tensor:
         """idx (B, T) -> logits (B, T, V); with targets, the mean cross-entropy instead.
 
         loss_mask (B, T) weighs the targets (0 drops one: chat fine-tuning trains on the assistant's
         tokens only). With a cache, positions continue from what it already holds. last_only gives
         the logits of the last position only (B, 1, V): a prefill needs no more, and the output head
-        over every prompt token is a sixth of its cost."""
+        over every prompt token is a sixth of its cost. follow (B, T, POINTERS): the copy head's follow ids of idx
+        (copy_head.follow_ids), which it computes itself from idx without a cache, and from a KVCache's
+        FollowMaps with one; the serving engine's views give them."""
         B, T = idx.shape
+        if not self.cfg.copy_head:
+            follow = None
+        elif follow is None:
+            follow = self._follow(idx, cache)
         if positions is None:
             start = cache.length if cache is not None else 0
             positions = torch.arange(start, start + T, device=idx.device)
@@ -287,15 +304,41 @@ class GPT(nn.Module):
             cache.advance(T)
         if last_only and targets is None:
             x = x[:, -1:]
+            follow = None if follow is None else follow[:, -1:]
         x = self.norm(x)
-        if targets is None:
-            return self.lm_head(x).float()
         logits = self.lm_head(x).float()
+        if follow is not None:
+            logits = add_copy(logits, self.copy_gate(x).float(), follow)
+        if targets is None:
+            return logits
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), reduction="none")
         if loss_mask is None:
             return loss.mean()
         m = loss_mask.reshape(-1).to(loss.dtype)
         return (loss * m).sum() / m.sum().clamp(min=1.0)
+
+    def _follow(self, idx: torch.Tensor, cache) -> torch.Tensor:
+        """The follow ids of idx: from idx alone without a cache, from the cache's per-row FollowMaps with one
+        (made on its first use; a KVCache's rows each hold one sequence from position 0)."""
+        if cache is None:
+            return follow_ids(idx)
+        maps = cache.__dict__.get("follow_maps")
+        if maps is None:
+            if getattr(cache, "length", None) != 0:
+                raise ValueError("a model with a copy head needs the follow ids of tokens past a cache it did not "
+                                 "fill from position 0: pass follow=")
+            maps = cache.__dict__["follow_maps"] = [FollowMap() for _ in range(idx.size(0))]
+        return torch.tensor([m.extend(row) for m, row in zip(maps, idx.tolist(), strict=True)], device=idx.device)
+
+    def copy_logits(self, out: torch.Tensor, follow: torch.Tensor | None) -> torch.Tensor:
+        """The output head's columns (B, V + POINTERS with a copy head: the gates' values before their bias last)
+        -> logits (B, V): each gate's bonus added at the row's follow token (follow (B, POINTERS))."""
+        if not self.cfg.copy_head:
+            return out
+        if follow is None:
+            raise ValueError("a model with a copy head needs each row's follow id: pass follow=")
+        V = self.cfg.vocab_size
+        return add_copy(out[:, :V], out[:, V:] + self.copy_gate.bias.to(out.dtype), follow)
 
     def decode_weights(self) -> DecodeWeights:
         """The packed weights for decode_step, repacked when a parameter changed in place (an optimizer step,
@@ -308,12 +351,13 @@ class GPT(nn.Module):
 
     @torch.no_grad()
     def decode_step(self, tokens: torch.Tensor, positions: torch.Tensor, cache,
-                    max_position: int | None = None) -> torch.Tensor:
+                    max_position: int | None = None, follow: torch.Tensor | None = None) -> torch.Tensor:
         """One new token per row: tokens (B,) at positions (B,) -> logits (B, V), as forward would give
         (within float rounding). cache.update(layer, k, v) stores k, v (B, Hkv, 1, hd) and returns the keys
         and values to attend to (B, Hkv, L, hd) with an additive mask (B, 1, 1, L) or None; the cache
         tracks its own lengths (advance is not called). max_position: the largest of positions, if the caller
-        knows it (reading it from a GPU tensor waits for the GPU). No autograd: inference only."""
+        knows it (reading it from a GPU tensor waits for the GPU). follow (B, POINTERS): each row's follow ids, which a
+        model with a copy head needs. No autograd: inference only."""
         w = self.decode_weights()
         top = int(positions.max()) if max_position is None else max_position
         if top >= w.cos.size(0):  # past the trained length: extend the table
@@ -322,11 +366,11 @@ class GPT(nn.Module):
         x = F.embedding(tokens, self.embed.weight)  # (B, C)
         for blk, lw in zip(self.blocks, w.layers, strict=True):
             x = blk.step(x, cos, sin, cache, lw)
-        return (x @ w.head).mul_(_inv_rms(x, self.norm.eps)).float()
+        return self.copy_logits((x @ w.head).mul_(_inv_rms(x, self.norm.eps)).float(), follow)
 
     def matmul_weights(self) -> list[nn.Parameter]:
         """The weights that multiply activations (not the embedding table, not the norms' gains)."""
-        out = [self.lm_head.weight]
+        out = [self.lm_head.weight, *([self.copy_gate.weight] if self.cfg.copy_head else [])]
         for blk in self.blocks:
             out += [blk.attn.q.weight, blk.attn.kv.weight, blk.attn.proj.weight]
             out += ([blk.mlp.router.weight, blk.mlp.up, blk.mlp.down] if self.cfg.n_experts else

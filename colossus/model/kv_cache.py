@@ -40,3 +40,4 @@ class KVCache:
 
     def reset(self) -> None:
         self.length = 0
+        self.__dict__.pop("follow_maps", None)  # a copy head's per-row history (GPT._follow)

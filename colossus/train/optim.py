@@ -57,6 +57,8 @@ def build_optimizers(model: GPT, lr: float, embed_lr: float, head_lr: float, wei
                      muon: bool = False, muon_lr: float = 0.02, betas=(0.9, 0.95)) -> list[torch.optim.Optimizer]:
     matrices = [p for n, p in model.blocks.named_parameters() if p.dim() >= 2]
     vectors = [p for n, p in model.blocks.named_parameters() if p.dim() < 2] + list(model.norm.parameters())
+    if model.cfg.copy_head:  # the copy head's gate: one row and its bias
+        vectors += list(model.copy_gate.parameters())
     groups = [
         {"params": [model.embed.weight], "lr": embed_lr, "weight_decay": 0.0},
         *([] if model.lm_head.weight is model.embed.weight else

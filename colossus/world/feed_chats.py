@@ -49,7 +49,7 @@ NEWS = ("Any news? {q}?", "Going by the latest posts, {lq}?", "What do recent po
 BY_AUTHOR = ("What does @{author} say? {q}?", "According to @{author}, {lq}?")
 SINCE = ("Looking only at posts since {date}, {lq}?", "Since {date}, {lq}?")
 FACTCHECK = ("Fact-check this: {claim}", "Is this true? {claim}", "True or false: {claim}",
-             "Can you check this claim? {claim}", 'Fact-check this post: "{post}"')
+             "Can you check this claim? {claim}", "Fact-check this post: {post}")
 NOT_SETTLED = "NOT ENOUGH INFO: I could not find anything that settles whether {name} {clause}."
 
 TOKEN = re.compile(r"[^\W_]+")  # tantivy's default tokenizer: runs of letters and digits, lowercased
@@ -60,8 +60,9 @@ def tokens(text: str) -> list[str]:
 
 
 class PostIndex:
-    """BM25 over the posts' words (k1 = 1.2, b = 0.75, tantivy's), any word of the query matching, filtered
-    by from_date and authors. Ties go to the post indexed first.
+    """BM25 over the posts' words (k1 = 1.2, b = 0.75, tantivy's), filtered by from_date and authors, as the
+    feed's index searches: the posts holding every word of the query, or where none passes, those holding any.
+    Ties go to the post indexed first.
 
     Exact top k without scoring every post that shares a common word ("Falls"): a post that holds only one
     of the query's words scores that word's weight alone, so each word's posts are read best first, and only
@@ -86,13 +87,19 @@ class PostIndex:
     def search(self, query: str, from_date: str | None = None, authors: list[str] | None = None,
                k: int = K) -> list[Post]:
         since = parse_time(from_date, "from_date") if from_date else None
-        allowed = {a.lower() for a in authors} if authors else None
+        allowed = {a.lower().removeprefix("@") for a in authors} if authors else None
 
         def passes(i: int) -> bool:
             p = self.posts[i]
             return (since is None or p.created_at >= since) and (allowed is None or p.author.lower() in allowed)
 
-        terms = sorted(t for t in set(tokens(query)) if t in self.weight)
+        words = set(tokens(query))
+        terms = sorted(t for t in words if t in self.weight)
+        if len(terms) == len(words) > 1:  # every word is somewhere: the posts holding them all, if any passes
+            every = [i for i in set.intersection(*(set(self.weight[t]) for t in terms)) if passes(i)]
+            if every:
+                score = {i: sum(self.weight[t][i] for t in terms) for i in every}
+                return [self.posts[i] for i in heapq.nsmallest(k, score, key=lambda i: (-score[i], i))]
         found: set[int] = set()
         for a, b in itertools.combinations(terms, 2):  # posts with two or more of the words
             found |= self.weight[a].keys() & self.weight[b].keys()
@@ -125,7 +132,7 @@ def ask(rng: random.Random, story: Story, attr: schema.Attribute, cutoff: dt.dat
         r = rng.random()
         if r < AUTHOR_FRAC:
             author = newest_holding(story)["author"]
-            args["authors"] = [author]
+            args["authors"] = ["@" + author]  # as the question writes it: the same tokens to copy
             return rng.choice(BY_AUTHOR).format(author=author, **fill), args
         if r < AUTHOR_FRAC + DATE_FRAC:
             t = parse_time(newest_holding(story)["created_at"]) - dt.timedelta(days=rng.randint(0, 10))

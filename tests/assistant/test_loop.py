@@ -75,7 +75,7 @@ def test_a_citation_of_a_post_never_retrieved_is_dropped_and_counted(engine, tok
 
 def test_nothing_found_is_said(engine, tok, feed):
     answer, steps, text, _ = ask(engine, tok, feed, tm.UNKNOWN_Q)
-    assert steps[0].output == 'No posts match "Zorblat Quen".' and steps[0].sources == []
+    assert steps[0].output == 'No posts match Zorblat Quen.' and steps[0].sources == []
     assert text == tm.UNKNOWN_A and answer.citations == [] and answer.num_sources_used == 0
 
 

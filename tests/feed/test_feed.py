@@ -53,6 +53,15 @@ def test_search_ranks_by_bm25_and_filters_on_time_and_authors(feed):
     assert feed.search("zebra") == []
 
 
+def test_posts_holding_every_word_come_alone_and_any_word_only_when_none_does(feed):
+    feed.ingest([post(1, "Pella Vorn joined Ostra Labs", "ann", 1), post(2, "Pella Rusk plays the harp", "bob", 3),
+                 post(3, "Pella Pella Pella", "cyd", 4), post(4, "Vorn Falls is far", "ann", 9)])
+    assert ids(feed.search("pella vorn")) == ["1"]  # not the other Pellas, however often they say it
+    assert set(ids(feed.search("pella vorn", since=parse_time("2026-11-02")))) == {"2", "3", "4"}  # none left with both
+    assert ids(feed.search("pella vorn", authors=["bob"])) == ["2"]
+    assert feed.search("pella zebra") and set(ids(feed.search("pella zebra"))) == {"1", "2", "3"}
+
+
 @pytest.mark.parametrize("query,message", [("", "empty"), ("!!! ???", "no words"),
                                            ("x" * (MAX_QUERY + 1), "more than")])
 def test_bad_queries_are_refused_with_a_reason(feed, query, message):

@@ -158,7 +158,7 @@ def test_answers_follow_the_format(fw):
         assert call.name == fmt.SEARCH and set(call.arguments) <= set(fmt.SEARCH_ARGS)
         assert call.arguments["query"] == name and name in question
         if "authors" in call.arguments:
-            assert f"@{call.arguments['authors'][0]}" in question
+            assert call.arguments["authors"][0] in question and call.arguments["authors"][0].startswith("@")
         if "from_date" in call.arguments:
             assert call.arguments["from_date"] in question
         if c["kind"] == "feed_none":
@@ -244,8 +244,10 @@ def test_retrieval_ranks_like_bm25_and_filters():
         ("news", "2026-12-01T00:00:00Z", "Ostra Labs has moved its headquarters to Dor Falls."),
     ])]
     index = PostIndex(posts)
-    assert [p.id for p in index.search("Pella Vorn")] == ["0", "1"]  # the rare word first, then a shared one
-    assert [p.id for p in index.search("Pella Vorn", from_date="2026-11-10")] == ["1"]
+    assert [p.id for p in index.search("Pella Vorn")] == ["0"]  # every word: not the other Pella
+    assert [p.id for p in index.search("Pella Harp")] == ["1"]
+    assert [p.id for p in index.search("Pella Vorn", from_date="2026-11-10")] == ["1"]  # none has both: any word
+    assert [p.id for p in index.search("Vorn Falls")] == ["2", "0"]  # none has both; the shorter post first
     assert [p.id for p in index.search("Ostra Labs", authors=["NEWS"], k=1)] == ["2"]  # the shorter post
     assert index.search("Nobody Here") == []
 
@@ -257,10 +259,12 @@ def test_retrieval_is_exactly_bm25_top_k(fw):
     docs = [Counter(tokens(p["text"])) for p in posts]
     avg = sum(sum(d.values()) for d in docs) / len(docs)
 
-    def brute(query, from_date=None, authors=None, k=3):
+    def brute(query, from_date=None, authors=None, k=3, every=True):
         terms, scored = set(tokens(query)), []
         for i, (p, d) in enumerate(zip(posts, docs, strict=True)):
-            if (from_date and p["created_at"] < from_date) or (authors and p["author"] not in authors):
+            if (from_date and p["created_at"] < from_date) or (authors and "@" + p["author"] not in authors):
+                continue
+            if every and not terms <= set(d):
                 continue
             s = 0.0
             for t in terms & set(d):
@@ -269,7 +273,8 @@ def test_retrieval_is_exactly_bm25_top_k(fw):
                 s += idf * d[t] * 2.2 / (d[t] + 1.2 * (0.25 + 0.75 * sum(d.values()) / avg))
             if s > 0:
                 scored.append((-s, i))
-        return [posts[i]["id"] for _, i in sorted(scored)[:k]]
+        out = [posts[i]["id"] for _, i in sorted(scored)[:k]]
+        return out if out or not every or len(terms) < 2 else brute(query, from_date, authors, k, every=False)
 
     for c in feed_chats(fw)[:60]:  # the chats' own searches
         args = fmt.parse_call(c["messages"][-3]["content"]).arguments
