@@ -533,15 +533,19 @@ class Engine:
         lengths, last = [r.length for r in self._running], [r.out[-1] for r in self._running]
         follow = [r.next_follow() for r in self._running]
         if self.graphs is not None:
-            logits = self.graphs.step(last, lengths, follow)
+            logits = self.graphs.step(last, lengths, follow if self.model.cfg.copy_head else None)
         else:
             view = self.pool.decode_view(lengths)
             tokens = torch.tensor(last, device=self.device)
             logits = self.model.decode_step(tokens, view.positions, view, max_position=view.L - 1,
-                                            follow=torch.tensor(follow, device=self.device))
+                                            follow=self._follow(follow))
         for r in self._running:
             r.length += 1
         return logits
+
+    def _follow(self, follow: list) -> torch.Tensor | None:
+        """The rows' follow ids as the model takes them; None without a copy head (nothing to send a GPU)."""
+        return torch.tensor(follow, device=self.device) if self.model.cfg.copy_head else None
 
     def _load_prefix(self, req: _Request) -> int:
         """Copy the KV of the longest cached prefix of req's prompt into its slot -> its length (0: none)."""
@@ -556,8 +560,8 @@ class Engine:
         view = self.pool.prefill_view(req.slot, start, n - start)
         idx = torch.tensor([req.prompt[start:]], device=self.device)
         positions = torch.arange(start, n, device=self.device)
-        follow = torch.tensor([req.prompt_follow()[-1:]], device=self.device)
-        logits = self.model(idx, cache=view, positions=positions, last_only=True, follow=follow)[:, -1]
+        logits = self.model(idx, cache=view, positions=positions, last_only=True,
+                            follow=self._follow([req.prompt_follow()[-1:]]))[:, -1]
         self._prefilled(req, start)
         return logits
 
@@ -566,7 +570,7 @@ class Engine:
         logits (len(reqs), V): on a GPU one pass costs about what one prompt alone does."""
         starts = [self._load_prefix(r) for r in reqs]
         view = self.pool.batch_prefill_view(reqs[0].slot, [r.prompt for r in reqs], starts)
-        follow = torch.tensor([r.prompt_follow()[-1:] for r in reqs], device=self.device)
+        follow = self._follow([r.prompt_follow()[-1:] for r in reqs])
         logits = self.model(view.tokens, cache=view, positions=view.positions, last_only=True, follow=follow)[:, -1]
         for req, start in zip(reqs, starts, strict=True):
             self._prefilled(req, start)
