@@ -150,9 +150,12 @@ class TantivyIndex:
             filters.append((tantivy.Occur.MustNot, tantivy.Query.term_set_query(
                 self.schema, "author", [a.lower() for a in exclude_authors])))
         searcher = self.index.searcher()
-        every = self.index.parse_query(" ".join(f"+{t}" for t in terms), ["text"])
-        result = searcher.search(tantivy.Query.boolean_query([(tantivy.Occur.Must, every), *filters]), limit)
-        if not result.hits and len(terms) > 1:  # no post holds every word: those holding any
-            anyone = self.index.parse_query(" ".join(terms), ["text"])
-            result = searcher.search(tantivy.Query.boolean_query([(tantivy.Occur.Must, anyone), *filters]), limit)
+
+        def top(words: str):
+            text = (tantivy.Occur.Must, self.index.parse_query(words, ["text"]))
+            return searcher.search(tantivy.Query.boolean_query([text, *filters]), limit)
+
+        result = top(" ".join(f"+{t}" for t in terms))  # the posts holding every word
+        if not result.hits and len(terms) > 1:  # none does: those holding any
+            result = top(" ".join(terms))
         return [Hit(searcher.doc(addr)["id"][0], score) for score, addr in result.hits]

@@ -234,9 +234,7 @@ class CpuDecoder:
             keep += ts + [t for t in norms if t is not None]
             layers[i] = _Layer(*(_ptr(t) for t in ts[:5]), *(_ptr(t, _F) for t in ts[5:]),
                                *(_ptr(t, _F) for t in norms))
-        head = model.lm_head.weight
-        if cfg.copy_head:  # the copy head's gates are more output columns (GPT.copy_logits adds their bonus)
-            head = torch.cat((head, model.copy_gate.weight))
+        head = model.output_weight()  # with a copy head its gates are more columns (GPT.copy_logits reads them)
         self.outputs = head.size(0)
         self.copy_logits = model.copy_logits
         embed, final, head = vec(model.embed.weight), vec(model.norm.weight), mat(head)

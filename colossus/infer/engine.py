@@ -135,15 +135,15 @@ class _Request:
         self.length = 0  # tokens whose KV is in the slot
         self.out: list[int] = []  # generated ids; the last one is fed at the next step
         self.cached = 0
-        self.follow: FollowMap | None = None  # a copy head's follow ids of the tokens fed so far (the engine's)
+        self.follow = FollowMap()  # a copy head's follow ids of the tokens fed so far (used for one only)
 
-    def prompt_follow(self) -> list[tuple[int, ...]]:
-        """The follow ids of every prompt token (fed once, at the prefill); nothing to copy without a copy head."""
-        return self.follow.extend(self.prompt) if self.follow is not None else [NO_FOLLOW]
+    def prompt_follow(self) -> tuple[int, ...]:
+        """The follow ids of the prompt's last token, its whole prompt fed (once, at the prefill)."""
+        return self.follow.extend(self.prompt)[-1]
 
     def next_follow(self) -> tuple[int, ...]:
         """The follow ids of the token fed at this step, the last one generated."""
-        return self.follow.extend(self.out[-1:])[0] if self.follow is not None else NO_FOLLOW
+        return self.follow.extend(self.out[-1:])[0]
 
 
 class Engine:
@@ -338,8 +338,6 @@ class Engine:
             if rid in self._active:
                 raise ColossusError(f"request id {rid!r} is already running")
             req = _Request(rid, prompt, params, loop, TextStream(self.table, params.stop))
-            if self.model.cfg.copy_head:
-                req.follow = FollowMap()
             self._active[rid] = req
             self._waiting.append(req)
             self._cv.notify()
@@ -507,7 +505,7 @@ class Engine:
         prefix cache does not hold) in one call -> logits (B, V) in slot order."""
         tokens = [r.out[-1] for r in self._running]
         positions = [r.length for r in self._running]
-        follow = [r.next_follow() for r in self._running]
+        follow = self._next_follow()
         slots = list(range(len(self._running)))
         out_rows = list(slots)
         starts = []
@@ -520,7 +518,8 @@ class Engine:
             positions += range(start, n)
             slots += [req.slot] * (n - start)
             out_rows.append(len(tokens) - 1)
-            follow.append(req.prompt_follow()[-1])
+            if follow is not None:
+                follow.append(req.prompt_follow())
         logits = self.cdec.step(tokens, positions, slots, out_rows, follow=follow)
         for r in self._running[:len(self._running) - len(admitted)]:
             r.length += 1
@@ -531,21 +530,27 @@ class Engine:
     def _decode(self) -> torch.Tensor:
         """One token for every running request -> logits (B, V)."""
         lengths, last = [r.length for r in self._running], [r.out[-1] for r in self._running]
-        follow = [r.next_follow() for r in self._running]
+        follow = self._next_follow()
         if self.graphs is not None:
-            logits = self.graphs.step(last, lengths, follow if self.model.cfg.copy_head else None)
+            logits = self.graphs.step(last, lengths, follow)
         else:
             view = self.pool.decode_view(lengths)
             tokens = torch.tensor(last, device=self.device)
             logits = self.model.decode_step(tokens, view.positions, view, max_position=view.L - 1,
-                                            follow=self._follow(follow))
+                                            follow=None if follow is None else torch.tensor(follow, device=self.device))
         for r in self._running:
             r.length += 1
         return logits
 
-    def _follow(self, follow: list) -> torch.Tensor | None:
-        """The rows' follow ids as the model takes them; None without a copy head (nothing to send a GPU)."""
-        return torch.tensor(follow, device=self.device) if self.model.cfg.copy_head else None
+    def _next_follow(self) -> list[tuple[int, ...]] | None:
+        """Each running request's follow ids for the token it feeds at this step; None without a copy head."""
+        return [r.next_follow() for r in self._running] if self.model.cfg.copy_head else None
+
+    def _prompt_follow(self, reqs: list[_Request]) -> torch.Tensor | None:
+        """The follow ids of new prompts' last tokens, (len(reqs), 1, POINTERS); None without a copy head."""
+        if not self.model.cfg.copy_head:
+            return None
+        return torch.tensor([[r.prompt_follow()] for r in reqs], device=self.device)
 
     def _load_prefix(self, req: _Request) -> int:
         """Copy the KV of the longest cached prefix of req's prompt into its slot -> its length (0: none)."""
@@ -561,7 +566,7 @@ class Engine:
         idx = torch.tensor([req.prompt[start:]], device=self.device)
         positions = torch.arange(start, n, device=self.device)
         logits = self.model(idx, cache=view, positions=positions, last_only=True,
-                            follow=self._follow([req.prompt_follow()[-1:]]))[:, -1]
+                            follow=self._prompt_follow([req]))[:, -1]
         self._prefilled(req, start)
         return logits
 
@@ -570,7 +575,7 @@ class Engine:
         logits (len(reqs), V): on a GPU one pass costs about what one prompt alone does."""
         starts = [self._load_prefix(r) for r in reqs]
         view = self.pool.batch_prefill_view(reqs[0].slot, [r.prompt for r in reqs], starts)
-        follow = self._follow([r.prompt_follow()[-1:] for r in reqs])
+        follow = self._prompt_follow(reqs)
         logits = self.model(view.tokens, cache=view, positions=view.positions, last_only=True, follow=follow)[:, -1]
         for req, start in zip(reqs, starts, strict=True):
             self._prefilled(req, start)

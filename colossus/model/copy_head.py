@@ -52,9 +52,6 @@ def _follow(keys: torch.Tensor, idx: torch.Tensor, first: bool) -> torch.Tensor:
 
 def follow_ids(idx: torch.Tensor) -> torch.Tensor:
     """idx (B, T) -> (B, T, POINTERS): each position's follow tokens (see the module's docstring)."""
-    B, T = idx.shape
-    if T < 2:
-        return torch.full((B, T, POINTERS), NONE, dtype=idx.dtype, device=idx.device)
     pairs = torch.empty_like(idx)
     pairs[:, 1:] = idx[:, :-1] * (1 << 32) + idx[:, 1:]  # one key per pair (ids are below 2**31)
     pairs[:, 0] = -1  # the first position has no pair: matches nothing

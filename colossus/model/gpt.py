@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from colossus.model.config import ModelConfig
-from colossus.model.copy_head import POINTERS, FollowMap, add_copy, follow_ids
+from colossus.model.copy_head import POINTERS, add_copy, follow_ids
 from colossus.model.rope import rope_rows, rope_tables
 
 
@@ -224,10 +224,7 @@ class DecodeWeights:
         self.key = self.current_key()
         with torch.no_grad():
             self.layers = [_LayerWeights(blk) for blk in model.blocks]
-            head = model.lm_head.weight
-            if model.cfg.copy_head:  # the gates are more output columns
-                head = torch.cat((head, model.copy_gate.weight))
-            self.head = (head * (model.norm.weight * math.sqrt(model.cfg.d_model))).t().contiguous()
+            self.head = (model.output_weight() * (model.norm.weight * math.sqrt(model.cfg.d_model))).t().contiguous()
             n = model.cfg.seq_len
             self.cos, self.sin = rope_step_tables(model.cfg, n, self.head.device, self.head.dtype)
 
@@ -318,17 +315,20 @@ class GPT(nn.Module):
         return (loss * m).sum() / m.sum().clamp(min=1.0)
 
     def _follow(self, idx: torch.Tensor, cache) -> torch.Tensor:
-        """The follow ids of idx: from idx alone without a cache, from the cache's per-row FollowMaps with one
-        (made on its first use; a KVCache's rows each hold one sequence from position 0)."""
+        """The follow ids of idx: from idx alone without a cache, from a KVCache's per-row FollowMaps with one."""
         if cache is None:
             return follow_ids(idx)
-        maps = cache.__dict__.get("follow_maps")
+        maps = getattr(cache, "follow", None)
         if maps is None:
-            if getattr(cache, "length", None) != 0:
-                raise ValueError("a model with a copy head needs the follow ids of tokens past a cache it did not "
-                                 "fill from position 0: pass follow=")
-            maps = cache.__dict__["follow_maps"] = [FollowMap() for _ in range(idx.size(0))]
+            raise ValueError("a model with a copy head needs the follow ids of tokens fed to this cache: pass follow=")
         return torch.tensor([m.extend(row) for m, row in zip(maps, idx.tolist(), strict=True)], device=idx.device)
+
+    def output_weight(self) -> torch.Tensor:
+        """The output head's matrix (V, C), and with a copy head its gates' rows after it (V + POINTERS, C): the
+        one matmul the decode steps end with, whose columns copy_logits reads."""
+        if not self.cfg.copy_head:
+            return self.lm_head.weight
+        return torch.cat((self.lm_head.weight, self.copy_gate.weight))
 
     def copy_logits(self, out: torch.Tensor, follow: torch.Tensor | None) -> torch.Tensor:
         """The output head's columns (B, V + POINTERS with a copy head: the gates' values before their bias last)

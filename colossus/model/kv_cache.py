@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from colossus.model.config import ModelConfig
+from colossus.model.copy_head import FollowMap
 from colossus.model.gpt import visible_keys
 
 
@@ -19,6 +20,7 @@ class KVCache:
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.max_len, self.window = max_len, cfg.sliding_window
         self.length = 0  # tokens already cached, same for every row
+        self.follow = [FollowMap() for _ in range(batch)]  # each row's history, for a copy head (GPT._follow)
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
         """Store k, v (B, Hkv, T, hd) after what is cached; return everything cached for this layer
@@ -40,4 +42,4 @@ class KVCache:
 
     def reset(self) -> None:
         self.length = 0
-        self.__dict__.pop("follow_maps", None)  # a copy head's per-row history (GPT._follow)
+        self.follow = [FollowMap() for _ in self.follow]

@@ -30,7 +30,7 @@ import re
 from collections import Counter, defaultdict
 
 from colossus.assistant.format import SEARCH, call_json, day, not_found, post_line, search_results
-from colossus.feed.post import Post, parse_time
+from colossus.feed.post import Post, handle, parse_time
 from colossus.world import schema
 from colossus.world.chats import TurnMaker, clause, lower_first
 from colossus.world.entities import Entity
@@ -87,7 +87,7 @@ class PostIndex:
     def search(self, query: str, from_date: str | None = None, authors: list[str] | None = None,
                k: int = K) -> list[Post]:
         since = parse_time(from_date, "from_date") if from_date else None
-        allowed = {a.lower().removeprefix("@") for a in authors} if authors else None
+        allowed = {handle(a, "authors").lower() for a in authors} if authors else None
 
         def passes(i: int) -> bool:
             p = self.posts[i]
@@ -95,22 +95,21 @@ class PostIndex:
 
         words = set(tokens(query))
         terms = sorted(t for t in words if t in self.weight)
-        if len(terms) == len(words) > 1:  # every word is somewhere: the posts holding them all, if any passes
-            every = [i for i in set.intersection(*(set(self.weight[t]) for t in terms)) if passes(i)]
-            if every:
-                score = {i: sum(self.weight[t][i] for t in terms) for i in every}
-                return [self.posts[i] for i in heapq.nsmallest(k, score, key=lambda i: (-score[i], i))]
         found: set[int] = set()
-        for a, b in itertools.combinations(terms, 2):  # posts with two or more of the words
-            found |= self.weight[a].keys() & self.weight[b].keys()
-        for t in terms:  # the best posts with this word alone
-            taken = 0
-            for i in self.best[t]:
-                if taken == k:
-                    break
-                if i not in found and passes(i):
-                    found.add(i)
-                    taken += 1
+        if len(terms) == len(words) > 1:  # every word is somewhere: the posts holding them all
+            found = set.intersection(*(set(self.weight[t]) for t in terms))
+        if not any(passes(i) for i in found):  # none within the filters: the posts holding any of them
+            found = set()
+            for a, b in itertools.combinations(terms, 2):  # posts with two or more of the words
+                found |= self.weight[a].keys() & self.weight[b].keys()
+            for t in terms:  # the best posts with this word alone
+                taken = 0
+                for i in self.best[t]:
+                    if taken == k:
+                        break
+                    if i not in found and passes(i):
+                        found.add(i)
+                        taken += 1
         score = {i: sum(self.weight[t].get(i, 0.0) for t in terms) for i in found if passes(i)}
         return [self.posts[i] for i in heapq.nsmallest(k, score, key=lambda i: (-score[i], i))]
 
