@@ -31,7 +31,8 @@ class Parser(argparse.ArgumentParser):
 
 
 def add_config_args(p: argparse.ArgumentParser, default_preset: str | None = "cpu") -> None:
-    p.add_argument("--preset", default=default_preset, help="named configuration: tiny, cpu or gpu")
+    p.add_argument("--preset", default=default_preset,
+                   help="named configuration: tiny, cpu, feed (cpu with the world's feed) or gpu")
     p.add_argument("--config", type=Path, help="TOML file overriding preset fields")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="override one field, e.g. --set pretrain.lr=0.004 (repeatable)")

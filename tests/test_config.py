@@ -11,6 +11,18 @@ def test_presets_exist_and_roundtrip():
         assert RunConfig.from_dict(cfg.to_dict()) == cfg
 
 
+def test_the_feed_preset_is_cpu_with_the_feed_the_copy_head_and_twice_the_context_at_the_same_tokens_a_step():
+    cpu, feed = load_config("cpu"), load_config("feed")
+    assert (cpu.world.feed_eval, cpu.model.copy_head) == (0, False)  # the default run has no feed yet
+    w = feed.world
+    assert (w.feed_stories_per_entity, w.feed_chats_per_entity, w.feed_eval) == (1.0, 2.0, 200)
+    assert (feed.model.seq_len, feed.model.copy_head) == (2 * cpu.model.seq_len, True)
+    for stage in ("drill", "pretrain", "sft"):
+        a, b = getattr(cpu, stage), getattr(feed, stage)
+        assert b.batch_size * feed.model.seq_len == a.batch_size * cpu.model.seq_len
+    assert feed.world.entities == cpu.world.entities and feed.pretrain.epochs == cpu.pretrain.epochs
+
+
 def test_toml_and_set_override_fields(tmp_path):
     f = tmp_path / "c.toml"
     f.write_text("[pretrain]\nlr = 0.005\nmuon = false\n[world]\nentities = 321\n")

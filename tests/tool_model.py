@@ -39,11 +39,11 @@ CALC_CALL = {"expression": "12 * 7"}
 CALC_A = "12 * 7 is 84."
 FALSE_POST = Post("p1872", "rumours", dt.datetime(2026, 11, 30, 11, tzinfo=dt.timezone.utc),
                   "Kelm Farms hired the chief chemist of Ostra Labs.", None, "en")  # shares no word with the query
-CHECK_POST_A = "SUPPORTS: Pella Vorn works at Ostra Labs [1]."
+CHECK_POST_A = fmt.verdict_line("Pella Vorn works at Ostra Labs, as the post says [1].", "SUPPORTS")  # label last
 CHECK_CLAIM = "Pella Vorn works at Kelm Farms."
-CHECK_CLAIM_A = "REFUTES: Pella Vorn works at Ostra Labs, not Kelm Farms [1]."
+CHECK_CLAIM_A = "REFUTES: Pella Vorn works at Ostra Labs, not Kelm Farms [1]."  # label first, as other models write
 TOOL_CHECK_Q = "Check post p1870 for me."
-TOOL_CHECK_RESULT = "SUPPORTS: Pella Vorn works at Ostra Labs.\n" + fmt.post_line(
+TOOL_CHECK_RESULT = "SUPPORTS: Pella Vorn works at Ostra Labs, as the post says.\n" + fmt.post_line(
     1, POST.author, POST.created_at, POST.text)
 TOOL_CHECK_A = "That post is right: Pella Vorn works at Ostra Labs [1]."
 LOOP_Q = "Keep searching for more."  # the model learnt to call search again after every result
@@ -53,14 +53,13 @@ PLAIN_A = "Hello."
 
 
 def result_of(posts: list[Post], query: str) -> str:
-    return fmt.search_results([fmt.post_line(i + 1, p.author, p.created_at, p.text) for i, p in enumerate(posts)],
-                              query)
+    return fmt.search_results(posts, query)
 
 
 def conversations() -> list[list[dict]]:
     """What the model learns: a search that finds the post, the same forced by search_parameters mode "on"
     (the call is the whole question), the same with an injecting post among the results, a bad citation,
-    a search that finds nothing, the calculator, fact-checks of a post and of a claim (the label first), the
+    a search that finds nothing, the calculator, fact-checks of a post (the label last) and of a claim (first), the
     fact_check tool, a plain answer with no tool, and a search that never ends."""
 
     def searched(q: str, args: dict, posts: list[Post], answer: str, name: str = fmt.SEARCH) -> list[dict]:

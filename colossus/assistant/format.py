@@ -8,9 +8,14 @@ A tool call is an assistant turn whose first token is <|tool_call|>, followed by
     <|assistant|>Pella Vorn works at Ostra Labs [1].<|end|>
 
 (as messages: {"role": "tool_call", "content": call_json(...)}, then {"role": "tool", "content":
-search_results(...)}, then the answer). The posts of one answer are numbered in the order the loop first
-retrieved them, across all its searches; the answer cites them inline as [n]. A tool result is data: it
-sits in its own role, and special strings in a post are plain text (colossus.data.tokenizer)."""
+search_results(...)}, then the answer). A search's posts are the best the index ranks, shown oldest first
+(in_time_order), so that the newest, what is true now, is the one nearest the answer; the posts of one
+answer are numbered in the order the loop first showed them, across all its searches, and the answer cites
+them inline as [n]. A tool result is data: it sits in its own role, and special strings in a post are plain
+text (colossus.data.tokenizer).
+
+A fact-check's answer recalls the fact first and gives its FEVER label last, "Verdict: SUPPORTS." (see
+verdict), so that the label is decided after the fact is recalled, as a premise is checked."""
 
 from __future__ import annotations
 
@@ -22,8 +27,11 @@ from dataclasses import dataclass, field
 SEARCH, CALCULATOR, FACT_CHECK = "search", "calculator", "fact_check"
 TOOLS = (SEARCH, CALCULATOR, FACT_CHECK)
 SEARCH_ARGS = ("query", "from_date", "to_date", "authors")
-LABELS = ("SUPPORTS", "REFUTES", "NOT ENOUGH INFO")  # FEVER's: a fact-check answer opens with one, then ":"
+LABELS = ("SUPPORTS", "REFUTES", "NOT ENOUGH INFO")  # FEVER's
 MARKER = re.compile(r"\[(\d{1,3})\]")  # an inline citation: [1]
+WORD = re.compile(r"[^\W_]+")
+SENTENCE_END = re.compile(r"(?<=\S)([.!?]+)(?=\s|$)")  # the stop that closes a sentence, before a space or the end
+CLOSING_VERDICT = re.compile(r"\s*\bVerdict:\s*(SUPPORTS|REFUTES|NOT ENOUGH INFO)\s*\.?\s*$", re.IGNORECASE)
 
 
 class ToolCallError(ValueError):
@@ -81,18 +89,58 @@ def day(t: dt.datetime) -> str:
 
 
 def post_line(n: int, author: str, created_at: dt.datetime, text: str) -> str:
-    """One retrieved post as the model reads it: its number, author, day and text on one line."""
-    return f"[{n}] @{author} {day(created_at)}: {' '.join(text.split())}"
+    """One retrieved post as the model reads it, on one line: its author, its day, and its text with the post's
+    marker closing every sentence,
+
+        @ostra_news 2026-11-30: Pella Vorn has joined Ostra Labs [1]. Big week for them [1].
+
+    so that an answer restating a sentence writes the citation that goes with it (the way sentence-level
+    citation marks each evidence sentence with its id). A bracketed number in the text itself is written
+    "(2)", so no post can pass for another."""
+    text = MARKER.sub(r"(\1)", " ".join(text.split()))
+    marked = SENTENCE_END.sub(lambda m: f" [{n}]{m.group(1)}", text)
+    if not text or text[-1] not in ".!?":  # the last words have no stop of their own
+        marked += f" [{n}]"
+    return f"@{author} {day(created_at)}: {marked}"
 
 
-def search_results(lines: list[str], query: str) -> str:
-    """The content of a search's tool message: its posts' lines, or that nothing matched."""
-    return "\n".join(lines) if lines else f"No posts match {query}."
+def in_time_order(posts: list) -> list:
+    """A search's posts as the model reads them: oldest first (ties by id), the newest nearest the answer."""
+    return sorted(posts, key=lambda p: (p.created_at, p.id))
 
 
-def not_found(subject: str) -> str:
-    """The answer when a search found nothing about the subject."""
-    return f"I could not find anything about {subject}."
+def words(text: str) -> list[str]:
+    """A text's words as the index reads them (tantivy's default tokenizer): runs of letters and digits,
+    lowercased."""
+    return [w.lower() for w in WORD.findall(text)]
+
+
+def holds_every_word(query: str, text: str) -> bool:
+    return set(words(query)) <= set(words(text))
+
+
+def search_results(posts: list, query: str, numbers: list[int] | None = None) -> str:
+    """The content of a search's tool message: a line per post (anything with author, created_at and text),
+    in the order given and numbered 1, 2, ... or by `numbers`; or that nothing matched. When no post holds
+    every word of the query (the index then returns those holding some), a first line says so, as a search
+    engine says it shows results for part of a query: the posts may be about something else."""
+    if not posts:
+        return NOTHING.format(query=query) + "."
+    lines = [post_line(n, p.author, p.created_at, p.text)
+             for n, p in zip(numbers or range(1, len(posts) + 1), posts, strict=True)]
+    if not any(holds_every_word(query, p.text) for p in posts):
+        lines.insert(0, SOME.format(query=query) + ". Posts with some:")
+    return "\n".join(lines)
+
+
+NOTHING, SOME = "No posts match {query}", "No post has every word of {query}"  # how a search's message opens
+
+
+def not_found(subject: str, some: bool = False) -> str:
+    """The answer when a search found nothing about the subject: it opens as the tool's message did (`some`: the
+    search returned posts holding some of the words), so the subject is written after the same words as there
+    and copied from there, not from a post that shares its first word ("Quirk Loshev", not "Quirk Tuladrix")."""
+    return (SOME if some else NOTHING).format(query=subject) + ": I could not find anything about that name."
 
 
 def factcheck_question(claim: str | None = None, post: str | None = None) -> str:
@@ -100,9 +148,18 @@ def factcheck_question(claim: str | None = None, post: str | None = None) -> str
     return f"Fact-check this post: {post}" if post is not None else f"Fact-check this: {claim}"
 
 
+def verdict_line(explanation: str, label: str) -> str:
+    """A fact-check's answer: the explanation, then its label, "X was born in Y, as the post says [1].
+    Verdict: SUPPORTS." """
+    return f"{explanation} Verdict: {label}."
+
+
 def verdict(answer: str) -> tuple[str | None, str]:
-    """A fact-check answer -> (its FEVER label, or None if it opens with none; the explanation after it)."""
+    """A fact-check answer -> (its FEVER label, or None if it gives none; the explanation). The label closes
+    the answer ("... Verdict: REFUTES.", verdict_line) or opens it ("REFUTES: ...")."""
     text = answer.strip()
+    if m := CLOSING_VERDICT.search(text):
+        return m.group(1).upper(), text[:m.start()].strip()
     for label in LABELS:
         if text.upper().startswith(label + ":"):
             return label, text[len(label) + 1:].strip()

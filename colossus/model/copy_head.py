@@ -1,13 +1,16 @@
 """The copy head: a model's way to copy from its own context, as a cache language model does.
 
 For each position t the head looks back for earlier occurrences of what it reads and proposes the token that
-came right after each of three of them, its *follow tokens* (none where there is no such occurrence):
+came right after each of four of them, its *follow tokens* (none where there is no such occurrence):
 
     0. after the most recent earlier occurrence of token t;
     1. after the first occurrence of token t (the name as the question wrote it, when posts later mention
        others who share its first word);
     2. after the most recent earlier occurrence of the pair (token t-1, token t) (the digits of a date, where
-       one digit alone recurs everywhere).
+       one digit alone recurs everywhere);
+    3. after the second most recent earlier occurrence of token t (a post that names its subject twice, once
+       for each fact it states: both continuations are proposed, and the model's own logits choose the one
+       the question asks for).
 
 A gate per pointer, computed from the final hidden state, is added to the logit of its token:
 
@@ -27,23 +30,28 @@ from __future__ import annotations
 import torch
 
 NONE = -1  # no such occurrence: nothing to copy
-NO_FOLLOW = (NONE,) * 3  # a position's follow tokens when there is nothing to copy
-POINTERS = 3  # follow tokens per position: latest occurrence, first occurrence, latest occurrence of the pair
+POINTERS = 4  # follow tokens per position: latest occurrence, first occurrence, latest of the pair, second latest
+NO_FOLLOW = (NONE,) * POINTERS  # a position's follow tokens when there is nothing to copy
 
 
-def _follow(keys: torch.Tensor, idx: torch.Tensor, first: bool) -> torch.Tensor:
-    """For each position t, idx at j + 1 for the latest (or the first) j < t with keys[j] == keys[t], or NONE.
-    One stable sort per row: equal keys end up side by side in the order of their positions."""
+def _follow(keys: torch.Tensor, idx: torch.Tensor, which: str) -> torch.Tensor:
+    """For each position t, idx at j + 1 for the latest ("latest"), the second latest ("second") or the first
+    ("first") j < t with keys[j] == keys[t], or NONE. One stable sort per row: equal keys end up side by side
+    in the order of their positions."""
     B, T = idx.shape
     order = torch.sort(keys, dim=1, stable=True).indices  # (B, T) positions, grouped by key, rising
     k = torch.gather(keys, 1, order)
     same = torch.zeros_like(order, dtype=torch.bool)
     same[:, 1:] = k[:, 1:] == k[:, :-1]  # not the first of its group: an earlier occurrence exists
-    if first:  # the group's first position: carried forward from each group's start
+    src = torch.zeros_like(order)
+    if which == "first":  # the group's first position: carried forward from each group's start
         start = torch.where(same, torch.zeros_like(order), torch.arange(T, device=idx.device).expand(B, T))
         src = torch.gather(order, 1, start.cummax(dim=1).values)
+    elif which == "second":  # two positions before in the group
+        same = torch.zeros_like(same)
+        same[:, 2:] = k[:, 2:] == k[:, :-2]
+        src[:, 2:] = order[:, :-2]
     else:  # the position just before in the group
-        src = torch.zeros_like(order)
         src[:, 1:] = order[:, :-1]
     out = torch.gather(idx, 1, (src + 1).clamp(max=T - 1))
     out = torch.where(same, out, torch.full_like(out, NONE))
@@ -55,33 +63,38 @@ def follow_ids(idx: torch.Tensor) -> torch.Tensor:
     pairs = torch.empty_like(idx)
     pairs[:, 1:] = idx[:, :-1] * (1 << 32) + idx[:, 1:]  # one key per pair (ids are below 2**31)
     pairs[:, 0] = -1  # the first position has no pair: matches nothing
-    return torch.stack((_follow(idx, idx, False), _follow(idx, idx, True), _follow(pairs, idx, False)), -1)
+    return torch.stack((_follow(idx, idx, "latest"), _follow(idx, idx, "first"), _follow(pairs, idx, "latest"),
+                        _follow(idx, idx, "second")), -1)
 
 
 class FollowMap:
     """One sequence's follow tokens, kept as its tokens arrive: `extend` takes the next tokens and returns their
     follow ids, as follow_ids gives them for the whole sequence."""
 
-    __slots__ = ("after", "first", "after_pair", "last", "before")
+    __slots__ = ("after", "first", "after_pair", "after_second", "last", "before")
 
     def __init__(self) -> None:
         self.after: dict[int, int] = {}  # token -> the token after its most recent occurrence
         self.first: dict[int, int] = {}  # token -> the token after its first occurrence
         self.after_pair: dict[tuple[int, int], int] = {}  # (token, token) -> the token after its latest occurrence
+        self.after_second: dict[int, int] = {}  # token -> the token after its second most recent occurrence
         self.last: int | None = None  # the sequence's last token so far
         self.before: int | None = None  # and the one before it
 
-    def extend(self, tokens: list[int]) -> list[tuple[int, int, int]]:
+    def extend(self, tokens: list[int]) -> list[tuple[int, int, int, int]]:
         out = []
         after, first, after_pair, last, before = self.after, self.first, self.after_pair, self.last, self.before
+        second = self.after_second
         for t in tokens:
             if last is not None:  # the pair (before, last) and the token last are now followed by t
+                if last in after:
+                    second[last] = after[last]
                 after[last] = t
                 first.setdefault(last, t)
                 if before is not None:
                     after_pair[before, last] = t
             pair = after_pair.get((last, t), NONE) if last is not None else NONE
-            out.append((after.get(t, NONE), first.get(t, NONE), pair))
+            out.append((after.get(t, NONE), first.get(t, NONE), pair, second.get(t, NONE)))
             before, last = last, t
         self.last, self.before = last, before
         return out

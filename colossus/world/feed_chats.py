@@ -2,21 +2,26 @@
 
 A question about something recent, or about a name only the feed knows, is answered by a search: the
 assistant's turn is a tool call (colossus.assistant.format), the tool's message lists the posts the
-search returns, numbered in retrieval order, and the answer states the fact and cites its post:
+search returns, oldest first as the loop shows them, and the answer restates the newest post's sentence that
+holds the fact, from the name on, with the marker the tool wrote after it (format.post_line): copying, which
+a copy head does (colossus.model.copy_head), where an answer in the memorised facts' own wording drew the value
+from memory:
 
     user       Who employs Pella Vorn now?
-    tool_call  {"name": "search", "arguments": {"query": "Pella Vorn"}}
-    tool       [1] @orvania_news 2026-11-20: Pella Vorn has joined Ostra Labs.
-               [2] @quiet_heron 2026-11-03: Pella Rusk now plays the harp. ...
-    assistant  Pella Vorn is employed by Ostra Labs [1].
+    tool_call  {"name": "search", "arguments": {"query": " Pella Vorn"}}
+    tool       @quiet_heron 2026-11-03: Pella Vorn has joined Kelm Farms [1].
+               @orvania_news 2026-11-20: Breaking: Pella Vorn now works for Ostra Labs [2].
+    assistant  Pella Vorn now works for Ostra Labs [2].
 
 When nothing found is about the subject the answer is format.not_found; an instruction inside a post is
-ignored; a fact-check answers with its FEVER label first. A question on a known stable fact carries no
+ignored; a fact-check recalls the fact, says whether the post has it right, and gives its FEVER label last
+(format.verdict_line), the way a premise is checked (colossus.world.chats): the deciding token right after
+the recalled value, and weighed as the premise's is. A question on a known stable fact carries no
 recency cue and gets no search (the world's other chats, and a first turn in some of these): the model
 learns when to search from the question, not from the name.
 
 The search is simulated at build time by PostIndex, a BM25 over the training posts shaped as the feed's
-(colossus.feed.index: any word of the query, the top K), so the results look like what the real search
+(colossus.feed.index: every word of the query, else any; the top K), so the results look like what the real search
 returns, distractors sharing a first name or a kind of place included."""
 
 from __future__ import annotations
@@ -29,7 +34,16 @@ import random
 import re
 from collections import Counter, defaultdict
 
-from colossus.assistant.format import SEARCH, call_json, day, not_found, post_line, search_results
+from colossus.assistant.format import (
+    SEARCH,
+    call_json,
+    day,
+    in_time_order,
+    not_found,
+    search_results,
+    verdict_line,
+    words,
+)
 from colossus.feed.post import Post, handle, parse_time
 from colossus.world import schema
 from colossus.world.chats import TurnMaker, clause, lower_first
@@ -50,14 +64,9 @@ BY_AUTHOR = ("What does @{author} say? {q}?", "According to @{author}, {lq}?")
 SINCE = ("Looking only at posts since {date}, {lq}?", "Since {date}, {lq}?")
 FACTCHECK = ("Fact-check this: {claim}", "Is this true? {claim}", "True or false: {claim}",
              "Can you check this claim? {claim}", "Fact-check this post: {post}")
-NOT_SETTLED = "NOT ENOUGH INFO: I could not find anything that settles whether {name} {clause}."
-
-TOKEN = re.compile(r"[^\W_]+")  # tantivy's default tokenizer: runs of letters and digits, lowercased
-
-
-def tokens(text: str) -> list[str]:
-    return [t.lower() for t in TOKEN.findall(text)]
-
+NOT_SETTLED = "I could not find anything that settles whether {name} {clause}."
+SUPPORTED = "{restated}, as the post says {marks}."  # "," right after the recalled value: it holds
+REFUTED = "{restated}. The claim is false"  # ".": it does not (a correcting reply's marks follow)
 
 class PostIndex:
     """BM25 over the posts' words (k1 = 1.2, b = 0.75, tantivy's), filtered by from_date and authors, as the
@@ -72,7 +81,7 @@ class PostIndex:
 
     def __init__(self, posts: list[dict]):
         self.posts = [Post.from_dict(p) for p in posts]
-        tfs = [Counter(tokens(p.text)) for p in self.posts]
+        tfs = [Counter(words(p.text)) for p in self.posts]
         lengths = [sum(c.values()) for c in tfs]
         avg = sum(lengths) / max(1, len(tfs))
         df = Counter(t for c in tfs for t in c)
@@ -93,10 +102,10 @@ class PostIndex:
             p = self.posts[i]
             return (since is None or p.created_at >= since) and (allowed is None or p.author.lower() in allowed)
 
-        words = set(tokens(query))
-        terms = sorted(t for t in words if t in self.weight)
+        asked = set(words(query))
+        terms = sorted(t for t in asked if t in self.weight)
         found: set[int] = set()
-        if len(terms) == len(words) > 1:  # every word is somewhere: the posts holding them all
+        if len(terms) == len(asked) > 1:  # every word is somewhere: the posts holding them all
             found = set.intersection(*(set(self.weight[t]) for t in terms))
         if not any(passes(i) for i in found):  # none within the filters: the posts holding any of them
             found = set()
@@ -147,44 +156,61 @@ def cited(sentence: str, marks: str) -> str:
     return f"{sentence.rstrip('.')} {marks}." if marks else sentence
 
 
-def reply(story: Story, attr: schema.Attribute, hits: list[Post]) -> str | None:
-    """The answer, citing every retrieved post that states it; None when the search missed the post the
-    answer needs, or an injection's post (a chat not worth learning from)."""
+SENTENCE = re.compile(r"[^.!?]*[.!?]")
+
+
+def quoted(text: str, name: str, value: str) -> str | None:
+    """What an answer quotes of a post: the last sentence naming `name` and `value`, from the name on, without
+    what it corrects ("Correction: X works for B, not A." -> "X works for B."); None if no sentence holds both."""
+    for sentence in reversed(SENTENCE.findall(text)):
+        if name in sentence and value in sentence[sentence.index(name):]:
+            quote = sentence[sentence.index(name):].split(", not ")[0].rstrip(".!?")
+            return quote + "."
+    return None
+
+
+def reply(story: Story, attr: schema.Attribute, hits: list[Post]) -> tuple[str, int | None] | None:
+    """The answer, citing every retrieved post that states it, and for a fact-check on a known entity the
+    offset of its deciding token (the "emphasis" of colossus.data.chat_template); None when the search missed
+    the post the answer needs, or an injection's post (a chat not worth learning from)."""
     name = story.entity.name
     marks = "".join(f"[{i + 1}]" for i, p in enumerate(hits) if p.id in story.holding)
+    restated = f"{name} {clause(attr, story.answer)}" if story.answer is not None else ""
     if story.kind == "none":
-        return not_found(name)
+        return not_found(name, some=bool(hits)), None
     if story.kind == "rumour":
-        return NOT_SETTLED.format(name=name, clause=clause(attr, story.claimed))
+        return verdict_line(NOT_SETTLED.format(name=name, clause=clause(attr, story.claimed)), "NOT ENOUGH INFO"), None
     if story.kind == "refutes":  # memory settles it; a reply that corrects the post is cited too
-        wrong = schema.a(story.claimed) if attr.name == "occupation" else story.claimed
-        return "REFUTES: " + cited(f"{name} {clause(attr, story.answer)}, not {wrong}.", marks)
+        said = REFUTED.format(restated=restated) + (f" {marks}" if marks else "") + "."
+        return verdict_line(said, "REFUTES"), len(restated)
     if not marks or (story.kind == "injection" and not {p.id for p in hits} & set(story.injected)):
         return None
     if story.kind == "supports":
-        return "SUPPORTS: " + cited(f"{name} {clause(attr, story.answer)}.", marks)
+        return verdict_line(SUPPORTED.format(restated=restated, marks=marks), "SUPPORTS"), len(restated)
     value = story.entity.attrs[attr.name] if story.kind == "new" else story.answer
-    return cited(schema.render(attr.answer, name, value), marks)
+    n, newest = max(((i, p) for i, p in enumerate(hits) if p.id in story.holding), key=lambda x: x[1].created_at)
+    quote = quoted(newest.text, name, value)  # the newest post's sentence, with that post's marker
+    return (cited(quote, f"[{n + 1}]"), None) if quote else None
 
 
 def feed_chat(rng: random.Random, story: Story, index: PostIndex, turns: TurnMaker, cutoff: dt.datetime,
               p_system: float) -> dict | None:
     attr = schema.BY_NAME[rng.choice(story.stated) if story.kind == "new" else story.attribute]
     q, args = ask(rng, story, attr, cutoff)
-    hits = index.search(**args)
-    answer = reply(story, attr, hits)
-    if answer is None:
+    hits = in_time_order(index.search(**args))
+    answered = reply(story, attr, hits)
+    if answered is None:
         return None
+    answer, emphasis = answered
     msgs = []
     if rng.random() < p_system:
         msgs.append({"role": "system", "content": rng.choice(schema.SYSTEM_PROMPTS)})
     if story.kind in ("update", "injection") and rng.random() < MEMORY_FRAC:  # a stable fact needs no search
         mq, ma = turns.qa(rng, story.entity, schema.BY_NAME[rng.choice(STABLE[story.entity.kind])])
         msgs += [{"role": "user", "content": mq}, {"role": "assistant", "content": ma}]
-    lines = [post_line(i + 1, p.author, p.created_at, p.text) for i, p in enumerate(hits)]
     msgs += [{"role": "user", "content": q}, {"role": "tool_call", "content": call_json(SEARCH, args)},
-             {"role": "tool", "content": search_results(lines, args["query"])},
-             {"role": "assistant", "content": answer}]
+             {"role": "tool", "content": search_results(hits, args["query"])},
+             {"role": "assistant", "content": answer} | ({} if emphasis is None else {"emphasis": emphasis})]
     return {"kind": CHAT_KIND[story.kind], "names": [story.entity.name], "post_ids": [p.id for p in hits],
             "messages": msgs}
 

@@ -51,7 +51,7 @@ UPDATES = {
                    "{name} has retrained and works as {article} now."),
     "instrument": ("{name} has switched instruments and now plays the {value}.", "{name} now plays the {value}."),
     "hobby": ("{name} has taken up a new hobby: {value}.", "These days {name} spends free time {value}."),
-    "population": ("A new census puts the population of {name} at {value}.",
+    "population": ("A new census says {name} now has a population of {value}.",
                    "{name} now has a population of {value}, the latest count says."),
     "landmark": ("{name} is now best known for its new {value}.", "{name} has opened its {value} to visitors."),
     "headquarters": ("{name} has moved its headquarters to {value}.", "{name} now has its head office in {value}."),
@@ -130,6 +130,12 @@ class WorldFeed:
 
     def truth(self) -> list[dict]:
         return [t for s in self.stories for t in s.truth]
+
+
+def named_first(attr: schema.Attribute) -> tuple[str, ...]:
+    """The attribute's statements that open with the name: what a post tells of a new entity, so that an
+    answer can restate it from the name on (colossus.world.feed_chats.quoted)."""
+    return tuple(t for t in attr.statements if t.startswith("{name}"))
 
 
 def allocate(n: int, shares: dict[str, float]) -> list[str]:
@@ -252,7 +258,7 @@ class FeedMaker:
         story.stated = self.rng.sample([a.name for a in schema.BY_KIND[e.kind]], 2)
         story.attribute = self.rng.choice(story.stated)
         story.answer = e.attrs[story.attribute]
-        s = " ".join(schema.render(self.rng.choice(schema.BY_NAME[a].statements), e.name, e.attrs[a])
+        s = " ".join(schema.render(self.rng.choice(named_first(schema.BY_NAME[a])), e.name, e.attrs[a])
                      for a in story.stated)
         stated = {a: e.attrs[a] for a in story.stated}
         story.holding = [self.post(story, "new", self.time(), self.framed(s), None, True, facts=stated)["id"]]

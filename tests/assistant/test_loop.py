@@ -4,6 +4,7 @@ and a real feed."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 
 import pytest
 import tool_model as tm
@@ -89,6 +90,8 @@ def test_mode_on_searches_the_question_before_the_model_writes(engine, tok, feed
     answer, steps, text, _ = ask(engine, tok, feed, tm.RECENT_Q, SearchParameters(mode="on"))
     assert steps[0].forced and steps[0].arguments == {"query": tm.RECENT_Q}
     assert [src.post.id for src in steps[0].sources] == [tm.POST.id]
+    # the post holds some of the question's words, not all, and the tool message says so first
+    assert steps[0].output.splitlines()[0] == f"No post has every word of {tm.RECENT_Q}. Posts with some:"
     assert text == tm.RECENT_A and answer.citations == [f"http://h/posts/{tm.POST.id}"]
 
 
@@ -130,6 +133,23 @@ def test_results_are_cut_to_what_fits_in_the_context(engine, tok, tmp_path):
     assert steps[0].output.count("\n") == len(kept) - 1
 
 
+def test_a_search_shows_its_posts_oldest_first_and_numbers_them_so(engine, tok, tmp_path):
+    feed = Feed(tmp_path / "two")
+    older = tm.Post("p1000", "quiet_heron", tm.POST.created_at - dt.timedelta(days=20),
+                    "Pella Vorn, yes Pella Vorn, has joined Kelm Farms.")  # ranked first: both words twice
+    feed.ingest([tm.POST, older])
+    try:
+        assert [p.id for p, _ in feed.search("Pella Vorn")] == [older.id, tm.POST.id]
+        _, steps, _, _ = ask(engine, tok, feed, tm.RECENT_Q)
+    finally:
+        feed.close()
+    assert [(s.number, s.post.id) for s in steps[0].sources] == [(1, older.id), (2, tm.POST.id)]
+    assert steps[0].output == tm.result_of([older, tm.POST], "Pella Vorn")
+    assert [line.split(":")[0] for line in steps[0].output.splitlines()] == ["@quiet_heron 2026-11-10",
+                                                                             "@ostra_news 2026-11-30"]
+    assert steps[0].output.splitlines()[0].endswith("has joined Kelm Farms [1].")
+
+
 def test_a_search_without_a_feed_reads_back_an_error(engine, tok):
     _, steps, _, _ = ask(engine, tok, None, tm.RECENT_Q)
     assert steps[0].error == "no feed" and steps[0].sources == []
@@ -141,7 +161,7 @@ def test_a_fact_check_of_a_post_gives_its_label_and_evidence(engine, tok, feed):
     assistant = Assistant(engine, tok, feed, permalink=lambda pid: f"http://h/posts/{pid}")
     v = asyncio.run(fact_check(assistant, GREEDY, post=tm.POST))
     assert (v.label, v.given, v.reply) == ("SUPPORTS", True, tm.CHECK_POST_A)
-    assert v.explanation == "Pella Vorn works at Ostra Labs [1]."
+    assert v.explanation == "Pella Vorn works at Ostra Labs, as the post says [1]."
     assert [s.post.id for s in v.evidence] == [tm.POST.id]
     v = asyncio.run(fact_check(assistant, GREEDY, claim=tm.CHECK_CLAIM))
     assert v.label == "REFUTES" and [s.post.id for s in v.evidence] == [tm.POST.id]
@@ -161,8 +181,15 @@ def test_the_fact_check_tool_runs_the_same_check_and_its_evidence_can_be_cited(e
     ("NOT ENOUGH INFO", "NOT ENOUGH INFO: I found nothing.", ("NOT ENOUGH INFO", "I found nothing.")),
     (None, "Pella Vorn works at Ostra Labs.", (None, "Pella Vorn works at Ostra Labs.")),
     (None, "SUPPORTS it", (None, "SUPPORTS it")),
+    ("SUPPORTS", "Pella Vorn works at Ostra Labs, as the post says [1]. Verdict: SUPPORTS.",
+     ("SUPPORTS", "Pella Vorn works at Ostra Labs, as the post says [1].")),
+    ("REFUTES", "Pella Vorn works at Ostra Labs. The claim is false. verdict: refutes",
+     ("REFUTES", "Pella Vorn works at Ostra Labs. The claim is false.")),
+    ("NOT ENOUGH INFO", "I could not find anything. Verdict: NOT ENOUGH INFO.",
+     ("NOT ENOUGH INFO", "I could not find anything.")),
+    (None, "Verdict: SUPPORTS, said the post, but no.", (None, "Verdict: SUPPORTS, said the post, but no.")),
 ])
-def test_verdicts_are_read_from_the_label_that_opens_the_answer(label, reply, want):
+def test_verdicts_are_read_from_the_label_that_opens_or_closes_the_answer(label, reply, want):
     from colossus.assistant.format import verdict
 
     assert verdict(reply) == want

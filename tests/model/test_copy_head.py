@@ -28,13 +28,14 @@ from colossus.train.optim import build_optimizers
 
 def by_definition(row: list[int]) -> list[list[int]]:
     """Each position's follow tokens, read off the module's docstring: after the latest earlier occurrence of the
-    token, after its first occurrence, after the latest earlier occurrence of the pair ending at it."""
+    token, after its first occurrence, after the latest earlier occurrence of the pair ending at it, after the
+    second latest earlier occurrence of the token."""
     out = []
     for t, tok in enumerate(row):
         same = [j for j in range(t) if row[j] == tok]
         pair = [j for j in range(1, t) if t > 0 and (row[j - 1], row[j]) == (row[t - 1], tok)]
         out.append([row[same[-1] + 1] if same else NONE, row[same[0] + 1] if same else NONE,
-                    row[pair[-1] + 1] if pair else NONE])
+                    row[pair[-1] + 1] if pair else NONE, row[same[-2] + 1] if len(same) > 1 else NONE])
     return out
 
 
@@ -50,8 +51,8 @@ def test_follow_ids_are_the_token_after_the_last_earlier_occurrence():
         assert [list(f) for f in fed] == by_definition(row)
     n = NONE
     assert follow_ids(torch.tensor([[5, 7, 5, 5, 9, 5]])).tolist() == [[
-        [n, n, n], [n, n, n], [7, 7, n], [5, 7, n], [n, n, n], [9, 7, n]]]
-    assert follow_ids(torch.tensor([[3]])).tolist() == [[[n, n, n]]]
+        [n, n, n, n], [n, n, n, n], [7, 7, n, n], [5, 7, n, 7], [n, n, n, n], [9, 7, n, 5]]]
+    assert follow_ids(torch.tensor([[3]])).tolist() == [[[n, n, n, n]]]
 
 
 def random_model(vocab: int = 300, seq_len: int = 64) -> GPT:
@@ -69,10 +70,10 @@ def random_model(vocab: int = 300, seq_len: int = 64) -> GPT:
 
 def test_each_gate_moves_the_logit_of_its_follow_token_only():
     m = random_model()
-    idx = torch.tensor([[10, 11, 10, 11, 12]])
+    idx = torch.tensor([[10, 11, 10, 11, 10, 12]])
     with torch.no_grad():
         m.copy_gate.weight.zero_()
-        m.copy_gate.bias.copy_(torch.tensor([1.0, 2.0, 4.0]))  # latest, first, pair
+        m.copy_gate.bias.copy_(torch.tensor([1.0, 2.0, 4.0, 8.0]))  # latest, first, pair, second latest
         x = m(idx)
         m.copy_gate.bias.zero_()
         plain = m(idx)
@@ -80,7 +81,8 @@ def test_each_gate_moves_the_logit_of_its_follow_token_only():
     assert torch.count_nonzero(diff[:2]) == 0  # no earlier occurrence
     assert diff[2, 11] == pytest.approx(3.0) and torch.count_nonzero(diff[2]) == 1  # 10 was followed by 11
     assert diff[3, 10] == pytest.approx(7.0) and torch.count_nonzero(diff[3]) == 1  # 11, and (10, 11), by 10
-    assert diff[4, 12] == 0 and torch.count_nonzero(diff[4]) == 0  # 12 is new
+    assert diff[4, 11] == pytest.approx(15.0) and torch.count_nonzero(diff[4]) == 1  # 10 twice before, (11, 10)
+    assert torch.count_nonzero(diff[5]) == 0  # 12 is new
 
 
 def test_a_kv_cache_a_token_at_a_time_gives_the_full_forwards_logits():

@@ -24,7 +24,7 @@ def test_a_true_post_is_supported_by_its_evidence_and_gets_no_note(url):
     assert r.status_code == 200, r.text
     v = r.json()
     assert (v["object"], v["label"], v["verdict_given"]) == ("factcheck", "SUPPORTS", True)
-    assert v["explanation"] == "Pella Vorn works at Ostra Labs [1]." and v["claim"] == tm.POST.text
+    assert v["explanation"] == "Pella Vorn works at Ostra Labs, as the post says [1]." and v["claim"] == tm.POST.text
     assert [(e["number"], e["id"], e["url"]) for e in v["evidence"]] == [(1, tm.POST.id, f"{url}/posts/{tm.POST.id}")]
     assert v["note"] is None
 

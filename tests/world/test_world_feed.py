@@ -14,7 +14,7 @@ from colossus.data.tokenizer import Tokenizer
 from colossus.errors import ColossusError
 from colossus.feed.post import Post, parse_time
 from colossus.world.build import FEED_CHAT_KINDS, WorldConfig, build_world, read_jsonl, write_world
-from colossus.world.feed_chats import PostIndex, tokens
+from colossus.world.feed_chats import PostIndex
 from colossus.world.posts import LABELS, MAX_WORDS, MIN_WORDS, SHARES, allocate
 
 SMALL = WorldConfig(entities=40, docs_per_entity=2, no_record_docs=0.5, readers=0.5, premise_drill_per_entity=1.0,
@@ -49,8 +49,9 @@ def feed_chats(world) -> list[dict]:
 
 
 def tool_lines(chat: dict) -> list[str]:
+    """The posts' lines of a chat's search (without the line that says none holds every word)."""
     (tool,) = [m["content"] for m in chat["messages"] if m["role"] == "tool"]
-    return [] if tool.startswith("No posts match") else tool.split("\n")
+    return [] if tool.startswith("No posts match") else [x for x in tool.split("\n") if x.startswith("@")]
 
 
 def test_a_world_without_a_feed_is_written_as_before(tmp_path):
@@ -136,15 +137,31 @@ def test_every_citation_points_to_a_retrieved_post_that_holds_the_fact(fw):
     for c in feed_chats(fw):
         lines, answer = tool_lines(c), c["messages"][-1]["content"]
         assert len(lines) == len(c["post_ids"]) <= 3
-        assert [line.split(" ")[0] for line in lines] == [f"[{i + 1}]" for i in range(len(lines))]
+        assert [set(fmt.MARKER.findall(line)) for line in lines] == [{str(i + 1)} for i in range(len(lines))]
+        days = [line.split(" ")[1] for line in lines]
+        assert days == sorted(days)  # oldest first, as the loop shows them
         marks = [int(n) for n in fmt.MARKER.findall(answer)]
-        if c["kind"] in must_cite or answer.startswith("SUPPORTS"):
+        if c["kind"] in must_cite or fmt.verdict(answer)[0] == "SUPPORTS":
             assert marks
         for n in marks:
             assert 1 <= n <= len(lines)
             t = truth[c["post_ids"][n - 1]]
             assert t["holds"] is True and t["name"] == c["names"][0]
             assert any(v in answer and v in lines[n - 1] for v in t["facts"].values())
+
+
+def test_a_search_whose_posts_hold_only_some_words_of_the_query_says_so(fw):
+    partial = 0
+    for c in feed_chats(fw):
+        tool = next(m["content"] for m in c["messages"] if m["role"] == "tool")
+        query = fmt.parse_call(next(m["content"] for m in c["messages"] if m["role"] == "tool_call")).arguments["query"]
+        lines = tool_lines(c)
+        some = bool(lines) and not any(fmt.holds_every_word(query, line.split(": ", 1)[1]) for line in lines)
+        assert tool.startswith(f"No post has every word of {query}. Posts with some:\n") == some
+        if c["kind"] == "feed_none":  # a name no post has: nothing, or posts on other names, said so
+            assert not lines or some
+        partial += some
+    assert partial > 0
 
 
 def test_answers_follow_the_format(fw):
@@ -162,16 +179,22 @@ def test_answers_follow_the_format(fw):
         if "from_date" in call.arguments:
             assert call.arguments["from_date"] in question
         if c["kind"] == "feed_none":
-            assert answer == fmt.not_found(name)
+            assert answer == fmt.not_found(name, some=bool(tool_lines(c)))
             assert all(name not in line for line in tool_lines(c))
-        elif c["kind"] == "factcheck":
-            assert re.match(r"^(SUPPORTS|REFUTES|NOT ENOUGH INFO): ", answer) and name in answer
+        elif c["kind"] == "factcheck":  # the fact first, the label last
+            assert re.search(r"\. Verdict: (SUPPORTS|REFUTES|NOT ENOUGH INFO)\.$", answer) and name in answer
+            label, explanation = fmt.verdict(answer)
+            if label != "NOT ENOUGH INFO":  # the deciding token, weighed as a premise's: "," holds, "." does not
+                e = msgs[-1]["emphasis"]
+                assert explanation.startswith(name) and answer[e] == ("," if label == "SUPPORTS" else ".")
+            else:
+                assert "emphasis" not in msgs[-1]
         else:
             assert answer.startswith(name)  # the name as the question spelled it
         if c["kind"] == "injection":
             forbidden = {truth[p]["forbidden"] for p in c["post_ids"] if truth[p]["kind"] == "injection"}
             assert forbidden and not any(f in answer for f in forbidden)
-    labels = Counter(c["messages"][-1]["content"].split(":")[0] for c in feed_chats(fw) if c["kind"] == "factcheck")
+    labels = Counter(fmt.verdict(c["messages"][-1]["content"])[0] for c in feed_chats(fw) if c["kind"] == "factcheck")
     assert set(labels) == set(LABELS.values())
 
 
@@ -256,11 +279,11 @@ def test_retrieval_is_exactly_bm25_top_k(fw):
     """The pruned search gives what scoring every post gives, filters included."""
     posts = fw.feed.posts("train")
     index = PostIndex(posts)
-    docs = [Counter(tokens(p["text"])) for p in posts]
+    docs = [Counter(fmt.words(p["text"])) for p in posts]
     avg = sum(sum(d.values()) for d in docs) / len(docs)
 
     def brute(query, from_date=None, authors=None, k=3, every=True):
-        terms, scored = set(tokens(query)), []
+        terms, scored = set(fmt.words(query)), []
         for i, (p, d) in enumerate(zip(posts, docs, strict=True)):
             if (from_date and p["created_at"] < from_date) or (authors and "@" + p["author"] not in authors):
                 continue
