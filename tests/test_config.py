@@ -21,6 +21,7 @@ def test_the_feed_preset_is_cpu_with_the_feed_the_copy_head_and_twice_the_contex
         a, b = getattr(cpu, stage), getattr(feed, stage)
         assert b.batch_size * feed.model.seq_len == a.batch_size * cpu.model.seq_len
     assert feed.world.entities == cpu.world.entities and feed.pretrain.epochs == cpu.pretrain.epochs
+    assert (cpu.sft.epochs, feed.sft.epochs) == (1.0, 2.0)
 
 
 def test_toml_and_set_override_fields(tmp_path):
