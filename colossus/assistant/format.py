@@ -31,7 +31,8 @@ LABELS = ("SUPPORTS", "REFUTES", "NOT ENOUGH INFO")  # FEVER's
 MARKER = re.compile(r"\[(\d{1,3})\]")  # an inline citation: [1]
 WORD = re.compile(r"[^\W_]+")
 SENTENCE_END = re.compile(r"(?<=\S)([.!?]+)(?=\s|$)")  # the stop that closes a sentence, before a space or the end
-CLOSING_VERDICT = re.compile(r"\s*\bVerdict:\s*(SUPPORTS|REFUTES|NOT ENOUGH INFO)\s*\.?\s*$", re.IGNORECASE)
+CLOSING_VERDICT = re.compile(rf"\s*\bVerdict:\s*({'|'.join(LABELS)})\s*\.?\s*$", re.IGNORECASE)
+NOTHING, SOME = "No posts match {query}", "No post has every word of {query}"  # how a search's message opens
 
 
 class ToolCallError(ValueError):
@@ -104,6 +105,16 @@ def post_line(n: int, author: str, created_at: dt.datetime, text: str) -> str:
     return f"@{author} {day(created_at)}: {marked}"
 
 
+def sentences(text: str) -> list[str]:
+    """A text's sentences, each with its stop, split where post_line marks them."""
+    out, start = [], 0
+    for m in SENTENCE_END.finditer(text):
+        out.append(text[start:m.end()].strip())
+        start = m.end()
+    rest = text[start:].strip()
+    return out + ([rest] if rest else [])
+
+
 def in_time_order(posts: list) -> list:
     """A search's posts as the model reads them: oldest first (ties by id), the newest nearest the answer."""
     return sorted(posts, key=lambda p: (p.created_at, p.id))
@@ -132,8 +143,6 @@ def search_results(posts: list, query: str, numbers: list[int] | None = None) ->
         lines.insert(0, SOME.format(query=query) + ". Posts with some:")
     return "\n".join(lines)
 
-
-NOTHING, SOME = "No posts match {query}", "No post has every word of {query}"  # how a search's message opens
 
 
 def not_found(subject: str, some: bool = False) -> str:

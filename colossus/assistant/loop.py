@@ -240,10 +240,12 @@ class Answer:
         hits = await asyncio.to_thread(self.a.feed.search, query, since, until, authors, s.excluded_handles,
                                        s.max_search_results)
         posts = [p for p, _ in hits]
-        while posts and len(self.a.tok.encode(self._results(posts, query))) > room:
+        text = self._results(posts, query)
+        while posts and len(self.a.tok.encode(text)) > room:
             posts.pop()  # the lowest ranked go first
+            text = self._results(posts, query)
         kept = [self.sources.add(p) for p in fmt.in_time_order(posts)]
-        return ToolStep(fmt.SEARCH, args, self._results(posts, query), kept)
+        return ToolStep(fmt.SEARCH, args, text, kept)
 
     def _results(self, posts: list, query: str) -> str:
         """The tool message of a search's posts: in time order, numbered as this answer's sources will be."""

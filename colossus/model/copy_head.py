@@ -34,28 +34,28 @@ POINTERS = 4  # follow tokens per position: latest occurrence, first occurrence,
 NO_FOLLOW = (NONE,) * POINTERS  # a position's follow tokens when there is nothing to copy
 
 
-def _follow(keys: torch.Tensor, idx: torch.Tensor, which: str) -> torch.Tensor:
+def _follow(keys: torch.Tensor, idx: torch.Tensor, which: tuple[str, ...]) -> list[torch.Tensor]:
     """For each position t, idx at j + 1 for the latest ("latest"), the second latest ("second") or the first
-    ("first") j < t with keys[j] == keys[t], or NONE. One stable sort per row: equal keys end up side by side
-    in the order of their positions."""
+    ("first") j < t with keys[j] == keys[t], or NONE: one tensor per name in `which`. One stable sort per row,
+    shared by them all: equal keys end up side by side in the order of their positions."""
     B, T = idx.shape
     order = torch.sort(keys, dim=1, stable=True).indices  # (B, T) positions, grouped by key, rising
     k = torch.gather(keys, 1, order)
-    same = torch.zeros_like(order, dtype=torch.bool)
-    same[:, 1:] = k[:, 1:] == k[:, :-1]  # not the first of its group: an earlier occurrence exists
-    src = torch.zeros_like(order)
-    if which == "first":  # the group's first position: carried forward from each group's start
-        start = torch.where(same, torch.zeros_like(order), torch.arange(T, device=idx.device).expand(B, T))
-        src = torch.gather(order, 1, start.cummax(dim=1).values)
-    elif which == "second":  # two positions before in the group
-        same = torch.zeros_like(same)
-        same[:, 2:] = k[:, 2:] == k[:, :-2]
-        src[:, 2:] = order[:, :-2]
-    else:  # the position just before in the group
-        src[:, 1:] = order[:, :-1]
-    out = torch.gather(idx, 1, (src + 1).clamp(max=T - 1))
-    out = torch.where(same, out, torch.full_like(out, NONE))
-    return torch.empty_like(idx).scatter_(1, order, out)
+    outs = []
+    for w in which:
+        gap = 2 if w == "second" else 1  # how many places before in the group the occurrence is
+        same = torch.zeros_like(order, dtype=torch.bool)
+        same[:, gap:] = k[:, gap:] == k[:, :-gap]  # that many earlier occurrences exist
+        if w == "first":  # the group's first position: carried forward from each group's start
+            start = torch.where(same, torch.zeros_like(order), torch.arange(T, device=idx.device).expand(B, T))
+            src = torch.gather(order, 1, start.cummax(dim=1).values)
+        else:
+            src = torch.zeros_like(order)
+            src[:, gap:] = order[:, :-gap]
+        out = torch.gather(idx, 1, (src + 1).clamp(max=T - 1))
+        out = torch.where(same, out, torch.full_like(out, NONE))
+        outs.append(torch.empty_like(idx).scatter_(1, order, out))
+    return outs
 
 
 def follow_ids(idx: torch.Tensor) -> torch.Tensor:
@@ -63,8 +63,9 @@ def follow_ids(idx: torch.Tensor) -> torch.Tensor:
     pairs = torch.empty_like(idx)
     pairs[:, 1:] = idx[:, :-1] * (1 << 32) + idx[:, 1:]  # one key per pair (ids are below 2**31)
     pairs[:, 0] = -1  # the first position has no pair: matches nothing
-    return torch.stack((_follow(idx, idx, "latest"), _follow(idx, idx, "first"), _follow(pairs, idx, "latest"),
-                        _follow(idx, idx, "second")), -1)
+    latest, first, second = _follow(idx, idx, ("latest", "first", "second"))
+    (pair,) = _follow(pairs, idx, ("latest",))
+    return torch.stack((latest, first, pair, second), -1)
 
 
 class FollowMap:

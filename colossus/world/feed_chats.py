@@ -31,7 +31,6 @@ import heapq
 import itertools
 import math
 import random
-import re
 from collections import Counter, defaultdict
 
 from colossus.assistant.format import (
@@ -41,6 +40,7 @@ from colossus.assistant.format import (
     in_time_order,
     not_found,
     search_results,
+    sentences,
     verdict_line,
     words,
 )
@@ -156,13 +156,10 @@ def cited(sentence: str, marks: str) -> str:
     return f"{sentence.rstrip('.')} {marks}." if marks else sentence
 
 
-SENTENCE = re.compile(r"[^.!?]*[.!?]")
-
-
 def quoted(text: str, name: str, value: str) -> str | None:
     """What an answer quotes of a post: the last sentence naming `name` and `value`, from the name on, without
     what it corrects ("Correction: X works for B, not A." -> "X works for B."); None if no sentence holds both."""
-    for sentence in reversed(SENTENCE.findall(text)):
+    for sentence in reversed(sentences(text)):  # as post_line marks them, so the quote is the marked sentence
         if name in sentence and value in sentence[sentence.index(name):]:
             quote = sentence[sentence.index(name):].split(", not ")[0].rstrip(".!?")
             return quote + "."
