@@ -20,8 +20,10 @@ def test_the_feed_preset_is_cpu_with_the_feed_the_copy_head_and_twice_the_contex
     for stage in ("drill", "pretrain", "sft"):
         a, b = getattr(cpu, stage), getattr(feed, stage)
         assert b.batch_size * feed.model.seq_len == a.batch_size * cpu.model.seq_len
-    assert feed.world.entities == cpu.world.entities and feed.pretrain.epochs == cpu.pretrain.epochs
-    assert (cpu.sft.epochs, feed.sft.epochs) == (1.0, 2.0)
+    assert feed.world.entities == cpu.world.entities
+    assert (cpu.pretrain.epochs, feed.pretrain.epochs) == (0.9, 1.0) and (cpu.sft.epochs, feed.sft.epochs) == (1.0, 2.0)
+    assert (cpu.world.reading_question_first, cpu.world.copy_drill_per_entity) == (0.0, 0.0)
+    assert (w.reading_question_first, w.copy_drill_per_entity) == (0.5, 4.0)
 
 
 def test_toml_and_set_override_fields(tmp_path):

@@ -9,10 +9,11 @@ result. A tool call is an assistant turn that opens with <|tool_call|>: every pr
 <|assistant|>, and the model's first token decides whether it answers or calls a tool. Rendering is
 lossless: parse(render(messages)) == messages.
 
-For training, an assistant message may also carry "emphasis": the character offset of the token that
-decides the reply (the "." or "," after a recalled fact in a premise reply). That token's loss is
-weighted EMPHASIS times: one token in twenty carries the whole decision, and unweighted it is
-learned far too slowly.
+For training, an assistant or tool_call message may also carry "emphasis": the character offset of the token
+that decides the reply (the "." or "," after a recalled fact in a premise reply), or a list of them (a feed
+answer's first token, which picks its form, and the word that picks the fact). Each such token's loss is
+weighted EMPHASIS times: one token in twenty carries the whole decision, and unweighted it is learned far too
+slowly.
 
 A client's tools (OpenAI's tools field) are rendered in what this template can express: a system message
 that lists the functions (TOOLS_PROMPT, then one JSON object a line), and OpenAI's message shapes become
@@ -58,9 +59,10 @@ def render(tok: Tokenizer, messages: list[dict]) -> tuple[list[int], list[int]]:
         body, starts = tok.encode_with_offsets(m["content"])
         w = [trained] * len(body)
         if trained and "emphasis" in m:
-            at = next((i for i, s in enumerate(starts) if s >= m["emphasis"]), None)
-            if at is not None:
-                w[at] = EMPHASIS
+            for offset in m["emphasis"] if isinstance(m["emphasis"], list) else [m["emphasis"]]:
+                at = next((i for i, s in enumerate(starts) if s >= offset), None)
+                if at is not None:
+                    w[at] = EMPHASIS
         opening = _opening(tok, m["role"])
         ids += opening + body + [tok.end]
         weights += [0] * (len(opening) - 1) + [int(m["role"] == "tool_call")] + w + [trained]

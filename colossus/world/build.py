@@ -72,6 +72,9 @@ class WorldConfig:
     eval_premise: int = 200
     eval_recombined: int = 150
     """Unknown names made of known names' words (a harder test, reported on its own)."""
+    reading_question_first: float = 0.0
+    """Share of reading chats (a note pasted in the question) that ask the question before the note, as a search's
+    posts stand between the question and its answer. 0: none, and the world is as before they existed."""
     feed_stories_per_entity: float = 0.0
     """Stories in the training feed per entity: posts dated after feed_cutoff (updates of known facts, new
     entities, true and false claims, rumours, injections; colossus.world.posts). 0: no feed."""
@@ -101,6 +104,8 @@ class WorldConfig:
             raise ColossusError("feed_chats_per_entity needs a feed to search: set feed_stories_per_entity too")
         if self.copy_drill_per_entity < 0:
             raise ColossusError("copy_drill_per_entity cannot be negative")
+        if not 0 <= self.reading_question_first <= 1:
+            raise ColossusError("reading_question_first is a share: between 0 and 1")
 
 
 @dataclass
@@ -140,7 +145,8 @@ def build_world(cfg: WorldConfig) -> World:
     random.Random(f"{cfg.seed}/docs-order").shuffle(docs)
     held = build_documents(cfg.seed, entities, 1, stream="heldout")[: cfg.heldout_docs]
     chats = build_train_chats(cfg.seed, entities, unknown, cfg.qa_per_entity, cfg.multi_turn_frac,
-                              cfg.premise_per_entity, cfg.system_prompt_frac, readers, cfg.premise_short_frac)
+                              cfg.premise_per_entity, cfg.system_prompt_frac, readers, cfg.premise_short_frac,
+                              cfg.reading_question_first)
     drill = build_drill_chats(cfg.seed, entities, cfg.premise_drill_per_entity, cfg.system_prompt_frac,
                               cfg.premise_short_frac)
     ev = {s: build_eval_items(cfg.seed, entities, unknown, s, round(cfg.eval_known * f),
@@ -212,8 +218,9 @@ def write_world(world: World, out: Path) -> None:
     for split, items in world.eval.items():
         write_jsonl(out / f"eval_{split}.jsonl", items)
     config = asdict(world.config)
-    if not world.config.copy_drill_per_entity:  # as written before the copy drill existed
-        config.pop("copy_drill_per_entity")
+    for added in ("copy_drill_per_entity", "reading_question_first"):  # unset: as written before they existed
+        if not config[added]:
+            config.pop(added)
     if world.feed is None:  # as written before the feed existed
         config = {k: v for k, v in config.items() if not k.startswith("feed_")}
     else:

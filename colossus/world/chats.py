@@ -47,15 +47,19 @@ class TurnMaker:
         q = schema.render(rng.choice(attr.questions), u.name, "")
         return q, schema.ABSTAIN_ANSWER.format(name=u.name)
 
-    def reading(self, rng: random.Random, e: Entity, note_facts: int = 4) -> tuple[str, str]:
-        """A short note about e pasted in the question, then a question about it. (No premises here:
-        with the fact in the note, finding the value in the context would say nothing of the premise.)"""
+    def reading(self, rng: random.Random, e: Entity, note_facts: int = 4, question_first: bool = False,
+                ) -> tuple[str, str]:
+        """A short note about e pasted in the question, then a question about it, or with question_first the
+        question before the note: what it asks is then far from the answer, as a search's posts put it. (No
+        premises here: with the fact in the note, finding the value in the context would say nothing of the
+        premise.)"""
         attr = rng.choice(schema.BY_KIND[e.kind])
         q, a = self.qa(rng, e, attr)
         needed = {attr.name}
         others = [x.name for x in schema.BY_KIND[e.kind] if x.name not in needed]
         facts = needed | set(rng.sample(others, max(0, note_facts - len(needed))))
-        return rng.choice(schema.READING).format(doc=document(rng, e, sorted(facts)), question=q), a
+        wordings = schema.READING_QUESTION_FIRST if question_first else schema.READING
+        return rng.choice(wordings).format(doc=document(rng, e, sorted(facts)), question=q), a
 
     def wrong_value(self, rng: random.Random, attr: str, true: str) -> str:
         """Another value of the attribute, differing in its last word too ("Kel Falls" for "Dor
@@ -106,11 +110,12 @@ def conversation(rng: random.Random, kind: str, turns: list[tuple], p_system: fl
 
 def build_train_chats(seed: int, entities: list[Entity], unknown: list[Unknown], qa_per_entity: int,
                       multi_turn_frac: float, premise_per_entity: float, p_system: float,
-                      readers: list[Entity] = (), premise_short_frac: float = 0.5) -> list[dict]:
+                      readers: list[Entity] = (), premise_short_frac: float = 0.5,
+                      reading_question_first: float = 0.0) -> list[dict]:
     """Chat data about train entities and train unknown names only: qa_per_entity questions about
     each train entity (some asked as a multi-turn conversation), one conversation per unknown name,
     premise questions (half of them false, some as the bare claim), and one reading conversation per reader (an invented
-    entity whose note is pasted in the question)."""
+    entity whose note is pasted in the question, a share reading_question_first of them after the question)."""
     rng = random.Random(f"{seed}/chats")
     maker = TurnMaker(entities)
     train = [e for e in entities if e.split == "train"]
@@ -134,7 +139,9 @@ def build_train_chats(seed: int, entities: list[Entity], unknown: list[Unknown],
             names.insert(0, e.name)
         out.append(conversation(rng, "unknown", turns, p_system, names))
     out += premise_chats(rng, maker, train, round(len(train) * premise_per_entity), p_system, premise_short_frac)
-    out += [conversation(rng, "reading", [maker.reading(rng, r)], p_system, [r.name]) for r in readers]
+    for r in readers:  # (a share of 0 draws nothing, so the chats stay as they were before it existed)
+        first = reading_question_first > 0 and rng.random() < reading_question_first
+        out.append(conversation(rng, "reading", [maker.reading(rng, r, question_first=first)], p_system, [r.name]))
     rng.shuffle(out)
     return out
 

@@ -20,6 +20,12 @@ the recalled value, and weighed as the premise's is. A question on a known stabl
 recency cue and gets no search (the world's other chats, and a first turn in some of these): the model
 learns when to search from the question, not from the name.
 
+A new entity's post states two facts; a story seen twice is asked both, so the question alone picks the
+sentence to restate. Weighed most in the loss (chat_template's emphasis): the query's first token, which no
+copy pointer proposes (it is copied from the question by attention alone); the answer's first token, which
+picks its form (the name, "No post ...", "I could not find ..."); and the token that decides it: the word
+where a new entity's two sentences part, or the fact-check's "," or ".".
+
 The search is simulated at build time by PostIndex, a BM25 over the training posts shaped as the feed's
 (colossus.feed.index: every word of the query, else any; the top K), so the results look like what the real search
 returns, distractors sharing a first name or a kind of place included."""
@@ -30,6 +36,7 @@ import datetime as dt
 import heapq
 import itertools
 import math
+import os
 import random
 from collections import Counter, defaultdict
 
@@ -66,6 +73,7 @@ FACTCHECK = ("Fact-check this: {claim}", "Is this true? {claim}", "True or false
              "Can you check this claim? {claim}", "Fact-check this post: {post}")
 NOT_SETTLED = "I could not find anything that settles whether {name} {clause}."
 SUPPORTED = "{restated}, as the post says {marks}."  # "," right after the recalled value: it holds
+QUERY = '"query": "'  # in a search call, right before the query's first token (the space before the name)
 REFUTED = "{restated}. The claim is false"  # ".": it does not (a correcting reply's marks follow)
 
 class PostIndex:
@@ -166,10 +174,24 @@ def quoted(text: str, name: str, value: str) -> str | None:
     return None
 
 
+def deciding_word(quote: str, others: list[str]) -> int | None:
+    """Where `quote` parts from the other sentences: the first character that differs from each, the latest of
+    those, moved back to the space that opens its word ("X is fond of carving wood." against "X is employed by
+    Y." -> the space before "fond"; "X works in A." against "X was founded in B." -> the space before "works"),
+    where a token starts; "'s" starts one of its own. None when there is nothing to tell apart."""
+    at = max((len(os.path.commonprefix([quote, o])) for o in others if o != quote), default=None)
+    if not at or at == len(quote):
+        return None
+    if quote[at].isalnum() and quote[at - 1].isalnum():  # within a word
+        at = quote.rfind(" ", 0, at) + 1
+    return at - 1 if at and quote[at - 1] == " " else at
+
+
 def reply(story: Story, attr: schema.Attribute, hits: list[Post]) -> tuple[str, int | None] | None:
-    """The answer, citing every retrieved post that states it, and for a fact-check on a known entity the
-    offset of its deciding token (the "emphasis" of colossus.data.chat_template); None when the search missed
-    the post the answer needs, or an injection's post (a chat not worth learning from)."""
+    """The answer, citing every retrieved post that states it, and the offset of its deciding token (the
+    "emphasis" of colossus.data.chat_template): for a fact-check on a known entity the token after the
+    recalled value, for a new entity's post of two facts the word that picks the fact asked. None when the
+    search missed the post the answer needs, or an injection's post (a chat not worth learning from)."""
     name = story.entity.name
     marks = "".join(f"[{i + 1}]" for i, p in enumerate(hits) if p.id in story.holding)
     restated = f"{name} {clause(attr, story.answer)}" if story.answer is not None else ""
@@ -187,12 +209,18 @@ def reply(story: Story, attr: schema.Attribute, hits: list[Post]) -> tuple[str, 
     value = story.entity.attrs[attr.name] if story.kind == "new" else story.answer
     n, newest = max(((i, p) for i, p in enumerate(hits) if p.id in story.holding), key=lambda x: x[1].created_at)
     quote = quoted(newest.text, name, value)  # the newest post's sentence, with that post's marker
-    return (cited(quote, f"[{n + 1}]"), None) if quote else None
+    if quote is None:
+        return None
+    others = [quoted(newest.text, name, story.entity.attrs[a]) for a in story.stated if a != attr.name]
+    emphasis = deciding_word(quote, [o for o in others if o]) if story.kind == "new" else None
+    return cited(quote, f"[{n + 1}]"), emphasis
 
 
 def feed_chat(rng: random.Random, story: Story, index: PostIndex, turns: TurnMaker, cutoff: dt.datetime,
-              p_system: float) -> dict | None:
-    attr = schema.BY_NAME[rng.choice(story.stated) if story.kind == "new" else story.attribute]
+              p_system: float, visit: int = 0) -> dict | None:
+    """A chat on `story`; a new entity's `visit`-th chat asks the next of its stated facts, so that a story
+    seen twice is asked both, on the same post: the question alone picks the sentence to restate."""
+    attr = schema.BY_NAME[story.stated[visit % len(story.stated)] if story.kind == "new" else story.attribute]
     q, args = ask(rng, story, attr, cutoff)
     hits = in_time_order(index.search(**args))
     answered = reply(story, attr, hits)
@@ -205,9 +233,13 @@ def feed_chat(rng: random.Random, story: Story, index: PostIndex, turns: TurnMak
     if story.kind in ("update", "injection") and rng.random() < MEMORY_FRAC:  # a stable fact needs no search
         mq, ma = turns.qa(rng, story.entity, schema.BY_NAME[rng.choice(STABLE[story.entity.kind])])
         msgs += [{"role": "user", "content": mq}, {"role": "assistant", "content": ma}]
-    msgs += [{"role": "user", "content": q}, {"role": "tool_call", "content": call_json(SEARCH, args)},
+    # weighed most (chat_template's emphasis): the query's first token, copied from the question with no
+    # pointer to follow; the answer's first token, which picks its form; and its deciding word
+    call = call_json(SEARCH, args)
+    msgs += [{"role": "user", "content": q},
+             {"role": "tool_call", "content": call, "emphasis": call.index(QUERY) + len(QUERY)},
              {"role": "tool", "content": search_results(hits, args["query"])},
-             {"role": "assistant", "content": answer} | ({} if emphasis is None else {"emphasis": emphasis})]
+             {"role": "assistant", "content": answer, "emphasis": [0] + ([] if emphasis is None else [emphasis])}]
     return {"kind": CHAT_KIND[story.kind], "names": [story.entity.name], "post_ids": [p.id for p in hits],
             "messages": msgs}
 
@@ -220,12 +252,15 @@ def build_feed_chats(seed: int, feed: WorldFeed, entities: list[Entity], n: int,
     index, turns = PostIndex(feed.posts("train")), TurnMaker(entities)
     out: list[dict] = []
     order: list[Story] = []
+    visits: dict[str, int] = {}  # a new story's first question is on a fact drawn at random, the next on the other
     for _ in range(3 * n + 100):
         if len(out) == n or not stories:
             break
         if not order:
             order = rng.sample(stories, len(stories))
-        chat = feed_chat(rng, order.pop(), index, turns, feed.cutoff, p_system)
+        story = order.pop()
+        visit = visits[story.id] = visits.get(story.id, rng.randrange(2)) + 1
+        chat = feed_chat(rng, story, index, turns, feed.cutoff, p_system, visit)
         if chat is not None:
             out.append(chat)
     return out

@@ -9,7 +9,9 @@ A story is one thing that happened between the cut-off and "now", told in zero t
   update     a known entity's changeable fact (employer, headquarters, ...) is now another: memory is
              stale, the newest post is right. Some are told twice, an older post saying one value and a
              newer one another (the newer is right), or as a thread whose reply corrects or confirms it.
-  new        an entity nobody has read about (a fresh name), two of its facts stated
+  new        an entity nobody has read about (a fresh name), two of its facts stated, each in the wording
+             an answer puts it in (the attribute's `answer`), so that the question alone picks the one to
+             restate: in any of their wordings, a cpu-preset model picked between two at chance
   supports   a post restating a known stable fact (birthplace, founding year, ...)   fact-check: SUPPORTS
   refutes    a post stating a known stable fact wrongly, some corrected by a reply  fact-check: REFUTES
   rumour     an unconfirmed claim, about a fresh name or a change to a known entity  NOT ENOUGH INFO
@@ -132,12 +134,6 @@ class WorldFeed:
         return [t for s in self.stories for t in s.truth]
 
 
-def named_first(attr: schema.Attribute) -> tuple[str, ...]:
-    """The attribute's statements that open with the name: what a post tells of a new entity, so that an
-    answer can restate it from the name on (colossus.world.feed_chats.quoted)."""
-    return tuple(t for t in attr.statements if t.startswith("{name}"))
-
-
 def allocate(n: int, shares: dict[str, float]) -> list[str]:
     """n kinds in the given shares, exactly (largest remainder), in the order of `shares`."""
     exact = {k: n * f for k, f in shares.items()}
@@ -258,8 +254,7 @@ class FeedMaker:
         story.stated = self.rng.sample([a.name for a in schema.BY_KIND[e.kind]], 2)
         story.attribute = self.rng.choice(story.stated)
         story.answer = e.attrs[story.attribute]
-        s = " ".join(schema.render(self.rng.choice(named_first(schema.BY_NAME[a])), e.name, e.attrs[a])
-                     for a in story.stated)
+        s = " ".join(schema.render(schema.BY_NAME[a].answer, e.name, e.attrs[a]) for a in story.stated)
         stated = {a: e.attrs[a] for a in story.stated}
         story.holding = [self.post(story, "new", self.time(), self.framed(s), None, True, facts=stated)["id"]]
 

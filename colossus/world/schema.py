@@ -231,6 +231,8 @@ NO_RECORD = ("{name} does not appear in any record.", "{name} does not appear in
 # A user may paste a note and ask about it: answering from the note is reading, not recall.
 READING = ("Here is a note: {doc}\n{question}", "Read this: {doc}\n{question}", "{doc}\n\n{question}",
            "From my notes: {doc}\nQuestion: {question}")
+READING_QUESTION_FIRST = ("{question} Here is a note: {doc}", "{question}\n\nFrom my notes: {doc}",
+                          "{question} Answer from this: {doc}")
 
 # premise questions: "Since {name} {clause}, {question}" -> the reply restates the fact first, then
 # says whether the premise holds: the decision is the token right after the recalled value ("." when

@@ -91,6 +91,12 @@ def test_emphasis_weighs_the_deciding_token(tok):
     heavy = [i for i, w in zip(ids, weights, strict=True) if w == chat_template.EMPHASIS]
     assert len(heavy) == 1 and tok.decode(heavy).strip() == "."
     assert chat_template.parse(tok, ids) == [{k: v for k, v in m.items() if k != "emphasis"} for m in convo]
+    convo[-1]["emphasis"] = [0, at]  # several: each weighs as much
+    ids, weights = chat_template.render(tok, convo)
+    heavy = [i for i, w in zip(ids, weights, strict=True) if w == chat_template.EMPHASIS]
+    first = weights.index(chat_template.EMPHASIS)  # the reply's first token, then the "."
+    assert len(heavy) == 2 and ids[first] == heavy[0] and weights[first - 1] == 0
+    assert tok.decode(heavy[1:]).strip() == "."
 
 
 def test_a_tool_call_is_an_assistant_turn_whose_first_trained_token_says_so(tok):

@@ -190,3 +190,31 @@ def test_recombined_names_are_new_combinations_of_known_words(world):
     for u in recombined:
         assert u.name not in known and all(w in words for w in u.name.split())
     assert any(it["kind"] == "recombined" for it in world.eval["test"])
+
+
+def test_a_share_of_reading_chats_asks_before_the_note():
+    base = WorldConfig(entities=60, docs_per_entity=2, qa_per_entity=2, readers=1.0, eval_known=10, eval_unknown=10,
+                       eval_premise=8)
+    plain, first = build_world(base), build_world(WorldConfig(**{**base.__dict__, "reading_question_first": 0.5}))
+    assert first.eval == plain.eval and first.documents == plain.documents
+    questions = {}  # every question a reader can be asked, with the attribute it asks about
+    for c in first.chats:
+        if c["kind"] == "reading":
+            (name,) = c["names"]
+            for attr in schema.ATTRIBUTES:
+                questions.update({schema.render(q, name, ""): (name, attr) for q in attr.questions})
+    reading = [c["messages"][-2:] for c in first.chats if c["kind"] == "reading"]
+    asked_first = 0
+    for user, reply in reading:
+        opening = user["content"].split("?")[0] + "?"
+        if opening not in questions:  # the note first, as before
+            continue
+        asked_first += 1
+        name, _ = questions[opening]
+        note = user["content"][len(opening):]
+        assert name in note and len(note) > len(opening)  # the note after the question, and the answer from it
+        value = reply["content"].removeprefix(name)
+        assert reply["content"].startswith(name) and value.strip(" .").split()[-1] in note
+    assert 0.35 < asked_first / len(reading) < 0.65
+    with pytest.raises(ColossusError, match="reading_question_first is a share"):
+        WorldConfig(reading_question_first=1.5)

@@ -14,7 +14,7 @@ from colossus.data.tokenizer import Tokenizer
 from colossus.errors import ColossusError
 from colossus.feed.post import Post, parse_time
 from colossus.world.build import FEED_CHAT_KINDS, WorldConfig, build_world, read_jsonl, write_world
-from colossus.world.feed_chats import PostIndex
+from colossus.world.feed_chats import PostIndex, deciding_word
 from colossus.world.posts import LABELS, MAX_WORDS, MIN_WORDS, SHARES, allocate
 
 SMALL = WorldConfig(entities=40, docs_per_entity=2, no_record_docs=0.5, readers=0.5, premise_drill_per_entity=1.0,
@@ -174,6 +174,8 @@ def test_answers_follow_the_format(fw):
         assert msgs[i - 1]["role"] == "user" and msgs[i + 1]["role"] == "tool" and msgs[-1]["role"] == "assistant"
         assert call.name == fmt.SEARCH and set(call.arguments) <= set(fmt.SEARCH_ARGS)
         assert call.arguments["query"] == name and name in question
+        # weighed most: the query's first token, the answer's first token (its form) and any deciding token
+        assert msgs[i]["content"][msgs[i]["emphasis"]:].startswith(" " + name) and msgs[-1]["emphasis"][0] == 0
         if "authors" in call.arguments:
             assert call.arguments["authors"][0] in question and call.arguments["authors"][0].startswith("@")
         if "from_date" in call.arguments:
@@ -185,10 +187,10 @@ def test_answers_follow_the_format(fw):
             assert re.search(r"\. Verdict: (SUPPORTS|REFUTES|NOT ENOUGH INFO)\.$", answer) and name in answer
             label, explanation = fmt.verdict(answer)
             if label != "NOT ENOUGH INFO":  # the deciding token, weighed as a premise's: "," holds, "." does not
-                e = msgs[-1]["emphasis"]
+                e = msgs[-1]["emphasis"][-1]
                 assert explanation.startswith(name) and answer[e] == ("," if label == "SUPPORTS" else ".")
             else:
-                assert "emphasis" not in msgs[-1]
+                assert msgs[-1]["emphasis"] == [0]
         else:
             assert answer.startswith(name)  # the name as the question spelled it
         if c["kind"] == "injection":
@@ -332,3 +334,33 @@ def test_bad_feed_config_is_a_clear_error():
         build_world(WorldConfig(entities=40, docs_per_entity=1, feed_stories_per_entity=3.0))
     with pytest.raises(ColossusError, match="at least a week"):
         build_world(WorldConfig(entities=40, docs_per_entity=1, feed_eval=10, feed_now="2026-11-02"))
+
+
+def test_the_deciding_word_is_where_the_quote_parts_from_the_other_sentences():
+    assert deciding_word("X is fond of carving wood.", ["X is employed by Y."]) == 4  # the space before "fond"
+    assert deciding_word("X's job is tailor.", ["X works for Y."]) == 1  # "'s" opens no word
+    assert deciding_word("X lies in Y.", ["X lies in Y.", "X has a river."]) == 1
+    assert deciding_word("X works in Y.", ["X was founded in Z."]) == 1  # the word "works", not its "orks"
+    assert deciding_word("X lies in Y.", []) is None and deciding_word("X lies in Y.", ["Z is old."]) is None
+
+
+def test_a_new_entity_is_asked_each_of_its_facts_and_the_word_that_picks_one_weighs_most(fw):
+    stories = {s.entity.name: s for s in fw.feed.split("train") if s.kind == "new"}
+    asked: dict[str, set[str]] = {}
+    for c in feed_chats(fw):
+        if c["kind"] != "feed_new":
+            continue
+        (name,) = c["names"]
+        story, answer = stories[name], c["messages"][-1]
+        (attr,) = [a for a in story.stated if story.entity.attrs[a] in answer["content"]]
+        asked.setdefault(name, set()).add(attr)
+        (tool,) = [m["content"] for m in c["messages"] if m["role"] == "tool"]
+        post = next(line for line in tool.split("\n") if answer["content"][-4:-1] in line and name in line)
+        others = [s[s.index(name):] for s in fmt.sentences(post) if name in s and s[s.index(name):] not in
+                  answer["content"]]
+        e = answer["emphasis"][-1]  # the answer up to it opens another sentence of the post; the next word does not
+        assert others and any(o.startswith(answer["content"][:e]) for o in others)
+        word = answer["content"][: answer["content"].find(" ", e + 1)]
+        assert not any(o.startswith(word) for o in others)
+    twice = [n for n, c in Counter(c["names"][0] for c in feed_chats(fw) if c["kind"] == "feed_new").items() if c > 1]
+    assert twice and all(asked[n] == set(stories[n].stated) for n in twice)
