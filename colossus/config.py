@@ -136,8 +136,8 @@ def feed_preset(base: RunConfig) -> RunConfig:
     cfg.preset = "feed"
     w = cfg.world
     w.feed_stories_per_entity, w.feed_chats_per_entity, w.feed_eval = 1.0, 2.0, 200
-    # a question far from its answer, as a search's posts put it (a new entity's other fact restated in 3 of 40
-    # answers, not 11), and copying fresh words, as a search query copies a fresh name
+    # a question far from its answer, as a search's posts put it (with colossus.world.posts.ANSWER_WORDING, a new
+    # entity's other fact restated in 6 of 40 answers, not 19), and copying fresh words, as a query copies a name
     w.reading_question_first, w.copy_drill_per_entity = 0.5, 4.0
     cfg.model.seq_len, cfg.model.copy_head = 2 * base.model.seq_len, True
     for stage in (cfg.drill, cfg.pretrain, cfg.sft):

@@ -9,9 +9,9 @@ A story is one thing that happened between the cut-off and "now", told in zero t
   update     a known entity's changeable fact (employer, headquarters, ...) is now another: memory is
              stale, the newest post is right. Some are told twice, an older post saying one value and a
              newer one another (the newer is right), or as a thread whose reply corrects or confirms it.
-  new        an entity nobody has read about (a fresh name), two of its facts stated, each in the wording
-             an answer puts it in (the attribute's `answer`), so that the question alone picks the one to
-             restate: in any of their wordings, a cpu-preset model picked between two at chance
+  new        an entity nobody has read about (a fresh name), two of its facts stated, each after its name,
+             at least half of them in the wording an answer puts it in (the attribute's `answer`): in their other
+             wordings alone, a cpu-preset model restated the fact asked about at chance
   supports   a post restating a known stable fact (birthplace, founding year, ...)   fact-check: SUPPORTS
   refutes    a post stating a known stable fact wrongly, some corrected by a reply  fact-check: REFUTES
   rumour     an unconfirmed claim, about a fresh name or a change to a known entity  NOT ENOUGH INFO
@@ -43,6 +43,7 @@ LABELS = {"supports": "SUPPORTS", "refutes": "REFUTES", "rumour": "NOT ENOUGH IN
 CHANGING = {"person": ("employer", "occupation", "instrument", "hobby"), "place": ("population", "landmark"),
             "org": ("headquarters", "employees", "product")}
 STABLE = {k: tuple(a.name for a in schema.BY_KIND[k] if a.name not in CHANGING[k]) for k in schema.KINDS}
+ANSWER_WORDING = 0.5  # share of a new entity's facts posted in an answer's wording (why: README, the feed runs)
 FORMS = {"plain": 0.5, "conflict": 0.2, "correction": 0.15, "confirmation": 0.15}  # how an update is told
 MIN_WORDS, MAX_WORDS = 8, 40
 
@@ -254,9 +255,16 @@ class FeedMaker:
         story.stated = self.rng.sample([a.name for a in schema.BY_KIND[e.kind]], 2)
         story.attribute = self.rng.choice(story.stated)
         story.answer = e.attrs[story.attribute]
-        s = " ".join(schema.render(schema.BY_NAME[a].answer, e.name, e.attrs[a]) for a in story.stated)
+        s = " ".join(schema.render(self.new_wording(schema.BY_NAME[a]), e.name, e.attrs[a]) for a in story.stated)
         stated = {a: e.attrs[a] for a in story.stated}
         story.holding = [self.post(story, "new", self.time(), self.framed(s), None, True, facts=stated)["id"]]
+
+    def new_wording(self, attr: schema.Attribute) -> str:
+        """How a new entity's post states a fact: in an answer's wording (ANSWER_WORDING of the time), else in any
+        wording that opens with the name, so that an answer can restate it from the name on."""
+        if self.rng.random() < ANSWER_WORDING:
+            return attr.answer
+        return self.rng.choice(tuple(t for t in attr.statements if t.startswith("{name}")))
 
     def claim(self, story: Story, true: bool) -> None:
         e, a = story.entity, schema.BY_NAME[story.attribute]

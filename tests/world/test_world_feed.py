@@ -13,6 +13,7 @@ from colossus.data.prepare import chat_texts
 from colossus.data.tokenizer import Tokenizer
 from colossus.errors import ColossusError
 from colossus.feed.post import Post, parse_time
+from colossus.world import schema
 from colossus.world.build import FEED_CHAT_KINDS, WorldConfig, build_world, read_jsonl, write_world
 from colossus.world.feed_chats import PostIndex, deciding_word
 from colossus.world.posts import LABELS, MAX_WORDS, MIN_WORDS, SHARES, allocate
@@ -364,3 +365,19 @@ def test_a_new_entity_is_asked_each_of_its_facts_and_the_word_that_picks_one_wei
         assert not any(o.startswith(word) for o in others)
     twice = [n for n, c in Counter(c["names"][0] for c in feed_chats(fw) if c["kind"] == "feed_new").items() if c > 1]
     assert twice and all(asked[n] == set(stories[n].stated) for n in twice)
+
+
+def test_a_new_entity_states_about_half_its_facts_in_an_answers_wording(fw):
+    answer_wording = other = 0
+    for s in fw.feed.stories:
+        if s.kind != "new":
+            continue
+        (post,) = s.posts
+        for a in s.stated:
+            attr = schema.BY_NAME[a]
+            answered = schema.render(attr.answer, s.entity.name, s.entity.attrs[a])
+            assert any(schema.render(t, s.entity.name, s.entity.attrs[a]) in post["text"]
+                       for t in attr.statements if t.startswith("{name}"))  # after its name, in some wording
+            answer_wording += answered in post["text"]
+            other += answered not in post["text"]
+    assert 0.45 < answer_wording / (answer_wording + other) < 0.8 and other > 0
