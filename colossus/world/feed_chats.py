@@ -73,8 +73,8 @@ FACTCHECK = ("Fact-check this: {claim}", "Is this true? {claim}", "True or false
              "Can you check this claim? {claim}", "Fact-check this post: {post}")
 NOT_SETTLED = "I could not find anything that settles whether {name} {clause}."
 SUPPORTED = "{restated}, as the post says {marks}."  # "," right after the recalled value: it holds
-QUERY = '"query": "'  # in a search call, right before the query's first token (the space before the name)
 REFUTED = "{restated}. The claim is false"  # ".": it does not (a correcting reply's marks follow)
+QUERY = '"query": "'  # in a search call, right before the query's first token (the space before the name)
 
 class PostIndex:
     """BM25 over the posts' words (k1 = 1.2, b = 0.75, tantivy's), filtered by from_date and authors, as the
@@ -211,8 +211,10 @@ def reply(story: Story, attr: schema.Attribute, hits: list[Post]) -> tuple[str, 
     quote = quoted(newest.text, name, value)  # the newest post's sentence, with that post's marker
     if quote is None:
         return None
-    others = [quoted(newest.text, name, story.entity.attrs[a]) for a in story.stated if a != attr.name]
-    emphasis = deciding_word(quote, [o for o in others if o]) if story.kind == "new" else None
+    emphasis = None
+    if story.kind == "new":  # the post's other fact, as an answer on it would quote it
+        others = [quoted(newest.text, name, story.entity.attrs[a]) for a in story.stated if a != attr.name]
+        emphasis = deciding_word(quote, [o for o in others if o])
     return cited(quote, f"[{n + 1}]"), emphasis
 
 

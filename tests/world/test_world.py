@@ -197,12 +197,11 @@ def test_a_share_of_reading_chats_asks_before_the_note():
                        eval_premise=8)
     plain, first = build_world(base), build_world(WorldConfig(**{**base.__dict__, "reading_question_first": 0.5}))
     assert first.eval == plain.eval and first.documents == plain.documents
-    questions = {}  # every question a reader can be asked, with the attribute it asks about
+    questions = {}  # every question a reader can be asked -> the reader
     for c in first.chats:
         if c["kind"] == "reading":
             (name,) = c["names"]
-            for attr in schema.ATTRIBUTES:
-                questions.update({schema.render(q, name, ""): (name, attr) for q in attr.questions})
+            questions.update({schema.render(q, name, ""): name for attr in schema.ATTRIBUTES for q in attr.questions})
     reading = [c["messages"][-2:] for c in first.chats if c["kind"] == "reading"]
     asked_first = 0
     for user, reply in reading:
@@ -210,7 +209,7 @@ def test_a_share_of_reading_chats_asks_before_the_note():
         if opening not in questions:  # the note first, as before
             continue
         asked_first += 1
-        name, _ = questions[opening]
+        name = questions[opening]
         note = user["content"][len(opening):]
         assert name in note and len(note) > len(opening)  # the note after the question, and the answer from it
         value = reply["content"].removeprefix(name)
