@@ -81,7 +81,8 @@ def prepare_data(run_dir: Path, cfg: RunConfig) -> Tokenizer:
         tok = Tokenizer.load(tok_path)
         done.append("tokenizer")
     else:
-        tok = train_tokenizer(docs + list(chat_texts(chats)), tok_path, cfg.data.vocab_size, log=say)
+        tok = train_tokenizer(docs + list(chat_texts(chats)), tok_path, cfg.data.vocab_size, log=say,
+                              whole_words=cfg.data.whole_word_min)
     n_pre = round(len(chats) * cfg.data.pretrain_chat_frac)
     seq = cfg.model.seq_len
     shards = [s for s in ("pretrain", "sft", "drill", "heldout") if (run_dir / f"data/{s}/meta.json").exists()]
@@ -120,7 +121,8 @@ def model_config(cfg: RunConfig, tok: Tokenizer) -> ModelConfig:
     m = cfg.model
     vocab = (tok.vocab_size + 63) // 64 * 64  # a multiple of 64 keeps the matmuls aligned
     return ModelConfig(vocab_size=vocab, seq_len=m.seq_len, n_layer=m.n_layer, d_model=m.d_model,
-                       n_head=m.n_head, n_kv_head=m.n_kv_head, mlp=m.mlp, copy_head=m.copy_head)
+                       n_head=m.n_head, n_kv_head=m.n_kv_head, mlp=m.mlp, copy_head=m.copy_head,
+                       tie_embeddings=m.tie_embeddings)
 
 
 def final_weights(stage_dir: Path) -> Path:

@@ -24,6 +24,7 @@ def test_the_feed_preset_is_cpu_with_the_feed_the_copy_head_and_twice_the_contex
     assert (cpu.pretrain.epochs, feed.pretrain.epochs) == (0.9, 1.0) and (cpu.sft.epochs, feed.sft.epochs) == (1.0, 2.0)
     assert (cpu.world.reading_question_first, cpu.world.copy_drill_per_entity) == (0.0, 0.0)
     assert (w.reading_question_first, w.copy_drill_per_entity) == (0.5, 4.0)
+    assert (cpu.data.whole_word_min, feed.data.whole_word_min) == (0, 20)
 
 
 def test_toml_and_set_override_fields(tmp_path):
@@ -56,3 +57,13 @@ def test_bad_preset_and_files(tmp_path):
     (tmp_path / "bad.toml").write_text("[pretrain\n")
     with pytest.raises(ColossusError, match="not valid TOML"):
         load_config("cpu", tmp_path / "bad.toml")
+
+
+def test_tied_embeddings_reach_the_model_from_the_speedruns_setting(tok):
+    from colossus.model.gpt import GPT
+    from colossus.speedrun import model_config
+
+    assert not model_config(load_config("cpu"), tok).tie_embeddings
+    m = GPT(model_config(load_config("tiny", overrides=["model.tie_embeddings=true"]), tok))
+    assert m.lm_head.weight is m.embed.weight
+    assert m.num_params() < GPT(model_config(load_config("tiny"), tok)).num_params()

@@ -23,9 +23,9 @@ def chat_texts(chats: Iterable[dict]) -> Iterator[str]:
             yield m["content"]
 
 
-def train_tokenizer(texts: Iterable[str], out: Path, vocab_size: int, log=print) -> Tokenizer:
+def train_tokenizer(texts: Iterable[str], out: Path, vocab_size: int, log=print, whole_words: int = 0) -> Tokenizer:
     t0 = time.time()
-    tok = Tokenizer.train(texts, vocab_size=vocab_size)
+    tok = Tokenizer.train(texts, vocab_size=vocab_size, whole_words=whole_words)
     tok.save(out)
     log(f"tokenizer: {tok.vocab_size:,} tokens -> {out} ({time.time() - t0:.1f}s)")
     return tok

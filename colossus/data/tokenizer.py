@@ -5,10 +5,22 @@ text: a user who types "<|assistant|>" gets those characters, not a role switch.
 
 Every text is encoded with one space in front (and decoded without it), so a word is the same token
 at the start of a message as in the middle of a sentence ("Sitor" and " Sitor" would otherwise be
-two different spellings of one name)."""
+two different spellings of one name).
+
+With `whole_words` (colossus.config.DataConfig.whole_word_min), every capitalised word that the corpus holds at
+least that many times (the words of the names it knows) is one token of its own, and the BPE learns the text
+without any capitalised word, merging only pairs held that many times. A capitalised word the corpus does not hold
+that often (a name the model must copy from its context rather than know) is then spelled as a bare space, its
+capital letter and lowercase pieces the text uses everywhere ("Druklopo" is "Ġ", "D", "r", "u", "k", "lo", ...).
+Plain BPE splits it instead into the half-built merges on the way to some known word ("Gre", "Zid"), which the
+training data hold a few dozen times, so that their embedding and head rows are barely trained and a model cannot
+write them; the bare space is the same first token for every such word, and the copy head follows it to the letter."""
 
 from __future__ import annotations
 
+import json
+import re
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -19,6 +31,30 @@ from colossus.errors import ColossusError
 
 SPECIAL_TOKENS = ("<|bos|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>",
                   "<|tool_call|>", "<|tool_result|>", "<|pad|>")
+
+
+SPACED_WORD = re.compile(r" ([A-Z][a-z]+)(?!\w)")  # a capitalised word with its space, as the BPE sees it
+CAPITALISED = re.compile(r"(?<= )[A-Z][a-z]+(?![\w'])|(?<= )[A-Z][a-z]+(?='s\b)")
+
+
+def frequent_words(texts: list[str], n: int) -> list[str]:
+    """The capitalised words that follow a space and are held at least n times, most frequent first."""
+    counts = Counter(w for t in texts for w in CAPITALISED.findall(t))
+    return [w for w, c in counts.most_common() if c >= n]
+
+
+def with_words(hf: HFTokenizer, words: list[str]) -> HFTokenizer:
+    """hf with each word (and its leading space) one token: a vocabulary entry that the BPE takes whole, merges
+    ignored (BPE's ignore_merges), where the pre-tokenizer hands it the word alone."""
+    spec = json.loads(hf.to_str())
+    vocab = spec["model"]["vocab"]
+    next_id = max(vocab.values()) + 1
+    for w in words:
+        if "\u0120" + w not in vocab:
+            vocab["\u0120" + w] = next_id
+            next_id += 1
+    spec["model"]["ignore_merges"] = True
+    return HFTokenizer.from_str(json.dumps(spec))
 
 
 class Tokenizer:
@@ -35,15 +71,25 @@ class Tokenizer:
         self.special_ids = frozenset(self.special.values())
 
     @classmethod
-    def train(cls, texts: Iterable[str], vocab_size: int = 4096, min_frequency: int = 2) -> Tokenizer:
+    def train(cls, texts: Iterable[str], vocab_size: int = 4096, min_frequency: int = 2,
+              whole_words: int = 0) -> Tokenizer:
+        """BPE of vocab_size tokens; whole_words > 0: each capitalised word held that many times is a token of its
+        own, the BPE merges no capitalised word and only pairs held that many times (see the module's docstring)."""
+        spaced = [" " + t for t in texts]  # as encode sees them
+        words = frequent_words(spaced, whole_words) if whole_words else []
+        if len(words) + len(SPECIAL_TOKENS) + 256 > vocab_size:
+            raise ColossusError(f"{len(words)} words are held {whole_words} times or more, too many for a vocabulary "
+                                f"of {vocab_size}: raise data.vocab_size or data.whole_word_min")
+        if words:
+            spaced = [SPACED_WORD.sub("", t) for t in spaced]  # no capitalised word: none is merged
         hf = HFTokenizer(models.BPE())
         hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
         hf.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size - len(words), min_frequency=max(min_frequency, whole_words),
                                       special_tokens=list(SPECIAL_TOKENS), show_progress=False,
                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-        hf.train_from_iterator((" " + t for t in texts), trainer=trainer)  # as encode sees them
-        return cls(hf)
+        hf.train_from_iterator(spaced, trainer=trainer)
+        return cls(with_words(hf, words) if words else hf)
 
     @classmethod
     def load(cls, path: str | Path) -> Tokenizer:

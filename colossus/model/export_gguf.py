@@ -81,7 +81,11 @@ def vocabulary(tok: Tokenizer, vocab_size: int) -> tuple[list[str], list[int], l
     types = [CONTROL if i in tok.special_ids else NORMAL for i in range(n)]
     tokens += [f"[PAD{i}]" for i in range(n, vocab_size)]
     types += [UNUSED] * (vocab_size - n)
-    merges = json.loads(tok.hf.to_str())["model"]["merges"]
+    bpe = json.loads(tok.hf.to_str())["model"]
+    if bpe.get("ignore_merges"):
+        raise ColossusError("the tokenizer keeps whole words that no merge builds (data.whole_word_min), which "
+                            "llama.cpp's BPE would split: train with --set data.whole_word_min=0 to export to GGUF")
+    merges = bpe["merges"]
     return tokens, types, [m if isinstance(m, str) else " ".join(m) for m in merges]
 
 

@@ -1,3 +1,5 @@
+from collections import Counter
+
 import pytest
 
 from colossus.data import chat_template
@@ -112,3 +114,35 @@ def test_a_tool_call_is_an_assistant_turn_whose_first_trained_token_says_so(tok)
     prompt = chat_template.render_prompt(tok, convo[:1])
     assert prompt[-1] == a and ids[:len(prompt)] == prompt
     assert chat_template.render_prompt(tok, convo[:3]) == ids[:ids.index(a, at + 1) + 1]
+
+
+def world_texts(world) -> list[str]:
+    from colossus.data.prepare import chat_texts
+
+    return [d["text"] for d in world.documents] + list(chat_texts(world.chats))
+
+
+def test_whole_words_keep_known_names_one_token_and_open_unseen_ones_with_a_token_the_corpus_holds(world):
+    texts = world_texts(world)
+    plain, whole = Tokenizer.train(texts, vocab_size=1024), Tokenizer.train(texts, vocab_size=1024, whole_words=5)
+    for tok in (plain, whole):
+        assert all(len(tok.encode(w)) == 1 for e in world.entities for w in e.name.split())
+    held = {t: Counter(i for text in texts for i in t.encode(text)) for t in (plain, whole)}
+
+    def never_held(tok: Tokenizer) -> list[str]:  # unseen names whose first token the corpus never holds
+        return [u.name for u in world.unknown if held[tok][tok.encode(u.name)[0]] == 0]
+
+    assert never_held(plain) and not never_held(whole)  # plain BPE: a half-built merge of some known word
+    space = whole.hf.token_to_id("\u0120")
+    spelled = [whole.encode(w) for u in world.unknown for w in u.name.split()]
+    assert {ids[0] for ids in spelled if len(ids) > 1} == {space}  # a word not held whole opens with the bare space
+    name = world.unknown[0].name
+    assert whole.decode(whole.encode(f"{name}'s hobby")) == f"{name}'s hobby"
+    word = world.entities[0].name.split()[0]
+    assert whole.encode(f"{word}'s")[0] == whole.encode(word)[0]  # the possessive leaves the word whole
+    assert sorted(whole.hf.get_vocab().values()) == list(range(whole.vocab_size))  # no gap for the embedding
+
+
+def test_too_many_whole_words_for_the_vocabulary_is_a_clear_error(world):
+    with pytest.raises(ColossusError, match="raise data.vocab_size or data.whole_word_min"):
+        Tokenizer.train(world_texts(world), vocab_size=300, whole_words=2)
