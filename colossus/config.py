@@ -147,8 +147,8 @@ def feed_preset(base: RunConfig) -> RunConfig:
     # entity's other fact restated in 6 of 40 answers, not 19), and copying fresh words, as a query copies a name
     w.reading_question_first, w.copy_drill_per_entity = 0.5, 4.0
     cfg.model.seq_len, cfg.model.copy_head = 2 * base.model.seq_len, True
-    # a name it never saw spelled from its capital letter, not from rare half-built merges it cannot write (broken
-    # new and unseen names without a search for them: 12 of 60 -> 2; colossus.data.tokenizer)
+    # a name it never saw spelled from its capital letter, not from rare half-built merges it cannot write (new and
+    # unseen names without a search for them: 12 of 60 -> 2; colossus.data.tokenizer)
     cfg.data.whole_word_min = 20
     for stage in (cfg.drill, cfg.pretrain, cfg.sft):
         stage.batch_size //= 2

@@ -19,9 +19,14 @@ def world() -> World:
 
 
 @pytest.fixture(scope="session")
-def tok(world) -> Tokenizer:
-    texts = [d["text"] for d in world.documents] + list(chat_texts(world.chats))
-    return Tokenizer.train(texts, vocab_size=512)
+def world_texts(world) -> list[str]:
+    """What a tokenizer of the world trains on: its documents and its chats' messages."""
+    return [d["text"] for d in world.documents] + list(chat_texts(world.chats))
+
+
+@pytest.fixture(scope="session")
+def tok(world_texts) -> Tokenizer:
+    return Tokenizer.train(world_texts, vocab_size=512)
 
 
 @pytest.fixture

@@ -34,12 +34,11 @@ SPECIAL_TOKENS = ("<|bos|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>
 
 
 SPACED_WORD = re.compile(r" ([A-Z][a-z]+)(?!\w)")  # a capitalised word with its space, as the BPE sees it
-CAPITALISED = re.compile(r"(?<= )[A-Z][a-z]+(?![\w'])|(?<= )[A-Z][a-z]+(?='s\b)")
 
 
 def frequent_words(texts: list[str], n: int) -> list[str]:
     """The capitalised words that follow a space and are held at least n times, most frequent first."""
-    counts = Counter(w for t in texts for w in CAPITALISED.findall(t))
+    counts = Counter(w for t in texts for w in SPACED_WORD.findall(t))
     return [w for w, c in counts.most_common() if c >= n]
 
 

@@ -116,14 +116,8 @@ def test_a_tool_call_is_an_assistant_turn_whose_first_trained_token_says_so(tok)
     assert chat_template.render_prompt(tok, convo[:3]) == ids[:ids.index(a, at + 1) + 1]
 
 
-def world_texts(world) -> list[str]:
-    from colossus.data.prepare import chat_texts
-
-    return [d["text"] for d in world.documents] + list(chat_texts(world.chats))
-
-
-def test_whole_words_keep_known_names_one_token_and_open_unseen_ones_with_a_token_the_corpus_holds(world):
-    texts = world_texts(world)
+def test_whole_words_keep_known_names_one_token_and_open_unseen_ones_with_a_token_the_corpus_holds(world, world_texts):
+    texts = world_texts
     plain, whole = Tokenizer.train(texts, vocab_size=1024), Tokenizer.train(texts, vocab_size=1024, whole_words=5)
     for tok in (plain, whole):
         assert all(len(tok.encode(w)) == 1 for e in world.entities for w in e.name.split())
@@ -143,6 +137,6 @@ def test_whole_words_keep_known_names_one_token_and_open_unseen_ones_with_a_toke
     assert sorted(whole.hf.get_vocab().values()) == list(range(whole.vocab_size))  # no gap for the embedding
 
 
-def test_too_many_whole_words_for_the_vocabulary_is_a_clear_error(world):
+def test_too_many_whole_words_for_the_vocabulary_is_a_clear_error(world_texts):
     with pytest.raises(ColossusError, match="raise data.vocab_size or data.whole_word_min"):
-        Tokenizer.train(world_texts(world), vocab_size=300, whole_words=2)
+        Tokenizer.train(world_texts, vocab_size=300, whole_words=2)

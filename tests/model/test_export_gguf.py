@@ -105,12 +105,10 @@ def test_relu2_and_a_folder_as_out_are_one_line(models, tmp_path, tok):
         export_gguf(models["llama"][1], tmp_path / "m.gguf", "q4_0")
 
 
-def test_a_tokenizer_with_whole_words_is_refused_in_one_line(tmp_path, world):
-    from colossus.data.prepare import chat_texts
+def test_a_tokenizer_with_whole_words_is_refused_in_one_line(tmp_path, world_texts):
     from colossus.data.tokenizer import Tokenizer
 
-    whole = Tokenizer.train([d["text"] for d in world.documents] + list(chat_texts(world.chats)), vocab_size=512,
-                            whole_words=5)
+    whole = Tokenizer.train(world_texts, vocab_size=512, whole_words=5)
     tiny_ours(whole, tmp_path / "m", mlp="swiglu", qk_norm=False)
     with pytest.raises(ColossusError, match="whole_word_min=0") as e:
         export_gguf(tmp_path / "m", tmp_path / "m.gguf")
