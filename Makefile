@@ -38,12 +38,17 @@ test: $(VENV)/.installed-dev chromium
 # llama.cpp's Python binding (with its server, for benchmarks/serve_real.py), built from its PyPI sdist (about 7
 # minutes on 2 cores), and the tests marked `peers`:
 # our GGUF export in llama.cpp itself (tests/model/test_export_peers.py). Apart from `make test` for that build time
+# It is built for any x86-64 with AVX2 (GGML_NATIVE=OFF), not for this CPU: on a CPU with AMX, llama.cpp's AMX
+# matrix kernel crashes (SIGSEGV in ggml_backend_amx_mul_mat) on our tiny Q8_0 exports. --no-cache-dir, so that
+# pip does not install a wheel it built earlier with other flags.
 LLAMA_CPP_PYTHON := llama-cpp-python[server]==0.3.36
-$(VENV)/.installed-peers: $(VENV)/.installed-dev
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-binary llama-cpp-python '$(LLAMA_CPP_PYTHON)'
+$(VENV)/.installed-peers-portable: $(VENV)/.installed-dev
+	$(BIN)/python -m pip uninstall --quiet --yes llama-cpp-python
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/python -m pip install --quiet --disable-pip-version-check --no-cache-dir \
+	  --no-binary llama-cpp-python '$(LLAMA_CPP_PYTHON)'
 	touch $@
 
-test-peers: $(VENV)/.installed-peers
+test-peers: $(VENV)/.installed-peers-portable
 	$(BIN)/python -m pytest -m peers $(ARGS)
 
 lint: $(VENV)/.installed-dev

@@ -2,7 +2,7 @@
 server (llama-cpp-python) and `transformers serve --continuous-batching`, on the same weights, one server after
 the other in one run, with 64 streamed output tokens a request at concurrency 1, 8 and 32.
 
-    make .venv/.installed-peers            # llama-cpp-python (and its server's packages), built once
+    make .venv/.installed-peers-portable   # llama-cpp-python (and its server's packages) for AVX2, built once
     .venv/bin/python benchmarks/serve_real.py --out docs/serve_real.json --plot docs/serve_real.png
 
 The weights: the package's Q4_1 file, dequantized and written out by our exporter as a 16-bit GGUF file
