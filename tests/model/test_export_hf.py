@@ -116,3 +116,25 @@ def test_a_field_no_family_has_is_one_line(tmp_path, tok):
     tiny_ours(tok, tmp_path / "m", qkv_bias=True, qk_norm=True)
     with pytest.raises(ColossusError, match="qkv_bias = true goes with"):
         export_hf(tmp_path / "m", tmp_path / "out")
+
+
+def test_a_tokenizer_with_whole_words_exports_and_transformers_encodes_as_we_do(tmp_path, world_texts):
+    """The feed preset's tokenizer (data.whole_word_min): frequent capitalised words are vocabulary entries the BPE
+    takes whole, every other capitalised word is spelt from a bare space and its capital letter."""
+    from colossus.data.tokenizer import Tokenizer
+
+    whole = Tokenizer.train(world_texts, vocab_size=512, whole_words=5)
+    tiny_ours(whole, tmp_path / "m", mlp="swiglu", qk_norm=False)
+    t = transformers.AutoTokenizer.from_pretrained(export_hf(tmp_path / "m", tmp_path / "hf"))
+    texts = [*world_texts[:20], *TEXTS, "Druklopo Falls met Zizhym Vale's brother in Ostrel."]
+    bare = whole.encode("Druklopo")[0]  # a name it never saw opens with the bare space
+    assert whole.encode("Druklopo")[1] == whole.encode("D")[-1]
+    spelt = 0
+    for text in texts:
+        ids = whole.encode(text)
+        assert t.encode(text, add_special_tokens=False) == ids, text
+        assert t.decode(ids) == text == whole.decode(ids)
+        spelt += bare in ids  # a word spelt from the bare space: a path the BPE alone never takes
+    assert spelt > 0
+    _, back = load_chat_model(tmp_path / "hf")
+    assert all(back.encode(text) == whole.encode(text) for text in texts)
