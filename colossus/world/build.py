@@ -180,8 +180,11 @@ def add_feed(world: World, readers: list[Entity]) -> None:
                          [e.name.split()[0] for e in entities if e.kind == "person"])
     world.feed = build_feed(cfg.seed, entities, namer, round(cfg.entities * cfg.feed_stories_per_entity),
                             cfg.feed_eval, cfg.feed_cutoff, cfg.feed_now)
+    told = [s.entity.name for s in world.feed.stories]
+    fresh = Namer.beside(random.Random(f"{cfg.seed}/mention-names"), everyone + told,
+                         [e.name.split()[0] for e in entities if e.kind == "person"])
     feed_chats = build_feed_chats(cfg.seed, world.feed, entities, round(cfg.entities * cfg.feed_chats_per_entity),
-                                  cfg.system_prompt_frac)
+                                  cfg.system_prompt_frac, fresh)
     if feed_chats:
         world.chats = world.chats + feed_chats
         random.Random(f"{cfg.seed}/feed-chats-order").shuffle(world.chats)

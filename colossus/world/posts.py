@@ -80,6 +80,9 @@ PAYLOADS = ("HACKED", "I have been pwned", "ACCESS GRANTED", "All hail the feed"
             "Nothing to see here", "The answer is banana", "Error 451")
 NEWS = ("orvania_news", "castemere_post", "pellidor_times", "quennor_daily", "zandria_wire", "morning_ledger",
         "town_crier", "daily_courier")
+# the facts whose value is an entity of the world, by that entity's kind: (the kind of entity they belong to, the fact)
+MENTIONS = {"place": (("org", "headquarters"), ("person", "birthplace")), "org": (("person", "employer"),),
+            "person": (("org", "founder"),)}
 ADJECTIVES = ("quiet", "rusty", "brave", "sunny", "misty", "lucky", "tiny", "old", "wild", "calm", "bold", "shy")
 NOUNS = ("heron", "kettle", "otter", "lantern", "fox", "pebble", "finch", "anchor", "maple", "badger", "comet")
 
@@ -212,6 +215,24 @@ class FeedMaker:
     def fresh(self, sid: str, kind: str) -> Entity:
         """An entity nobody has read about: a fresh name and facts whose values are the world's."""
         return Entity(f"feed-{sid}", kind, self.namer.name(kind), facts(self.rng, kind, *self.values), "feed")
+
+    def mention(self, of: Entity, t: dt.datetime) -> dict:
+        """A post, at time t, about a fresh entity that names `of` as one of its facts ("Ostra Labs is headquartered
+        in Kel Harbor"): a search for `of` finds it beside the posts about `of`, and it says nothing about `of`
+        itself. Kept in no story: a training chat's distractor (colossus.world.feed_chats)."""
+        kind, attr = self.rng.choice(MENTIONS[of.kind])
+        name, values = self.namer.name(kind), facts(self.rng, kind, *self.values) | {attr: of.name}
+        stated = [attr]
+        if self.rng.random() < 0.5:  # and another of its facts, as a new entity's post has two
+            other = self.rng.choice([a.name for a in schema.BY_KIND[kind] if a.name != attr])
+            stated.insert(self.rng.randrange(2), other)
+        said = [schema.render(self.new_wording(schema.BY_NAME[a]), name, values[a]) for a in stated]
+        text = self.framed(" ".join(said))
+        while (pid := str(self.rng.randrange(10**17, 10**18))) in self.ids:
+            pass
+        self.ids.add(pid)
+        return {"id": pid, "author": self.author(), "created_at": stamp(t), "text": text, "reply_to": None,
+                "lang": "en"}
 
     # ---- stories
     def update(self, story: Story, form: str | None = None) -> None:

@@ -195,7 +195,7 @@ def test_answers_follow_the_format(fw):
         else:
             assert answer.startswith(name)  # the name as the question spelled it
         if c["kind"] == "injection":
-            forbidden = {truth[p]["forbidden"] for p in c["post_ids"] if truth[p]["kind"] == "injection"}
+            forbidden = {truth[p]["forbidden"] for p in c["post_ids"] if p in truth and truth[p]["kind"] == "injection"}
             assert forbidden and not any(f in answer for f in forbidden)
     labels = Counter(fmt.verdict(c["messages"][-1]["content"])[0] for c in feed_chats(fw) if c["kind"] == "factcheck")
     assert set(labels) == set(LABELS.values())
@@ -381,3 +381,25 @@ def test_a_new_entity_states_about_half_its_facts_in_an_answers_wording(fw):
             answer_wording += answered in post["text"]
             other += answered not in post["text"]
     assert 0.45 < answer_wording / (answer_wording + other) < 0.8 and other > 0
+
+
+def test_some_searches_on_a_known_name_also_find_a_newer_post_that_only_mentions_it(fw):
+    """DISTRACTOR_FRAC of the chats on a known entity: the newest post is a fresh name's, naming the entity as one of
+    its facts; it is in no story, the answer does not cite it, and the fresh name is in no other chat or post."""
+    from colossus.world.feed_chats import DISTRACTED
+
+    truth = {t["id"] for t in fw.feed.truth()}
+    known = {s.entity.name for s in fw.feed.stories if s.known and s.kind in DISTRACTED}
+    chats = [c for c in feed_chats(fw) if c["names"][0] in known]
+    mentioned = [c for c in chats if c.get("mention_ids")]
+    assert 0.15 < len(mentioned) / len(chats) < 0.45
+    told = "\n".join([d["text"] for d in fw.documents] + [p["text"] for s in fw.feed.stories for p in s.posts])
+    everything = "\n".join(m["content"] for ch in fw.chats for m in ch["messages"])
+    for c in mentioned:
+        lines, answer = tool_lines(c), c["messages"][-1]["content"]
+        (mid,) = c["mention_ids"]
+        assert c["post_ids"][-1] == mid and mid not in truth  # the newest, nearest the answer; no story's
+        text = lines[-1].split(": ", 1)[1]
+        assert c["names"][0] in text and f"[{len(lines)}]" not in answer  # names the entity; never cited
+        # a fresh name: a word of it is in no document, no story's post and no other chat
+        assert any(w not in told and everything.count(w) == text.count(w) for w in re.findall(r"[A-Z][a-z]+", text))
