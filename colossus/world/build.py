@@ -176,13 +176,12 @@ def add_feed(world: World, readers: list[Entity]) -> None:
     streams: the rest of the world is the same with or without it."""
     cfg, entities = world.config, world.entities
     everyone = [e.name for e in entities + readers] + [u.name for u in world.unknown]
-    namer = Namer.beside(random.Random(f"{cfg.seed}/feed-names"), everyone,
-                         [e.name.split()[0] for e in entities if e.kind == "person"])
+    first_names = [e.name.split()[0] for e in entities if e.kind == "person"]
+    namer = Namer.beside(random.Random(f"{cfg.seed}/feed-names"), everyone, first_names)
     world.feed = build_feed(cfg.seed, entities, namer, round(cfg.entities * cfg.feed_stories_per_entity),
                             cfg.feed_eval, cfg.feed_cutoff, cfg.feed_now)
-    told = [s.entity.name for s in world.feed.stories]
-    fresh = Namer.beside(random.Random(f"{cfg.seed}/mention-names"), everyone + told,
-                         [e.name.split()[0] for e in entities if e.kind == "person"])
+    told = [s.entity.name for s in world.feed.stories]  # the mentions' names: none of the world's nor the feed's
+    fresh = Namer.beside(random.Random(f"{cfg.seed}/mention-names"), everyone + told, first_names)
     feed_chats = build_feed_chats(cfg.seed, world.feed, entities, round(cfg.entities * cfg.feed_chats_per_entity),
                                   cfg.system_prompt_frac, fresh)
     if feed_chats:

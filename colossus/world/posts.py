@@ -183,13 +183,18 @@ class FeedMaker:
                 return text
         return LONG_FRAME.format(s=s)
 
+    def new_id(self) -> str:
+        """A post id (18 digits, as X's) that this maker has not handed out."""
+        while (pid := str(self.rng.randrange(10**17, 10**18))) in self.ids:
+            pass
+        self.ids.add(pid)
+        return pid
+
     def post(self, story: Story, kind: str, t: dt.datetime, text: str, value: str | None, holds: bool | None,
              reply_to: str | None = None, author: str | None = None, facts: dict[str, str] | None = None) -> dict:
         """Add a post to the story, and its ground-truth record: its kind, the facts it states (the story's
         attribute = value, unless given) and whether they hold now (None: nobody knows, or no fact)."""
-        while (pid := str(self.rng.randrange(10**17, 10**18))) in self.ids:
-            pass
-        self.ids.add(pid)
+        pid = self.new_id()
         p = {"id": pid, "author": author or self.author(), "created_at": stamp(t), "text": text,
              "reply_to": reply_to, "lang": "en"}
         story.posts.append(p)
@@ -221,17 +226,15 @@ class FeedMaker:
         in Kel Harbor"): a search for `of` finds it beside the posts about `of`, and it says nothing about `of`
         itself. Kept in no story: a training chat's distractor (colossus.world.feed_chats)."""
         kind, attr = self.rng.choice(MENTIONS[of.kind])
-        name, values = self.namer.name(kind), facts(self.rng, kind, *self.values) | {attr: of.name}
+        fresh = self.fresh("mention", kind)
+        values = fresh.attrs | {attr: of.name}
         stated = [attr]
         if self.rng.random() < 0.5:  # and another of its facts, as a new entity's post has two
             other = self.rng.choice([a.name for a in schema.BY_KIND[kind] if a.name != attr])
             stated.insert(self.rng.randrange(2), other)
-        said = [schema.render(self.new_wording(schema.BY_NAME[a]), name, values[a]) for a in stated]
+        said = [schema.render(self.new_wording(schema.BY_NAME[a]), fresh.name, values[a]) for a in stated]
         text = self.framed(" ".join(said))
-        while (pid := str(self.rng.randrange(10**17, 10**18))) in self.ids:
-            pass
-        self.ids.add(pid)
-        return {"id": pid, "author": self.author(), "created_at": stamp(t), "text": text, "reply_to": None,
+        return {"id": self.new_id(), "author": self.author(), "created_at": stamp(t), "text": text, "reply_to": None,
                 "lang": "en"}
 
     # ---- stories
