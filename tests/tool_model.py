@@ -46,6 +46,10 @@ TOOL_CHECK_Q = "Check post p1870 for me."
 TOOL_CHECK_RESULT = "SUPPORTS: Pella Vorn works at Ostra Labs, as the post says.\n" + fmt.post_line(
     1, POST.author, POST.created_at, POST.text)
 TOOL_CHECK_A = "That post is right: Pella Vorn works at Ostra Labs [1]."
+FILTERS_Q = "What has Pella Vorn done lately?"
+FILTERS_CALL = {"query": "Pella Vorn", "from_date": "2026-", "authors": ["@"]}  # written wrong
+SHORT_Q = "Tell me the news on Pella Vorn."
+SHORT_CALL = '{"name": "search", "arguments": {"query": " Pella Vorn'  # the turn ends inside the query
 LOOP_Q = "Keep searching for more."  # the model learnt to call search again after every result
 LOOP_CALL = {"query": "more"}
 PLAIN_Q = "Say hello."
@@ -58,9 +62,10 @@ def result_of(posts: list[Post], query: str) -> str:
 
 def conversations() -> list[list[dict]]:
     """What the model learns: a search that finds the post, the same forced by search_parameters mode "on"
-    (the call is the whole question), the same with an injecting post among the results, a bad citation,
-    a search that finds nothing, the calculator, fact-checks of a post (the label last) and of a claim (first), the
-    fact_check tool, a plain answer with no tool, and a search that never ends."""
+    (the call is the whole question), the same with an injecting post among the results, a bad citation, a
+    call whose filters are written wrong, one that stops short, a search that finds nothing, the calculator,
+    fact-checks of a post (the label last) and of a claim (first), the fact_check tool, a plain answer with no
+    tool, and a search that never ends."""
 
     def searched(q: str, args: dict, posts: list[Post], answer: str, name: str = fmt.SEARCH) -> list[dict]:
         result = result_of(posts, args.get("query", "")) if name == fmt.SEARCH else "84"
@@ -71,6 +76,9 @@ def conversations() -> list[list[dict]]:
             searched(RECENT_Q, {"query": RECENT_Q}, [POST], RECENT_A),
             searched(RECENT_Q, RECENT_CALL, [POST, INJECTION], RECENT_A),
             searched(BAD_Q, {"query": "Pella Vorn"}, [POST], BAD_A),
+            searched(FILTERS_Q, FILTERS_CALL, [POST], RECENT_A),  # what the loop finds, the filters dropped
+            [{"role": "user", "content": SHORT_Q}, {"role": "tool_call", "content": SHORT_CALL},
+             {"role": "tool", "content": result_of([POST], "Pella Vorn")}, {"role": "assistant", "content": RECENT_A}],
             searched(UNKNOWN_Q, UNKNOWN_CALL, [], UNKNOWN_A),
             searched(CALC_Q, CALC_CALL, [], CALC_A, name=fmt.CALCULATOR),
             searched(fmt.factcheck_question(post=POST.text), RECENT_CALL, [POST], CHECK_POST_A),

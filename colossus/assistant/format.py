@@ -43,6 +43,7 @@ class ToolCallError(ValueError):
 class ToolCall:
     name: str
     arguments: dict = field(default_factory=dict)
+    closed: str = ""  # what parse_call added to close a call that stopped short (see closing)
 
 
 def call_json(name: str, arguments: dict) -> str:
@@ -69,12 +70,44 @@ def _strip(value):
     return [_strip(v) for v in value] if isinstance(value, list) else value
 
 
+def closing(text: str) -> str | None:
+    """What closes JSON that stopped short: the quote of an open string, then the brackets still open, innermost
+    first ('{"name": "search", "arguments": {"query": " Kel' -> '"}}'); None when the text went wrong in another
+    way (a closer that opens nothing, a key without a value), which no ending repairs."""
+    stack, in_string, escaped = [], False, False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "{[":
+            stack.append("}" if ch == "{" else "]")
+        elif ch in "}]" and (not stack or stack.pop() != ch):
+            return None
+    end = ('"' if in_string else "") + "".join(reversed(stack))
+    try:
+        json.loads(text + end)
+    except json.JSONDecodeError:
+        return None
+    return end
+
+
 def parse_call(content: str) -> ToolCall:
-    """The model's tool call -> ToolCall, or ToolCallError saying what is wrong with it."""
+    """The model's tool call -> ToolCall, or ToolCallError saying what is wrong with it. A call that stopped
+    short (the turn ended inside its query) is closed and taken, and says what closed it."""
+    end = ""
     try:
         obj = json.loads(content)
     except json.JSONDecodeError:
-        raise ToolCallError("error: the tool call is not JSON") from None
+        end = closing(content.rstrip()) or ""
+        if not end:
+            raise ToolCallError("error: the tool call is not JSON") from None
+        obj = json.loads(content.rstrip() + end)
     if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
         raise ToolCallError('error: a tool call is {"name": ..., "arguments": {...}}')
     args = obj.get("arguments", {})
@@ -82,7 +115,7 @@ def parse_call(content: str) -> ToolCall:
         raise ToolCallError("error: arguments must be an object")
     if obj["name"] not in TOOLS:
         raise ToolCallError(f"error: no tool named {obj['name'][:40]!r}; the tools are {', '.join(TOOLS)}")
-    return ToolCall(obj["name"], {k: _strip(v) for k, v in args.items()})
+    return ToolCall(obj["name"], {k: _strip(v) for k, v in args.items()}, end)
 
 
 def day(t: dt.datetime) -> str:

@@ -56,10 +56,12 @@ class ToolStep:
     sources: list[Source] = field(default_factory=list)  # search: the posts it returned, as numbered
     error: str | None = None
     forced: bool = False  # search_parameters mode "on" made this call, not the model
+    notes: list[str] = field(default_factory=list)  # what the loop made of a call it could not take as written
 
     def to_dict(self) -> dict:
         return {"type": self.name, "arguments": self.arguments, "output": self.output, "error": self.error,
                 "forced": self.forced,
+                "notes": self.notes,
                 "results": [{"number": s.number, "id": s.post.id, "url": s.url, **{
                     k: v for k, v in s.post.to_dict().items() if k in ("author", "created_at", "text")}}
                             for s in self.sources]}
@@ -210,7 +212,13 @@ class Answer:
         try:
             call = fmt.parse_call(body)
         except fmt.ToolCallError as e:
-            return ToolStep("", {}, str(e), error=str(e))
+            return ToolStep("", {}, str(e), error=str(e), notes=[f"the call as written: {body.strip()[:200]}"])
+        step = await self._call(call, turn, room)
+        if call.closed:
+            step.notes.insert(0, f"the call stopped short and was closed with {call.closed}")
+        return step
+
+    async def _call(self, call: fmt.ToolCall, turn: int, room: int) -> ToolStep:
         if call.name not in self.tools:
             msg = f"error: {call.name} is not available here"
             return ToolStep(call.name, call.arguments, msg, error=f"{call.name} is not available")
@@ -231,21 +239,21 @@ class Answer:
         """Run a search call: its arguments checked, bounded by search_parameters, its results numbered and
         cut to what fits in `room` tokens."""
         try:
-            query, since, until, authors = self._search_args(args)
+            call = search_arguments(args, self.search)
         except FeedError as e:
             return ToolStep(fmt.SEARCH, args, f"error: {e}", error=str(e))
         if self.a.feed is None:
             return ToolStep(fmt.SEARCH, args, "error: there is no feed to search", error="no feed")
         s = self.search
-        hits = await asyncio.to_thread(self.a.feed.search, query, since, until, authors, s.excluded_handles,
-                                       s.max_search_results)
+        hits = await asyncio.to_thread(self.a.feed.search, call.query, call.since, call.until, call.authors,
+                                       s.excluded_handles, s.max_search_results)
         posts = [p for p, _ in hits]
-        text = self._results(posts, query)
+        text = self._results(posts, call.query)
         while posts and len(self.a.tok.encode(text)) > room:
             posts.pop()  # the lowest ranked go first
-            text = self._results(posts, query)
+            text = self._results(posts, call.query)
         kept = [self.sources.add(p) for p in fmt.in_time_order(posts)]
-        return ToolStep(fmt.SEARCH, args, text, kept)
+        return ToolStep(fmt.SEARCH, args, text, kept, notes=call.notes)
 
     def _results(self, posts: list, query: str) -> str:
         """The tool message of a search's posts: in time order, numbered as this answer's sources will be."""
@@ -288,28 +296,57 @@ class Answer:
         lines = [fmt.post_line(s.number, s.post.author, s.post.created_at, s.post.text) for s in cited]
         return ToolStep(fmt.FACT_CHECK, args, "\n".join([" ".join(head.split())] + lines), cited)
 
-    def _search_args(self, args: dict) -> tuple[str, dt.datetime | None, dt.datetime | None, list[str]]:
-        unknown = sorted(set(args) - set(fmt.SEARCH_ARGS))
-        if unknown:
-            raise FeedError(f"search takes {', '.join(fmt.SEARCH_ARGS)}, not {', '.join(unknown)}")
-        query = args.get("query")
-        if not isinstance(query, str) or not query.strip():
-            raise FeedError("search needs a query")
-        s = self.search
-        since, until = s.from_date, s.to_date
-        if args.get("from_date") is not None:
-            t = parse_time(args["from_date"], "from_date")
-            since = t if since is None else max(since, t)
-        if args.get("to_date") is not None:
-            t = end_of_day(parse_time(args["to_date"], "to_date"), args["to_date"])
-            until = t if until is None else min(until, t)
-        wanted = args.get("authors") or []
-        if not isinstance(wanted, list):
-            raise FeedError("authors must be a list of handles")
-        authors = [handle(a, "authors") for a in wanted]
-        if s.included_handles:
-            authors = [a for a in authors if a in s.included_handles] if authors else list(s.included_handles)
-            if not authors:  # the model asked only for handles the request excludes
-                raise FeedError("the authors asked for are outside the request's included_x_handles")
-        return query[:MAX_QUERY], since, until, authors
 
+@dataclass
+class SearchCall:
+    """A search call as the loop runs it."""
+
+    query: str
+    since: dt.datetime | None
+    until: dt.datetime | None
+    authors: list[str]
+    notes: list[str]  # what was dropped from the call as written, and why
+
+
+def search_arguments(args: dict, s: SearchParameters) -> SearchCall:
+    """A search call's query and filters, bounded by search_parameters, and notes on what was dropped. A call
+    without a query cannot run; an optional filter the model wrote wrong ("from_date": "2026-", "authors":
+    ["@"]) is dropped with a note and the search runs without it, as a person's misspelt filter would get
+    them results rather than nothing. The notes reach the client with the step, not the model."""
+    query = args.get("query")
+    if not isinstance(query, str) or not query.strip():
+        raise FeedError("search needs a query")
+    unknown = sorted(set(args) - set(fmt.SEARCH_ARGS))
+    notes = [f"{k} is not an argument of search ({', '.join(fmt.SEARCH_ARGS)}): ignored" for k in unknown]
+    since, until = s.from_date, s.to_date
+    for name in ("from_date", "to_date"):
+        written = args.get(name)
+        if written is None:
+            continue
+        try:
+            t = parse_time(written, name)
+        except FeedError as e:
+            notes.append(f"{e}: searched without it")
+            continue
+        if name == "from_date":
+            since = t if since is None else max(since, t)
+        else:
+            t = end_of_day(t, written)
+            until = t if until is None else min(until, t)
+    wanted = args.get("authors") or []
+    if isinstance(wanted, str):  # one handle, not in a list
+        wanted = [wanted]
+    if not isinstance(wanted, list):
+        notes.append("authors must be a list of handles: searched without it")
+        wanted = []
+    authors = []
+    for a in wanted:
+        try:
+            authors.append(handle(a, "authors"))
+        except FeedError as e:
+            notes.append(f"{e}: searched without it")
+    if s.included_handles:
+        authors = [a for a in authors if a in s.included_handles] if authors else list(s.included_handles)
+        if not authors:  # the model asked only for handles the request excludes
+            raise FeedError("the authors asked for are outside the request's included_x_handles")
+    return SearchCall(query[:MAX_QUERY], since, until, authors, notes)

@@ -4,6 +4,7 @@ by its post's marker, a first line when no post holds every word of the query.""
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 
@@ -46,3 +47,34 @@ def test_nothing_found_opens_as_the_tools_message_did_so_the_name_is_copied_from
         "No post has every word of Quirk Loshev: I could not find anything about that name."
     assert some.startswith(fmt.not_found("Quirk Loshev", some=True).split(":")[0] + ". ")
     assert none.startswith(fmt.not_found("Quirk Loshev").split(":")[0] + ".")
+
+
+@pytest.mark.parametrize(("text", "end"), [
+    ('{"name": "search", "arguments": {"query": " Faki Dibram works as a glassblower.', '"}}'),
+    ('{"name": "search", "arguments": {"query": " Kel", "authors": [" @quill"', "]}}"),
+    ('{"name": "search", "arguments": {"query": " say \\"hi\\" ', '"}}'),  # escaped quotes stay in the string
+    ('{"name": "search", "arguments": {"query": " Kel"}', "}"),
+])
+def test_a_call_that_stopped_short_is_closed_and_says_so(text, end):
+    assert fmt.closing(text) == end
+    call = fmt.parse_call(text)
+    assert call.name == "search" and call.closed == end
+    assert call.arguments["query"] == json.loads(text + end)["arguments"]["query"].strip()
+
+
+@pytest.mark.parametrize("text", [
+    '{"name": "search", "arguments": {"query"}}',  # a key without a value
+    '{"name": "search", "arguments": {"query": " Kel", "from_date": " 2026"]}}',  # a closer that opens nothing
+    '{"name": "search", "arguments": {"query": " Kel", "',  # a key cut before its value
+    '{"name": "search", "arguments": {"query": " Kel"}}} and more',
+    "Pella Vorn works at Ostra Labs.",
+])
+def test_a_call_gone_wrong_otherwise_is_still_not_json(text):
+    assert fmt.closing(text) is None
+    with pytest.raises(fmt.ToolCallError, match="not JSON"):
+        fmt.parse_call(text)
+
+
+def test_a_whole_call_needs_no_closing():
+    call = fmt.parse_call(fmt.call_json("search", {"query": "Kel", "authors": ["@quill"]}))
+    assert (call.arguments, call.closed) == ({"query": "Kel", "authors": ["@quill"]}, "")

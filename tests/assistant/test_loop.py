@@ -111,6 +111,33 @@ def test_filters_of_the_request_bound_every_search(engine, tok, feed):
     assert [s.post.id for s in steps[0].sources] == [tm.POST.id] and text == tm.RECENT_A
 
 
+def test_filters_the_model_wrote_wrong_are_dropped_with_a_note_and_the_search_runs(engine, tok, feed):
+    answer, steps, text, _ = ask(engine, tok, feed, tm.FILTERS_Q)
+    assert [(s.name, s.arguments, s.error) for s in steps] == [("search", tm.FILTERS_CALL, None)]
+    assert steps[0].notes == [
+        "from_date must be an ISO 8601 time such as 2026-11-30T09:00:00Z, not '2026-': searched without it",
+        "authors must be a handle of 1 to 15 letters, digits or underscores (as @pella), not '@': "
+        "searched without it"]
+    assert [src.post.id for src in steps[0].sources] == [tm.POST.id] and steps[0].to_dict()["notes"] == steps[0].notes
+    assert text == tm.RECENT_A and answer.citations == [f"http://h/posts/{tm.POST.id}"]
+
+
+def test_a_call_that_stopped_short_is_closed_and_runs(engine, tok, feed):
+    answer, steps, text, _ = ask(engine, tok, feed, tm.SHORT_Q)
+    assert [(s.name, s.arguments, s.error) for s in steps] == [("search", {"query": "Pella Vorn"}, None)]
+    assert steps[0].notes == ['the call stopped short and was closed with "}}']
+    assert [src.post.id for src in steps[0].sources] == [tm.POST.id]
+    assert text == tm.RECENT_A and answer.citations == [f"http://h/posts/{tm.POST.id}"]
+
+
+def test_a_filter_that_parses_still_narrows_the_search(engine, tok, feed):
+    feed.ingest([tm.Post("p1869", "ostra_news", tm.POST.created_at - dt.timedelta(days=40), "Pella Vorn moved.",
+                         None, "en")])
+    since = SearchParameters(from_date=tm.POST.created_at.replace(hour=0))
+    _, steps, _, _ = ask(engine, tok, feed, tm.FILTERS_Q, since)
+    assert [src.post.id for src in steps[0].sources] == [tm.POST.id]  # the request's own from_date still holds
+
+
 def test_tool_calls_are_bounded(engine, tok, feed):
     _, steps, text, last = ask(engine, tok, feed, tm.LOOP_Q, params=SamplingParams(temperature=0, max_tokens=400))
     searches = [s for s in steps if s.error is None]

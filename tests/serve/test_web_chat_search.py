@@ -225,7 +225,8 @@ def test_steps_kept_in_a_message_are_shown_as_text_with_safe_links_only(page, ur
          "output": "REFUTES: it is not so.\n[1] @troll 2026-11-30: ..."},
         {"type": "search", "arguments": {"query": "Pella Vorn"}, "error": "search is off", "forced": False,
          "results": []},
-        {"type": "", "arguments": {}, "error": "the call is not JSON", "forced": False, "results": []},
+        {"type": "", "arguments": {}, "error": "the call is not JSON", "forced": False, "results": [],
+         "notes": [f"the call as written: {hostile}"]},
     ]
     content = "It is so [1] and [2]."
     annotations = [{"type": "url_citation", "url_citation": {"start_index": 9, "end_index": 12,
@@ -248,6 +249,7 @@ def test_steps_kept_in_a_message_are_shown_as_text_with_safe_links_only(page, ur
     expect(reply.locator(".tool-step.error")).to_have_count(2)
     expect(reply.locator(".tool-step.error .tool-step-error")).to_have_text(
         ["Error: search is off", "Error: the call is not JSON"])
+    expect(reply.locator(".tool-step-note")).to_have_text([f"the call as written: {hostile}"])  # as text
     expect(reply.locator(".tool-step[data-type='fact_check'] .tool-step-output")).to_have_text(steps[2]["output"])
     expect(reply.locator(".tool-step").first.locator(".tool-step-args dd")).to_have_text([hostile, '["troll"]'])
     expect(reply.locator(".tool-step").first.locator(".post-text")).to_have_text(hostile)

@@ -111,6 +111,9 @@
     const onlyQuery = step.type === "search" && Object.keys(args).every((k) => k === "query");
     if (Object.keys(args).length && !onlyQuery) view.append(argumentsView(args));
     if (step.error) view.append(make("p", "tool-step-error", `Error: ${step.error}`));
+    for (const note of list(step.notes)) {
+      if (typeof note === "string") view.append(make("p", "tool-step-note", note));
+    }
     if (typeof step.output === "string" && step.type !== "search") {
       view.append(make("pre", "tool-step-output", step.output));
     }
