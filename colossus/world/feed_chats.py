@@ -63,9 +63,11 @@ MEMORY_FRAC = 0.25  # chats about an update that first ask a stable fact, answer
 AUTHOR_FRAC = 0.15  # questions on an update that name whose posts to read (the search's authors)
 DATE_FRAC = 0.15  # ... or since when (from_date)
 # chats on a known entity whose search also returns a newer post that only names it (FeedMaker.mention): the newest
-# post is not always about the question. The feed's own such posts are the newest result in 1 chat of 10, and the
-# assistant answered 5 of the 19 held-out questions where they were (2026-12-07, one run)
-DISTRACTOR_FRAC = 0.4
+# post is not always about the question. The feed's own such posts are the newest result in 1 chat of 10; where
+# they were, the assistant answered 5 of 19 held-out questions right without these chats, 9 and 10 of 20 with 30%
+# of them, 9 of 20 and 13 of 19 with 40% and a second fact, which cost false premises 0.03 more (two seeds each;
+# README)
+DISTRACTOR_FRAC = 0.3
 DISTRACTED = ("update", "supports", "refutes", "rumour", "injection")
 CHAT_KIND = {"update": "feed_update", "new": "feed_new", "none": "feed_none", "supports": "factcheck",
              "refutes": "factcheck", "rumour": "factcheck", "injection": "injection"}

@@ -227,13 +227,7 @@ class FeedMaker:
         itself. Kept in no story: a training chat's distractor (colossus.world.feed_chats)."""
         kind, attr = self.rng.choice(MENTIONS[of.kind])
         fresh = self.fresh("mention", kind)
-        values = fresh.attrs | {attr: of.name}
-        stated = [attr]
-        if self.rng.random() < 0.5:  # and another of its facts, as a new entity's post has two
-            other = self.rng.choice([a.name for a in schema.BY_KIND[kind] if a.name != attr])
-            stated.insert(self.rng.randrange(2), other)
-        said = [schema.render(self.new_wording(schema.BY_NAME[a]), fresh.name, values[a]) for a in stated]
-        text = self.framed(" ".join(said))
+        text = self.framed(schema.render(self.new_wording(schema.BY_NAME[attr]), fresh.name, of.name))
         return {"id": self.new_id(), "author": self.author(), "created_at": stamp(t), "text": text, "reply_to": None,
                 "lang": "en"}
 
