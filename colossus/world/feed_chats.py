@@ -226,11 +226,11 @@ def reply(story: Story, attr: schema.Attribute, hits: list[Post]) -> tuple[str, 
     return cited(quote, f"[{n + 1}]"), emphasis
 
 
-def distracted(rng: random.Random, story: Story, ranked: list[Post],
-               mentions: FeedMaker) -> tuple[list[Post], Post | None]:
+def distracted(rng: random.Random, story: Story, ranked: list[Post], mentions: FeedMaker,
+               authors: list[str] | None = None) -> tuple[list[Post], Post | None]:
     """A search's posts, and the post added: a post naming the story's entity, newer than any of them, in place of
     the last-ranked one that is not the story's (or added, when the search found fewer than K), as a search for a
-    known name finds once other posts mention it."""
+    known name finds once other posts mention it. A search for some authors' posts finds one of theirs."""
     own = {p["id"] for p in story.posts}
     keep = list(ranked)
     if len(keep) == K:
@@ -240,7 +240,8 @@ def distracted(rng: random.Random, story: Story, ranked: list[Post],
         keep.remove(drop)
     latest = max(p.created_at for p in ranked)
     t = latest + (mentions.now - latest) * rng.uniform(0.05, 0.95)
-    mention = Post.from_dict(mentions.mention(story.entity, t.replace(microsecond=0)))
+    by = handle(authors[0], "authors") if authors else None
+    mention = Post.from_dict(mentions.mention(story.entity, t.replace(microsecond=0), by))
     return keep + [mention], mention
 
 
@@ -254,7 +255,7 @@ def feed_chat(rng: random.Random, story: Story, index: PostIndex, turns: TurnMak
     ranked, mention = index.search(**args), None
     if (mentions is not None and story.known and story.kind in DISTRACTED and ranked
             and rng.random() < DISTRACTOR_FRAC):
-        ranked, mention = distracted(rng, story, ranked, mentions)
+        ranked, mention = distracted(rng, story, ranked, mentions, args.get("authors"))
     hits = in_time_order(ranked)
     answered = reply(story, attr, hits)
     if answered is None:

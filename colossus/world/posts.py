@@ -221,15 +221,16 @@ class FeedMaker:
         """An entity nobody has read about: a fresh name and facts whose values are the world's."""
         return Entity(f"feed-{sid}", kind, self.namer.name(kind), facts(self.rng, kind, *self.values), "feed")
 
-    def mention(self, of: Entity, t: dt.datetime) -> dict:
-        """A post, at time t, about a fresh entity that names `of` as one of its facts ("Ostra Labs is headquartered
-        in Kel Harbor"): a search for `of` finds it beside the posts about `of`, and it says nothing about `of`
-        itself. Kept in no story: a training chat's distractor (colossus.world.feed_chats)."""
+    def mention(self, of: Entity, t: dt.datetime, author: str | None = None) -> dict:
+        """A post, at time t (by `author`, or anyone), about a fresh entity that names `of` as one of its facts
+        ("Ostra Labs is headquartered in Kel Harbor"): a search for `of` finds it beside the posts about `of`, and
+        it says nothing about `of` itself. Kept in no story: a training chat's distractor
+        (colossus.world.feed_chats)."""
         kind, attr = self.rng.choice(MENTIONS[of.kind])
         fresh = self.fresh("mention", kind)
         text = self.framed(schema.render(self.new_wording(schema.BY_NAME[attr]), fresh.name, of.name))
-        return {"id": self.new_id(), "author": self.author(), "created_at": stamp(t), "text": text, "reply_to": None,
-                "lang": "en"}
+        return {"id": self.new_id(), "author": author or self.author(), "created_at": stamp(t), "text": text,
+                "reply_to": None, "lang": "en"}
 
     # ---- stories
     def update(self, story: Story, form: str | None = None) -> None:

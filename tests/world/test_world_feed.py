@@ -177,10 +177,13 @@ def test_answers_follow_the_format(fw):
         assert call.arguments["query"] == name and name in question
         # weighed most: the query's first token, the answer's first token (its form) and any deciding token
         assert msgs[i]["content"][msgs[i]["emphasis"]:].startswith(" " + name) and msgs[-1]["emphasis"][0] == 0
+        shown = [(line.split(" ")[0], line.split(" ")[1].rstrip(":")) for line in tool_lines(c)]  # (@author, day)
         if "authors" in call.arguments:
             assert call.arguments["authors"][0] in question and call.arguments["authors"][0].startswith("@")
+            assert all(a in call.arguments["authors"] for a, _ in shown)  # every post shown is by them
         if "from_date" in call.arguments:
             assert call.arguments["from_date"] in question
+            assert all(d >= call.arguments["from_date"] for _, d in shown)
         if c["kind"] == "feed_none":
             assert answer == fmt.not_found(name, some=bool(tool_lines(c)))
             assert all(name not in line for line in tool_lines(c))
