@@ -104,10 +104,11 @@ def parse_call(content: str) -> ToolCall:
     try:
         obj = json.loads(content)
     except json.JSONDecodeError:
-        end = closing(content.rstrip()) or ""
-        if not end:
+        text = content.rstrip()
+        end = closing(text)
+        if end is None:
             raise ToolCallError("error: the tool call is not JSON") from None
-        obj = json.loads(content.rstrip() + end)
+        obj = json.loads(text + end)
     if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
         raise ToolCallError('error: a tool call is {"name": ..., "arguments": {...}}')
     args = obj.get("arguments", {})

@@ -130,7 +130,7 @@ def test_a_call_that_stopped_short_is_closed_and_runs(engine, tok, feed):
     assert text == tm.RECENT_A and answer.citations == [f"http://h/posts/{tm.POST.id}"]
 
 
-def test_a_filter_that_parses_still_narrows_the_search(engine, tok, feed):
+def test_the_requests_bounds_hold_when_the_models_filters_are_dropped(engine, tok, feed):
     feed.ingest([tm.Post("p1869", "ostra_news", tm.POST.created_at - dt.timedelta(days=40), "Pella Vorn moved.",
                          None, "en")])
     since = SearchParameters(from_date=tm.POST.created_at.replace(hour=0))
